@@ -1,0 +1,5 @@
+import sys
+
+from molkit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,126 @@
+"""``molkit`` command line: run notebooks, list and fetch datasets and models, benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from molkit.run import NotebookFailed, run_notebooks
+
+    params = {k: _parse_value(v) for k, v in (args.parameter or [])}
+    try:
+        run_notebooks(args.notebooks, profile=args.profile, parameters=params, keep_going=args.keep_going)
+    except (NotebookFailed, ValueError, FileNotFoundError) as exc:
+        print(f"molkit run: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from molkit.data import DataError, fetch_file, get_spec, list_datasets, registered_files
+
+    if args.data_cmd == "list":
+        if args.files:
+            for f in registered_files().values():
+                print(f"{f.key:45s} {'mirrored' if f.mirrored else 'upstream only':14s} {f.url}")
+        else:
+            print(f"{'name':20s} {'kind':9s} {'task':15s} {'mirrored':9s} description")
+            for row in list_datasets().itertuples():
+                print(f"{row.name:20s} {row.kind:9s} {row.task:15s} {'yes' if row.mirrored else 'no':9s} {row.description}")
+        return 0
+    if args.data_cmd == "info":
+        spec = get_spec(args.name)
+        print(f"{spec.name}: {spec.description}\nkind: {spec.kind}, task: {spec.task}\nfiles: {', '.join(spec.files)}")
+        print(f"citation: {spec.citation}\nlicence: {spec.licence}")
+        return 0
+    if not args.names and not args.all:
+        print("molkit data fetch: name datasets (see `molkit data list`) or pass --all", file=sys.stderr)
+        return 2
+    keys = list(registered_files()) if args.all else [k for n in args.names for k in get_spec(n).files]
+    status = 0
+    for key in keys:
+        try:
+            print(f"{key}: {fetch_file(key)}")
+        except DataError as exc:
+            print(f"{key}: {exc}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from molkit.models.registry import MODELS, resolve_model_path
+
+    if args.models_cmd == "list":
+        for entry in MODELS.values():
+            print(f"{entry.name:24s} {entry.kind:17s} {entry.parameters / 1e6:6.1f}M  {entry.licence}")
+        return 0
+    for name in args.names or list(MODELS):
+        print(f"{name}: {resolve_model_path(name)}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from molkit.bench import run_benchmarks
+
+    run_benchmarks(profile=args.profile, quick=args.quick)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="molkit", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="execute notebooks with papermill and update papermill_runs/<profile>/")
+    run.add_argument("notebooks", nargs="*", help="notebook stems (e.g. 02_icma or 02); all when omitted")
+    run.add_argument("--profile", default="default", choices=("smoke", "default", "full"))
+    run.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                     help="extra papermill parameter (JSON value), e.g. -p n_seeds 5")
+    run.add_argument("--keep-going", action="store_true", help="run the remaining notebooks after a failure")
+    run.set_defaults(func=_cmd_run)
+
+    data = sub.add_parser("data", help="list, describe and fetch datasets")
+    dsub = data.add_subparsers(dest="data_cmd", required=True)
+    dl = dsub.add_parser("list", help="registered datasets (or --files)")
+    dl.add_argument("--files", action="store_true")
+    di = dsub.add_parser("info", help="description, citation and licence of a dataset")
+    di.add_argument("name")
+    df = dsub.add_parser("fetch", help="resolve datasets from the mirror or download them into the cache")
+    df.add_argument("names", nargs="*")
+    df.add_argument("--all", action="store_true", help="every registered file (upstream-only ones need the internet)")
+    data.set_defaults(func=_cmd_data)
+
+    models = sub.add_parser("models", help="list registered pretrained models, or verify and prepare them")
+    msub = models.add_subparsers(dest="models_cmd", required=True)
+    msub.add_parser("list")
+    mf = msub.add_parser("fetch", help="locate, hash-check and cache registered models")
+    mf.add_argument("names", nargs="*")
+    models.set_defaults(func=_cmd_models)
+
+    bench = sub.add_parser("bench", help="throughput benchmarks -> papermill_runs/<profile>/bench.json")
+    bench.add_argument("--profile", default="default", choices=("smoke", "default", "full"))
+    bench.add_argument("--quick", action="store_true", help="fewer repetitions (for tests)")
+    bench.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyError as exc:  # unknown dataset / file: the message lists close matches
+        print(f"molkit: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

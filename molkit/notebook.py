@@ -1,0 +1,191 @@
+"""What a notebook's first cells need: ``setup``, ``record`` and ``savefig``.
+
+``setup`` fixes seeds, threads, warnings and the plot theme, resolves the profile's sizes and the run
+directory; ``record`` appends tidy result rows; ``savefig`` writes a figure. Both write into the run
+directory: ``$MOLKIT_RUN_DIR`` when ``molkit run`` drives papermill (a staging folder that is swapped
+into ``papermill_runs/<profile>/`` only when the notebook succeeds), else ``./molkit_output/<profile>``
+for interactive and plain-papermill runs, so experimenting never overwrites the published record.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PROFILES = ("smoke", "default", "full")
+RESULT_COLUMNS = ["notebook", "dataset", "method", "metric", "value", "seed", "profile", "split", "note"]
+RUN_DIR_ENV = "MOLKIT_RUN_DIR"
+FIGURE_DPI = 120
+
+
+@dataclass
+class Config:
+    """A notebook's resolved settings: profile, seed, sizes, run directory, compute facts."""
+
+    notebook: str
+    profile: str
+    seed: int
+    run_dir: Path
+    sizes: dict[str, Any] = field(default_factory=dict)
+    threads: int = 1
+    device: str = "cpu"
+
+    def __getitem__(self, key: str) -> Any:
+        return self.sizes[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.sizes.get(key, default)
+
+    @property
+    def results_path(self) -> Path:
+        return self.run_dir / "results" / f"{self.notebook}.csv"
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.run_dir / "figures"
+
+
+_CURRENT: Config | None = None
+
+
+def current() -> Config:
+    """The Config made by the last :func:`setup` call."""
+    if _CURRENT is None:
+        raise RuntimeError("call molkit.setup(profile=..., notebook=...) first")
+    return _CURRENT
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and (if imported or importable) torch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.manual_seed(seed)
+
+
+def setup(
+    profile: str = "default",
+    seed: int = 0,
+    notebook: str = "notebook",
+    sizes: dict[str, dict[str, Any]] | None = None,
+    overrides: dict[str, Any] | None = None,
+    threads: int | None = None,
+    theme: bool = True,
+) -> Config:
+    """Prepare a notebook run and return its :class:`Config`.
+
+    ``sizes`` maps each profile name to its settings (``{"smoke": {...}, "default": {...}, "full": {...}}``);
+    the chosen profile's dict becomes ``cfg.sizes``. ``overrides`` (e.g. the notebook's parameters that are
+    not ``None``) replace entries of it. ``threads`` defaults to every core.
+    """
+    global _CURRENT
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    chosen = dict((sizes or {}).get(profile, {}))
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            chosen[key] = value
+    run_dir = Path(os.environ.get(RUN_DIR_ENV) or Path.cwd() / "molkit_output" / profile)
+    (run_dir / "results").mkdir(parents=True, exist_ok=True)
+    (run_dir / "figures").mkdir(parents=True, exist_ok=True)
+    n_threads = threads or os.cpu_count() or 1
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    device = "cpu"
+    try:
+        import torch
+
+        torch.set_num_threads(n_threads)
+        if torch.cuda.is_available():
+            device = "cuda"
+    except ImportError:
+        pass
+    seed_everything(seed)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*TypedStorage is deprecated.*")
+    from rdkit import RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    if theme:
+        import seaborn as sns
+
+        sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    cfg = Config(notebook=notebook, profile=profile, seed=seed, run_dir=run_dir, sizes=chosen, threads=n_threads, device=device)
+    _CURRENT = cfg
+    # a re-run of the notebook starts its results afresh
+    if cfg.results_path.exists():
+        cfg.results_path.unlink()
+    return cfg
+
+
+def record(
+    dataset: str,
+    method: str,
+    metric: str,
+    value: float,
+    seed: int | None = None,
+    split: str = "",
+    note: str = "",
+) -> dict[str, Any]:
+    """Append one tidy result row to ``results/<notebook>.csv`` of the run directory and return it."""
+    import pandas as pd
+
+    cfg = current()
+    row = {
+        "notebook": cfg.notebook,
+        "dataset": dataset,
+        "method": method,
+        "metric": metric,
+        "value": float(value),
+        "seed": cfg.seed if seed is None else int(seed),
+        "profile": cfg.profile,
+        "split": split,
+        "note": note,
+    }
+    path = cfg.results_path
+    frame = pd.read_csv(path, keep_default_na=False) if path.exists() else pd.DataFrame(columns=RESULT_COLUMNS)
+    frame = pd.concat([frame, pd.DataFrame([row])], ignore_index=True) if len(frame) else pd.DataFrame([row])
+    tmp = path.with_suffix(".csv.tmp")
+    frame[RESULT_COLUMNS].to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return row
+
+
+def record_frame(frame, **defaults: Any):
+    """Record every row of a DataFrame with columns among ``RESULT_COLUMNS`` (missing ones from ``defaults``)."""
+    rows = []
+    for item in frame.to_dict("records"):
+        merged = {**defaults, **{k: v for k, v in item.items() if k in RESULT_COLUMNS}}
+        merged.pop("notebook", None)
+        merged.pop("profile", None)
+        rows.append(record(**merged))
+    return rows
+
+
+def results() -> Any:
+    """This notebook's recorded rows so far, as a DataFrame."""
+    import pandas as pd
+
+    path = current().results_path
+    return pd.read_csv(path, keep_default_na=False) if path.exists() else pd.DataFrame(columns=RESULT_COLUMNS)
+
+
+def savefig(fig, name: str, dpi: int = FIGURE_DPI) -> Path:
+    """Save ``fig`` as ``figures/<notebook>__<name>.png`` in the run directory (atomic) and return the path."""
+    cfg = current()
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    path = cfg.figures_dir / f"{cfg.notebook}__{safe}.png"
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,54 @@
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+import molkit
+
+
+def test_setup_resolves_profile_sizes_and_overrides(run_dir):
+    sizes = {"smoke": {"n": 10, "epochs": 1}, "default": {"n": 1000, "epochs": 20}}
+    cfg = molkit.setup(profile="smoke", seed=3, notebook="99_test", sizes=sizes, overrides={"epochs": 2, "n": None})
+    assert cfg.sizes == {"n": 10, "epochs": 2}
+    assert cfg["n"] == 10 and cfg.get("missing", 5) == 5
+    assert cfg.run_dir == run_dir and (run_dir / "results").is_dir()
+    a = np.random.rand()
+    molkit.setup(profile="smoke", seed=3, notebook="99_test")
+    assert np.random.rand() == a  # seeded
+    with pytest.raises(ValueError, match="unknown profile"):
+        molkit.setup(profile="fast")
+
+
+def test_record_writes_tidy_rows(run_dir):
+    molkit.setup(profile="default", seed=7, notebook="99_test")
+    molkit.record("bbbp", "logreg", "roc_auc", 0.9)
+    molkit.record("bbbp", "logreg", "roc_auc", 0.8, seed=1, split="scaffold")
+    df = pd.read_csv(run_dir / "results" / "99_test.csv", keep_default_na=False)
+    assert list(df.columns) == molkit.notebook.RESULT_COLUMNS
+    assert df["seed"].tolist() == [7, 1] and df["value"].tolist() == [0.9, 0.8]
+    assert set(df["notebook"]) == {"99_test"} and set(df["profile"]) == {"default"}
+    assert len(molkit.results()) == 2
+    # a fresh setup of the same notebook starts its results afresh
+    molkit.setup(profile="default", seed=7, notebook="99_test")
+    assert len(molkit.results()) == 0
+
+
+def test_savefig_names_file_by_notebook(run_dir):
+    molkit.setup(profile="smoke", notebook="99_test")
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    path = molkit.savefig(fig, "roc curve")
+    assert path == run_dir / "figures" / "99_test__roc_curve.png"
+    assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_import_molkit_is_light():
+    import subprocess
+    import sys
+
+    code = "import sys, molkit, molkit.data; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]

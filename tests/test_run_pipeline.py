@@ -1,0 +1,69 @@
+"""The papermill pipeline: injection of the profile, atomic commit of one notebook's outputs, failures."""
+
+import json
+
+import nbformat
+import pandas as pd
+import pytest
+
+from molkit.run import NotebookFailed, resolve_notebooks, run_notebook
+
+
+def _make_project(tmp_path, fail: bool = False):
+    (tmp_path / "pyproject.toml").write_text("[project]\nname='x'\n")
+    (tmp_path / "notebooks").mkdir(exist_ok=True)
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("profile = 'default'\nseed = 0\nvalue = 1.0")
+    params.metadata["tags"] = ["parameters"]
+    body = (
+        "import molkit, matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+        "cfg = molkit.setup(profile=profile, seed=seed, notebook='50_tiny')\n"
+        "molkit.record('toy', 'm', 'score', value)\n"
+        "fig, ax = plt.subplots(); ax.plot([1, 2]); molkit.savefig(fig, 'line')\n"
+    )
+    cells = [params, nbformat.v4.new_code_cell(body)]
+    if fail:
+        cells.append(nbformat.v4.new_code_cell("raise RuntimeError('boom')"))
+    nb.cells = cells
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "notebooks" / "50_tiny.ipynb")
+    (tmp_path / "notebooks" / "51_other.ipynb").write_text(nbformat.writes(nbformat.v4.new_notebook()))
+
+
+@pytest.mark.slow
+def test_run_commits_outputs_and_failure_keeps_previous_record(tmp_path):
+    _make_project(tmp_path)
+    record = tmp_path / "papermill_runs" / "smoke"
+    (record / "results").mkdir(parents=True)
+    (record / "results" / "51_other.csv").write_text("untouched\n")
+    run = run_notebook("50_tiny", "smoke", tmp_path, parameters={"value": 2.5})
+    assert run.status == "ok" and run.wall_time_s > 0 and run.peak_memory_mb > 0
+    rows = pd.read_csv(record / "results" / "50_tiny.csv")
+    assert rows[["notebook", "profile", "value"]].values.tolist() == [["50_tiny", "smoke", 2.5]]
+    assert (record / "figures" / "50_tiny__line.png").exists()
+    executed = nbformat.read(record / "50_tiny.ipynb", as_version=4)
+    assert any("profile = \"smoke\"" in "".join(c.source) for c in executed.cells)  # papermill injected it
+    meta = json.loads((record / "run.json").read_text())
+    assert meta["notebooks"]["50_tiny"]["status"] == "ok"
+    assert meta["machine"]["cpu_count"] >= 1 and "torch" in meta["packages"]
+    assert (record / "results" / "51_other.csv").read_text() == "untouched\n"
+    assert not list(record.glob(".staging-*"))
+
+    # now a failing version: the record above must survive untouched
+    _make_project(tmp_path, fail=True)
+    with pytest.raises(NotebookFailed, match=r"50_tiny failed .*cell .*RuntimeError: boom"):
+        run_notebook("50_tiny", "smoke", tmp_path, parameters={"value": 9.0})
+    rows = pd.read_csv(record / "results" / "50_tiny.csv")
+    assert rows["value"].tolist() == [2.5]
+    assert json.loads((record / "run.json").read_text())["notebooks"]["50_tiny"]["status"] == "ok"
+    assert (record / "failed" / "50_tiny.ipynb").exists()
+    assert not list(record.glob(".staging-*"))
+
+
+def test_resolve_notebooks(tmp_path):
+    _make_project(tmp_path)
+    assert resolve_notebooks(None, tmp_path) == ["50_tiny", "51_other"]
+    assert resolve_notebooks(["50"], tmp_path) == ["50_tiny"]
+    assert resolve_notebooks(["tiny"], tmp_path) == ["50_tiny"]
+    with pytest.raises(ValueError, match="available: 50_tiny, 51_other"):
+        resolve_notebooks(["99_nope"], tmp_path)
