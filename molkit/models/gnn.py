@@ -1,0 +1,378 @@
+"""Graph isomorphism network (Hu et al. 2020 style) with training and pre-training helpers.
+
+Graphs come from ``molkit.chem.graphs_from_smiles``: ``x`` (N, ATOM_FEATURE_DIM) one-hot atom
+features and ``edge_attr`` (E, BOND_FEATURE_DIM) one-hot bond features.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Batch, Data
+from torch_geometric.nn import (
+    BatchNorm,
+    GINEConv,
+    global_add_pool,
+    global_max_pool,
+    global_mean_pool,
+)
+from torch_geometric.utils import to_dense_batch
+from tqdm import tqdm
+
+from molkit.chem.features import (
+    ATOM_FEATURE_BLOCKS,
+    ATOM_FEATURE_DIM,
+    BOND_FEATURE_DIM,
+    NUM_ATOM_TYPES,
+)
+
+__all__ = [
+    "GIN",
+    "GraphPredictor",
+    "TrainHistory",
+    "to_dense_nodes",
+    "masked_loss",
+    "graph_model_loss",
+    "train_graph_model",
+    "predict_graph_model",
+    "embed_graphs",
+    "attribute_masking_pretrain",
+]
+
+Task = Literal["classification", "regression"]
+_POOLS = {
+    "mean": global_mean_pool,
+    "sum": global_add_pool,
+    "add": global_add_pool,
+    "max": global_max_pool,
+}
+
+
+class GIN(nn.Module):
+    """GIN with edge features (``GINEConv``): atom encoder, ``num_layers`` x (conv, batch norm,
+    ReLU except after the last layer, dropout), jumping knowledge, graph pooling.
+
+    ``jk``: "last" | "sum" | "max" | "cat" (concatenation projected back to ``hidden``), so node
+    and graph embeddings always have width ``hidden`` (``self.out_dim``).
+    """
+
+    def __init__(
+        self,
+        num_layers: int = 5,
+        hidden: int = 300,
+        dropout: float = 0.0,
+        pooling: Literal["mean", "sum", "add", "max"] = "mean",
+        jk: Literal["last", "sum", "max", "cat"] = "last",
+        atom_dim: int = ATOM_FEATURE_DIM,
+        bond_dim: int = BOND_FEATURE_DIM,
+    ):
+        super().__init__()
+        if pooling not in _POOLS:
+            raise ValueError(f"pooling must be one of {list(_POOLS)}, got {pooling!r}")
+        if jk not in ("last", "sum", "max", "cat"):
+            raise ValueError(f"jk must be 'last', 'sum', 'max' or 'cat', got {jk!r}")
+        if num_layers < 1:
+            raise ValueError("num_layers must be >= 1")
+        self.num_layers, self.hidden, self.out_dim = num_layers, hidden, hidden
+        self.dropout, self.pooling, self.jk = dropout, pooling, jk
+        self.atom_encoder = nn.Linear(atom_dim, hidden)
+        self.convs = nn.ModuleList(
+            GINEConv(
+                nn.Sequential(
+                    nn.Linear(hidden, 2 * hidden), nn.ReLU(), nn.Linear(2 * hidden, hidden)
+                ),
+                edge_dim=bond_dim,
+            )
+            for _ in range(num_layers)
+        )
+        self.norms = nn.ModuleList(
+            BatchNorm(hidden, allow_single_element=True) for _ in range(num_layers)
+        )
+        self.jk_proj = nn.Linear(num_layers * hidden, hidden) if jk == "cat" else None
+
+    def node_embeddings(self, batch: Data | Batch) -> Tensor:
+        """Atom embeddings (N, hidden), rows in the order of ``batch.x``."""
+        h = self.atom_encoder(batch.x)
+        layers = []
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
+            h = norm(conv(h, batch.edge_index, batch.edge_attr))
+            if i < self.num_layers - 1:
+                h = torch.relu(h)
+            h = nn.functional.dropout(h, self.dropout, self.training)
+            layers.append(h)
+        if self.jk == "last":
+            return layers[-1]
+        if self.jk == "sum":
+            return torch.stack(layers).sum(0)
+        if self.jk == "max":
+            return torch.stack(layers).max(0).values
+        return self.jk_proj(torch.cat(layers, dim=-1))
+
+    def forward(self, batch: Data | Batch) -> Tensor:
+        """Graph embeddings (B, hidden); a single ``Data`` gives (1, hidden)."""
+        nodes = self.node_embeddings(batch)
+        vector, n_graphs = _batch_vector(batch, nodes)
+        return _POOLS[self.pooling](nodes, vector, size=n_graphs)
+
+
+def _batch_vector(batch: Data | Batch, nodes: Tensor) -> tuple[Tensor, int]:
+    vector = getattr(batch, "batch", None)
+    if vector is None:
+        return torch.zeros(nodes.shape[0], dtype=torch.long, device=nodes.device), 1
+    return vector, int(batch.num_graphs)
+
+
+def to_dense_nodes(
+    node_emb: Tensor, batch_vector: Tensor, max_atoms: int | None = None
+) -> tuple[Tensor, Tensor]:
+    """Pad node embeddings (N, d) per graph: returns (B, max_atoms, d) and a bool mask
+    (B, max_atoms), True on real atoms (for cross-attention key padding use ``~mask``)."""
+    return to_dense_batch(node_emb, batch_vector, max_num_nodes=max_atoms)
+
+
+class GraphPredictor(nn.Module):
+    """GIN encoder + MLP head: ``forward(batch) -> (B, n_tasks)`` logits or regression outputs.
+
+    Pass a (pre-trained) ``gin`` or GIN keyword arguments; ``head_hidden`` adds a hidden layer.
+    """
+
+    def __init__(
+        self,
+        n_tasks: int,
+        gin: GIN | None = None,
+        head_hidden: int | None = None,
+        dropout: float = 0.0,
+        **gin_kwargs,
+    ):
+        super().__init__()
+        self.gin = gin if gin is not None else GIN(**gin_kwargs)
+        self.n_tasks = n_tasks
+        d = self.gin.out_dim
+        if head_hidden:
+            self.head = nn.Sequential(
+                nn.Linear(d, head_hidden),
+                nn.ReLU(),
+                nn.Dropout(dropout),
+                nn.Linear(head_hidden, n_tasks),
+            )
+        else:
+            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(d, n_tasks))
+
+    def forward(self, batch: Data | Batch) -> Tensor:
+        return self.head(self.gin(batch))
+
+
+def masked_loss(pred: Tensor, target: Tensor, task: Task = "classification") -> Tensor:
+    """Mean loss over non-NaN targets (binary cross-entropy on logits, or squared error).
+
+    ``pred``, ``target``: (B, n_tasks). NaN targets contribute neither loss nor gradient; with
+    no labelled entry at all the loss is 0 (still differentiable).
+    """
+    target = target.reshape(pred.shape).to(pred.dtype)
+    mask = ~torch.isnan(target)
+    filled = torch.where(mask, target, torch.zeros_like(target))
+    if task == "classification":
+        per_entry = nn.functional.binary_cross_entropy_with_logits(pred, filled, reduction="none")
+    elif task == "regression":
+        per_entry = (pred - filled) ** 2
+    else:
+        raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+    per_entry = torch.where(mask, per_entry, torch.zeros_like(per_entry))
+    return per_entry.sum() / mask.sum().clamp(min=1)
+
+
+@dataclass
+class TrainHistory:
+    """Per-epoch ``records`` (epoch, train_loss, valid_loss), the epoch whose weights the model
+    holds after training (``best_epoch``, 1-based) and its validation loss."""
+
+    records: pd.DataFrame
+    best_epoch: int
+    best_valid_loss: float
+
+
+def _labels(y, n: int) -> Tensor:
+    arr = np.asarray(y, dtype=np.float32)
+    if arr.shape[0] != n:
+        raise ValueError(f"got {arr.shape[0]} labels for {n} graphs")
+    return torch.from_numpy(arr.reshape(n, -1))
+
+
+def _device(model: nn.Module, device) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return next(model.parameters()).device
+
+
+def _batches(graphs: Sequence[Data], order: np.ndarray, batch_size: int, device):
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        yield idx, Batch.from_data_list([graphs[i] for i in idx]).to(device)
+
+
+@torch.no_grad()
+def _outputs(model: nn.Module, graphs: Sequence[Data], batch_size: int, device) -> Tensor:
+    model.eval()
+    order = np.arange(len(graphs))
+    outs = [model(b).cpu() for _, b in _batches(graphs, order, batch_size, device)]
+    return torch.cat(outs) if outs else torch.zeros(0)
+
+
+def graph_model_loss(
+    model: nn.Module,
+    graphs: Sequence[Data],
+    y,
+    task: Task = "classification",
+    batch_size: int = 256,
+    device=None,
+) -> float:
+    """``masked_loss`` over a whole set in eval mode (mean over all labelled entries)."""
+    device = _device(model, device)
+    return float(
+        masked_loss(_outputs(model, graphs, batch_size, device), _labels(y, len(graphs)), task)
+    )
+
+
+def train_graph_model(
+    model: nn.Module,
+    train_graphs: Sequence[Data],
+    y_train,
+    valid_graphs: Sequence[Data] | None = None,
+    y_valid=None,
+    task: Task = "classification",
+    epochs: int = 100,
+    lr: float = 1e-3,
+    batch_size: int = 32,
+    weight_decay: float = 0.0,
+    patience: int | None = 10,
+    seed: int = 0,
+    device=None,
+    progress: bool = True,
+) -> TrainHistory:
+    """Adam training of ``model(batch) -> (B, n_tasks)`` on labels (n,) or (n, n_tasks), NaN =
+    missing (masked out of the loss).
+
+    With a validation set: stops after ``patience`` epochs without a lower validation loss and
+    loads the best epoch's weights back into ``model``. Without one: trains all ``epochs``.
+    Seeds torch's global RNG and the shuffling with ``seed``. Leaves the model in eval mode.
+    """
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    device = _device(model, device)
+    model.to(device)
+    y_tr = _labels(y_train, len(train_graphs))
+    has_valid = valid_graphs is not None and len(valid_graphs) > 0
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    rows, best_loss, best_epoch, best_state, stale = [], float("inf"), 0, None, 0
+    bar = tqdm(range(1, epochs + 1), desc="training", disable=not progress)
+    for epoch in bar:
+        model.train()
+        total, count = 0.0, 0
+        for idx, batch in _batches(
+            train_graphs, rng.permutation(len(train_graphs)), batch_size, device
+        ):
+            target = y_tr[idx].to(device)
+            loss = masked_loss(model(batch), target, task)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            n_labelled = int((~torch.isnan(target)).sum())
+            total, count = total + loss.item() * n_labelled, count + n_labelled
+        train_loss = total / max(count, 1)
+        valid_loss = (
+            graph_model_loss(model, valid_graphs, y_valid, task, device=device)
+            if has_valid
+            else np.nan
+        )
+        rows.append({"epoch": epoch, "train_loss": train_loss, "valid_loss": valid_loss})
+        bar.set_postfix(train=f"{train_loss:.4f}", valid=f"{valid_loss:.4f}")
+        if not has_valid:
+            best_epoch = epoch
+            continue
+        if valid_loss < best_loss:
+            best_loss, best_epoch, stale = valid_loss, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+            if patience is not None and stale >= patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return TrainHistory(pd.DataFrame(rows), best_epoch, best_loss if has_valid else np.nan)
+
+
+def predict_graph_model(
+    model: nn.Module,
+    graphs: Sequence[Data],
+    task: Task = "classification",
+    batch_size: int = 256,
+    device=None,
+) -> np.ndarray:
+    """Predictions (n, n_tasks): probabilities (sigmoid of logits) for classification, raw
+    outputs for regression."""
+    out = _outputs(model, graphs, batch_size, _device(model, device))
+    return (torch.sigmoid(out) if task == "classification" else out).numpy()
+
+
+def embed_graphs(
+    gin: GIN, graphs: Sequence[Data], batch_size: int = 256, device=None
+) -> np.ndarray:
+    """Pooled graph embeddings (n, hidden) float32 in eval mode, e.g. for similarity retrieval."""
+    return _outputs(gin, graphs, batch_size, _device(gin, device)).numpy()
+
+
+def attribute_masking_pretrain(
+    gin: GIN,
+    graphs: Sequence[Data],
+    epochs: int = 10,
+    mask_rate: float = 0.15,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    seed: int = 0,
+    device=None,
+    progress: bool = True,
+) -> list[float]:
+    """Self-supervised attribute masking (Hu et al. 2020), training ``gin`` in place.
+
+    Each step hides the atomic-number block of ``x`` for a ``mask_rate`` share of atoms (at least
+    one per batch; the block becomes all zeros, the mask token) and trains a linear head on the
+    node embeddings to recover the element (cross-entropy over ``NUM_ATOM_TYPES`` classes).
+    Returns the mean loss of each epoch. Leaves ``gin`` in eval mode.
+    """
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    device = _device(gin, device)
+    start, stop = ATOM_FEATURE_BLOCKS["atomic_num"]
+    head = nn.Linear(gin.out_dim, NUM_ATOM_TYPES).to(device)
+    optimiser = torch.optim.Adam([*gin.parameters(), *head.parameters()], lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    history = []
+    bar = tqdm(range(epochs), desc="attribute masking", disable=not progress)
+    for _ in bar:
+        gin.train()
+        losses = []
+        for _, batch in _batches(graphs, rng.permutation(len(graphs)), batch_size, device):
+            n_nodes = batch.x.shape[0]
+            n_mask = max(1, round(mask_rate * n_nodes))
+            masked = torch.randperm(n_nodes, generator=generator)[:n_mask].to(device)
+            target = batch.x[masked, start:stop].argmax(dim=1)
+            x = batch.x.clone()
+            x[masked, start:stop] = 0.0
+            batch.x = x
+            loss = nn.functional.cross_entropy(head(gin.node_embeddings(batch)[masked]), target)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(loss.item())
+        history.append(float(np.mean(losses)))
+        bar.set_postfix(loss=f"{history[-1]:.4f}")
+    gin.eval()
+    return history
