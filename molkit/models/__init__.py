@@ -1,0 +1,57 @@
+"""Pretrained language models for molecules and text: registry, encoders, causal LMs, GNNs.
+
+``import molkit.models`` stays light: torch and transformers load on first use of a name below.
+
+- `resolve_model_path`, `MODELS`: the registry of bundled checkpoints (rxnfp BERT, MiniLM,
+  SmolLM2), verified by sha256 and prepared once in `cache_dir`.
+- `Encoder`, `load_encoder`, `load_tokenizer`: embeddings with an on-disk cache.
+- `RegexSmilesTokenizer`: the Schwaller regex SMILES tokenizer for rxnfp's vocabulary.
+- `load_causal_lm`, `generate`: batched generation with chat templates.
+- `bf16_supported`, `autocast`, `default_device`, `set_threads`: run-time settings.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "cache_dir": "cache",
+    "atomic_path": "cache",
+    "atomic_write_bytes": "cache",
+    "sha256_file": "cache",
+    "EmbeddingStore": "cache",
+    "MODELS": "registry",
+    "ModelEntry": "registry",
+    "ModelNotInstalledError": "registry",
+    "HashMismatchError": "registry",
+    "resolve_model_path": "registry",
+    "RegexSmilesTokenizer": "smiles_tokenizer",
+    "tokenize_smiles": "smiles_tokenizer",
+    "unk_rate": "smiles_tokenizer",
+    "Encoder": "encoders",
+    "load_encoder": "encoders",
+    "load_tokenizer": "encoders",
+    "parameter_count": "encoders",
+    "load_causal_lm": "causal_lm",
+    "generate": "causal_lm",
+    "autocast": "runtime",
+    "bf16_supported": "runtime",
+    "default_device": "runtime",
+    "set_threads": "runtime",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
