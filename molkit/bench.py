@@ -93,6 +93,8 @@ def run_benchmarks(profile: str = "default", quick: bool = False, out_dir: Path 
         "quick": quick,
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpu_count": os.cpu_count(),
+        # other work on the machine slows every figure: the 1/5/15-minute load averages at the end
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "torch_threads": torch.get_num_threads(),
         "bf16": bf16_supported(),
         "machine": machine_info(),
