@@ -1,0 +1,359 @@
+"""MoleX (molkit.methods.molex) and explanation scoring (molkit.eval.explain) on tiny inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from molkit.eval.explain import atom_auc, explanation_auc, random_attributions
+from molkit.methods import molex
+
+TOY_SMILES = [
+    "c1ccccc1[N+](=O)[O-]",
+    "Cc1ccc([N+](=O)[O-])cc1",
+    "O=[N+]([O-])c1ccc(Cl)cc1",
+    "Nc1ccc([N+](=O)[O-])cc1",
+    "O=[N+]([O-])c1cccc2ccccc12",
+    "CC(=O)O",
+    "CCO",
+    "CCCCO",
+    "OC(=O)c1ccccc1",
+    "CC(N)=O",
+    "Oc1ccccc1",
+    "CCOC(C)=O",
+    "c1ccc(cc1)[N+](=O)[O-]",
+    "CC(C)O",
+    "CCCC(=O)O",
+    "O=[N+]([O-])c1ccc(O)cc1",
+]
+
+
+# ------------------------------------------------------------------ explanation AUC
+
+
+def test_atom_auc_known_answers():
+    assert atom_auc([3, 2, 1, 0], [1, 1, 0, 0]) == 1.0
+    assert atom_auc([0, 1, 2, 3], [1, 1, 0, 0]) == 0.0
+    assert atom_auc([1, 1, 1, 1], [1, 0, 0, 0]) == 0.5  # ties count one half
+    assert atom_auc([3, 0, 2, 1], [1, 0, 0, 1]) == 0.75
+    assert np.isnan(atom_auc([1, 2], [1, 1]))
+    with pytest.raises(ValueError, match="same atom order"):
+        atom_auc([1, 2, 3], [1, 0])
+
+
+def test_explanation_auc_skips_molecules_without_ground_truth():
+    mean, n = explanation_auc([[1, 0], [0, 1], [5, 5], [1, 2]], [[1, 0], [1, 0], None, [1, 1]])
+    assert (mean, n) == (0.5, 2)
+    assert explanation_auc([[1.0]], [None])[1] == 0
+    rand = random_attributions([3, 5], seed=1)
+    assert [len(r) for r in rand] == [3, 5]
+    assert np.allclose(rand[0], random_attributions([3, 5], seed=1)[0])
+
+
+# ------------------------------------------------------------------ data
+
+
+def test_tu_ground_truth_maps_group_types_to_atoms():
+    # 4-nitrotoluene: 0 C, ring 1-4 and 8-9, 5 N, 6 O, 7 O; Group-SELFIES labels benzene (0), nitro (1)
+    smiles = "Cc1ccc([N+](=O)[O-])cc1"
+    nitro_only = molex.tu_ground_truth(smiles, [0, 1], types=(1,), attached_benzene=False)
+    assert nitro_only.tolist() == [0, 0, 0, 0, 0, 1, 1, 1, 0, 0]
+    # Lamole's definition: the group and the benzene ring it is attached to
+    with_ring = molex.tu_ground_truth(smiles, [0, 1], types=(1,))
+    assert with_ring.tolist() == [0, 1, 1, 1, 1, 1, 1, 1, 1, 1]
+    # benzene not annotated in the row: the nitro group only
+    assert molex.tu_ground_truth(smiles, [1], types=(1,)).tolist() == nitro_only.tolist()
+    assert molex.tu_ground_truth(smiles, [0], types=(1,)) is None  # nitro not annotated
+    both = molex.tu_ground_truth(
+        "OC(=O)c1ccc(O)cc1", [0, 4, 6], types=(4, 6), attached_benzene=False
+    )
+    assert both.tolist() == [1, 1, 1, 0, 0, 0, 0, 1, 0, 0]
+
+
+def test_explain_split_is_stratified_and_keeps_a_given_test_part():
+    df = pd.DataFrame({"label": [0, 1] * 20})
+    split = molex.explain_split(df, seed=0, fractions=(0.6, 0.2, 0.2))
+    parts = [set(split[k]) for k in ("train", "valid", "test")]
+    assert sum(map(len, parts)) == 40 and not (
+        parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2]
+    )
+    assert df["label"].iloc[split["test"]].mean() == 0.5
+    df["split"] = ["test"] * 10 + ["train"] * 30
+    split = molex.explain_split(df, seed=3, fractions=(0.7, 0.1, 0.2))
+    assert split["test"].tolist() == list(range(10))
+    assert len(split["valid"]) == 4 and split["valid"].min() >= 10
+    with pytest.raises(ValueError, match="summing to 1"):
+        molex.explain_split(df, 0, (0.5, 0.5, 0.5))
+
+
+def test_load_explain_dataset_mutag_ground_truth(mirror):
+    df = molex.load_explain_dataset("mutag")
+    assert df.attrs["n_classes"] == 2 and df.attrs["explain_class"] == 1
+    assert df["truth"].isna().equals(df["label"] == 0)  # only mutagens carry a ground truth (nitro)
+    first = df.iloc[0]  # a nitro-phenanthrene: the nitro group and the ring it sits on are marked
+    assert first["truth"].sum() == 3 + 6 and len(first["truth"]) == 17
+    with pytest.raises(ValueError, match="choose one of"):
+        molex.load_explain_dataset("bbbp")
+
+
+# ------------------------------------------------------------------ n-grams and exact contributions
+
+
+def test_ngram_table_shares_unique_texts():
+    table = molex.build_ngram_table(
+        ["c1ccccc1[N+](=O)[O-]", "Cc1ccccc1[N+](=O)[O-]"], n_max=2, progress=False
+    )
+    assert len(table) == 2 and table.n_atoms.tolist() == [9, 10]
+    assert len(set(table.texts)) == len(table.texts)
+    # molecule 0: tokens benzene + nitro -> 2 unigrams + 1 bigram; the nitro unigram is shared
+    assert len(table.occurrences[0]) == 3
+    nitro = table.texts.index("O=[N+][O-]")
+    assert table.counts[0, nitro] == 1 and table.counts[1, nitro] == 1
+    unigram_atoms = sorted(a for t, atoms in table.occurrences[0] for a in atoms if len(atoms) < 9)
+    assert unigram_atoms == list(range(9))  # unigrams cover every atom exactly once
+
+
+def test_features_contributions_and_atom_scores_split_exactly():
+    rng = np.random.default_rng(0)
+    table = molex.build_ngram_table(TOY_SMILES, progress=False)
+    emb = rng.normal(size=(len(table.texts), 6))
+    train = np.arange(10)
+    X, centred = molex.molex_features(table, emb, train)
+    train_counts = np.asarray(table.counts[train].sum(0)).ravel()
+    assert np.allclose(train_counts @ centred, 0)  # centred on the training n-gram occurrences
+    assert np.allclose(X, table.counts @ centred)
+    y = np.array([1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1])
+    model = molex.fit_molex(
+        X[:12], y[:12], X[12:], y[12:], 2, n_components=3, complement_components=2, calib_rounds=5
+    )
+    W, c = model.weights()
+    contrib = model.ngram_contributions(centred)
+    logits = model.decision_function(X)[:, 0]
+    atoms = molex.atom_scores_from_ngrams(table, contrib, range(len(TOY_SMILES)))
+    for i in range(len(TOY_SMILES)):
+        per_ngram = sum(contrib[t] for t, _ in table.occurrences[i])
+        assert per_ngram + c[0] == pytest.approx(logits[i])
+        assert atoms[i].sum() + c[0] == pytest.approx(logits[i])
+    assert model.n_parameters == W.size + c.size == 7
+
+
+def test_multiclass_contributions_are_centred_logits():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(60, 5))
+    y = np.argmax(X[:, :3] + 0.1 * rng.normal(size=(60, 3)), 1)
+    model = molex.fit_molex(
+        X[:40], y[:40], X[40:], y[40:], 3, n_components=4, complement_components=1
+    )
+    logits = model.decision_function(X)
+    assert logits.shape == (60, 3) and model.predict_proba(X).sum(1) == pytest.approx(np.ones(60))
+    W, c = model.weights()
+    contrib = model.ngram_contributions(X, target=2)
+    assert contrib == pytest.approx((logits - c)[:, 2] - (logits - c).mean(1))
+    assert molex.classification_scores(y[40:], model.predict_proba(X[40:]))["accuracy"] > 0.6
+
+
+# ------------------------------------------------------------------ reduction and calibration
+
+
+def test_sparse_loadings_reduce_to_pca_and_sparsify():
+    from sklearn.decomposition import PCA
+
+    X = np.random.default_rng(2).normal(size=(80, 10)) @ np.diag(np.arange(10, 0, -1))
+    X -= X.mean(0)
+    dense = molex.sparse_loadings(X, 3, alpha=0.0)
+    pca = PCA(3).fit(X).components_
+    assert np.abs(np.abs(dense @ pca.T) - np.eye(3)).max() < 1e-6
+    sparse = molex.sparse_loadings(X, 3, alpha=0.5)
+    assert np.allclose(np.linalg.norm(sparse, axis=1), 1) and (sparse == 0).mean() > 0.3
+    with pytest.raises(ValueError, match="relative soft threshold"):
+        molex.sparse_loadings(X, 1, alpha=1.5)
+
+
+@pytest.mark.parametrize("method", ["sparse", "pca"])
+def test_reduction_is_affine_and_standardised(method):
+    X = np.random.default_rng(3).normal(size=(50, 8)) * 5 + 2
+    red = molex.fit_reduction(X, 4, method)
+    Z = red.transform(X)
+    assert Z.shape == (50, 4) and np.allclose(Z.mean(0), 0) and np.allclose(Z.std(0), 1)
+    assert np.allclose(red.transform(X[:3] + X[3:6]) - red.b, (Z[:3] - red.b) + (Z[3:6] - red.b))
+
+
+def test_calibration_reads_only_the_orthogonal_complement_and_stops_early():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(120, 12))
+    y = (X[:, 0] + X[:, 7] - X[:, 9] > 0).astype(int)
+    model = molex.fit_molex(
+        X[:80],
+        y[:80],
+        X[80:100],
+        y[80:100],
+        2,
+        n_components=2,
+        complement_components=6,
+        calib_rounds=300,
+        calib_patience=10,
+    )
+    _, scale = molex._standardiser(X[:80])
+    main = model.reduction.A * scale[:, None]  # directions in standardised coordinates
+    comp = model.complement.A * scale[:, None]
+    assert np.abs(np.linalg.qr(main)[0].T @ comp).max() < 1e-8
+    hist = model.history
+    assert 0 < model.calib_rounds < len(hist) <= 301
+    assert hist["valid_loss"].iloc[model.calib_rounds] == hist["valid_loss"].min()
+    assert model.predict_proba(X[100:], calibrated=True).shape == (20, 2)
+    uncal = molex.fit_molex(
+        X[:80], y[:80], X[80:100], y[80:100], 2, n_components=2, calibrate=False
+    )
+    assert uncal.complement is None and np.allclose(
+        uncal.weights()[0], model.weights(calibrated=False)[0]
+    )
+
+
+# ------------------------------------------------------------------ tiny LM: layers, fine-tuning, no test leakage
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory):
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from molkit.models import RegexSmilesTokenizer, tokenize_smiles
+
+    path = tmp_path_factory.mktemp("tiny_bert")
+    tokens = sorted({t for s in TOY_SMILES for t in tokenize_smiles(s)} | set("()=#123cCNOS"))
+    (path / "vocab.txt").write_text(
+        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *tokens]) + "\n"
+    )
+    RegexSmilesTokenizer(path / "vocab.txt", max_length=64).save_pretrained(path)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=5 + len(tokens),
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(path)
+    return molex.load_chemical_lm(path)
+
+
+def test_prefix_then_top_layers_equals_the_whole_model(tiny_lm):
+    import torch
+
+    model, tok = tiny_lm
+    texts = ["CCO", "c1ccccc1[N+](=O)[O-]", "CC(=O)O"]
+    prefix = molex.encode_prefix(model, tok, texts, n_trainable_layers=1, progress=False)
+    assert prefix.n_frozen == 1 and [len(s) for s in prefix.states] == [5, 16, 9]
+    clf = molex.IBClassifier(model, 2, n_trainable_layers=1, bottleneck_dim=4)
+    ours = molex.embed_prefix(clf, prefix)
+    enc = tok(texts, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(
+            input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]
+        ).last_hidden_state
+    mask = enc["attention_mask"].unsqueeze(-1)
+    assert np.allclose(ours, ((hidden * mask).sum(1) / mask.sum(1)).numpy(), atol=1e-5)
+
+
+def test_finetune_ib_trains_a_copy(tiny_lm):
+    import torch
+
+    model, tok = tiny_lm
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    prefix = molex.encode_prefix(model, tok, TOY_SMILES, n_trainable_layers=1, progress=False)
+    y = np.array([1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1])
+    clf, hist = molex.finetune_ib(
+        model,
+        prefix.subset(range(12)),
+        y[:12],
+        prefix.subset(range(12, 16)),
+        y[12:],
+        2,
+        1,
+        beta=0.01,
+        epochs=3,
+        patience=3,
+        lr=1e-3,
+        batch_size=4,
+        bottleneck_dim=4,
+        progress=False,
+    )
+    assert (
+        list(hist.records.columns) == ["epoch", "train_ce", "train_kl", "valid_ce"]
+        and len(hist.records) == 3
+    )
+    assert hist.records["valid_ce"].iloc[hist.best_epoch - 1] == hist.records["valid_ce"].min()
+    # the pretrained LM is untouched
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    proba = molex.predict_proba_lm(clf, prefix)
+    assert proba.shape == (16, 2) and np.allclose(proba.sum(1), 1, atol=1e-6)
+    with pytest.raises(ValueError, match="another number of trainable layers"):
+        molex.finetune_ib(model, prefix, y, prefix, y, 2, n_trainable_layers=2)
+
+
+def _toy_frame(labels: np.ndarray) -> pd.DataFrame:
+    df = pd.DataFrame(
+        {"smiles": TOY_SMILES, "label": labels, "split": ["train"] * 11 + ["test"] * 5}
+    )
+    df["truth"] = [
+        molex.tu_ground_truth(s, [1], (1,)) if y == 1 else None
+        for s, y in zip(TOY_SMILES, labels, strict=True)
+    ]
+    df.attrs.update({"name": "toy", "n_classes": 2, "explain_class": 1})
+    return df
+
+
+def test_permuting_test_labels_leaves_every_prediction_unchanged(tiny_lm):
+    sizes = {
+        **molex.PROFILE_SIZES["smoke"],
+        "seeds": [0],
+        "n_trainable_layers": 1,
+        "finetune_epochs": 1,
+        "ablation_datasets": ["toy"],
+        "n_components": 2,
+        "complement_components": 2,
+        "calib_rounds": 5,
+        "rf_trees": 5,
+        "gin_epochs": 1,
+        "gin_hidden": 8,
+        "bottleneck_dim": 4,
+        "split_fractions": (0.6, 0.2, 0.2),
+    }
+    labels = np.array([1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0])
+    permuted = labels.copy()
+    permuted[11:] = np.roll(labels[11:], 1)  # a permutation of the test labels that changes them
+    assert (permuted != labels).any()
+    first = molex.run_benchmark(_toy_frame(labels), sizes, lm=tiny_lm, progress=False)
+    second = molex.run_benchmark(_toy_frame(permuted), sizes, lm=tiny_lm, progress=False)
+    assert {m for _, m in first.predictions} >= {
+        "MoleX",
+        "MoleX w/o calibration",
+        "Fine-tuned LM",
+        "GIN",
+        "MoleX (no fine-tuning)",
+    }
+    for key, proba in first.predictions.items():
+        assert np.array_equal(proba, second.predictions[key]), key
+    assert set(first.rows["metric"]) >= {"accuracy", "roc_auc", "explanation_auc", "n_parameters"}
+
+
+# ------------------------------------------------------------------ baselines' attributions
+
+
+def test_morgan_atom_scores_conserve_the_set_bits_weight():
+    from molkit.chem import morgan_bits
+
+    weights = np.random.default_rng(5).normal(size=256)
+    smiles = ["c1ccccc1[N+](=O)[O-]", "CCO"]
+    scores = molex.morgan_atom_scores(smiles, weights, radius=2, n_bits=256)
+    bits = morgan_bits(smiles, radius=2, n_bits=256, progress=False)
+    for s, b in zip(scores, bits, strict=True):
+        assert s.sum() == pytest.approx(weights[b.astype(bool)].sum())
+
+
+def test_classification_scores_known_answer():
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    scores = molex.classification_scores([0, 1, 1, 0], proba)
+    assert scores == {"accuracy": 0.5, "roc_auc": 0.75}
