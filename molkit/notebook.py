@@ -100,6 +100,9 @@ def setup(
     (run_dir / "figures").mkdir(parents=True, exist_ok=True)
     n_threads = threads or os.cpu_count() or 1
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(n_threads)  # NumPy/SciPy BLAS threads, like torch's below
     device = "cpu"
     try:
         import torch
