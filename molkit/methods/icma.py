@@ -1,0 +1,572 @@
+"""ICMA: in-context molecule adaptation (Li et al., *Large Language Models are In-Context Molecule
+Learners*, arXiv 2403.04197), molecule -> caption (``mol2cap``) and caption -> molecule (``cap2mol``).
+
+1. **Hybrid context retrieval** (:class:`BM25Retriever`, :class:`FingerprintRetriever`,
+   :class:`GraphRetriever`): cap2mol retrieves pool pairs whose captions match the query caption
+   (BM25, ``bm25s``); mol2cap retrieves pool molecules similar to the query molecule, by
+   fingerprint Tanimoto (``morgan``: Morgan radius-2 bits, MolReGPT's baseline; ``rdkit``: RDKit's
+   topological fingerprint, which is what the official code's "morgan" option computes) or by
+   cosine similarity of GIN graph embeddings. The paper uses Mole-BERT, which is not available
+   offline; :func:`pretrain_gin` pre-trains ``molkit.models.gnn.GIN`` on the pool's molecules with
+   attribute masking (Hu et al. 2020: hide the element of 15 % of the atoms, predict it from the
+   node embeddings) and the graph embedding is the mean of the node embeddings.
+   A training query never retrieves itself, nor any pool entry of the same molecule
+   (:func:`same_molecule_exclusions`); the pool never holds a test molecule (:func:`load_chebi20`).
+2. **Post-retrieval re-ranking** (:func:`rerank`): *random walk* (training prompts only) picks
+   ``k`` of the top ``candidates`` by walking down the ranked list from the top: at each candidate
+   a coin with probability ``p_skip`` decides to step past it, otherwise it is taken; the walk stops
+   when ``k`` are taken; if the list runs out first, the highest-ranked candidates not yet taken fill
+   the remaining slots. The order of the taken examples stays the ranked order. (The released code
+   has no random walk; this rule implements the paper's description: the model sees lower-ranked
+   examples during training, with a chance that decays geometrically with the rank.) *Sequence
+   reversal* then orders the examples from least to most similar, so the most similar example sits
+   last, right before the query, as the official code does.
+3. **In-context molecule tuning**: prompts of ``k`` examples in the official template's shape
+   (:data:`TEMPLATES`) followed by the query; the loss covers only the answer tokens
+   (``molkit.models.lm_training``). Examples that do not fit the cut-off are dropped from the front
+   (the least similar ones after reversal).
+
+Data here: ChEBI-20's 26,407-pair train split is upstream only, so the ``smoke`` and ``default``
+profiles train and retrieve from the 3,301-pair validation split and test on the official test
+split; ``full`` uses the real train split (``chebi20-full``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from molkit.models.lm_training import FewShotTemplate
+
+__all__ = [
+    "PROFILE_SIZES",
+    "PAPER_RESULTS",
+    "TEMPLATES",
+    "Neighbours",
+    "BM25Retriever",
+    "FingerprintRetriever",
+    "GraphRetriever",
+    "load_chebi20",
+    "same_molecule_exclusions",
+    "pretrain_gin",
+    "rerank",
+    "random_walk",
+    "search",
+    "build_prompts",
+    "retrieval_only",
+    "evaluate_direction",
+    "LMRun",
+    "fine_tune_and_generate",
+    "clean_generation",
+    "resolve_lm",
+    "molt5_predictions",
+    "draw_translations",
+    "paper_table",
+]
+
+#: Sizes per profile. Default: sized for a shared 2-core AVX2 CPU without bf16, where full fine-tuning
+#: of SmolLM2-135M measured ~15-25 tokens/s (both directions, ICMA and direct fine-tuning at the same
+#: number of training examples); on a CPU with bf16/AMX (~195 tokens/s) raise ``n_train`` tenfold.
+PROFILE_SIZES: dict[str, dict] = {
+    "smoke": {
+        "dataset": "chebi20",
+        "lm_model": "tiny-random-llama",
+        "n_train": 8,
+        "n_test": 4,
+        "n_retrieval_eval": 200,
+        "k": 2,
+        "cutoff": 256,
+        "max_new_tokens_mol2cap": 16,
+        "max_new_tokens_cap2mol": 16,
+        "epochs": 1.0,
+        "lr": 1e-3,
+        "batch_size": 4,
+        "grad_accum": 1,
+        "lora": False,
+        "gen_batch_size": 4,
+        "mol2cap_retriever": "gin",
+        "mol_retrievers": ["morgan", "gin"],
+        "random_walk_p": 0.3,
+        "random_walk_candidates": 4,
+        "gin_layers": 2,
+        "gin_hidden": 32,
+        "gin_epochs": 1,
+        "test_time_ablations": ["no_reversal"],
+    },
+    "default": {
+        "dataset": "chebi20",
+        "lm_model": "smollm2-135m-instruct",
+        "n_train": 24,
+        "n_test": 16,
+        "n_retrieval_eval": None,
+        "k": 1,
+        "cutoff": 384,
+        "max_new_tokens_mol2cap": 128,
+        "max_new_tokens_cap2mol": 96,
+        "epochs": 1.0,
+        "lr": 1e-4,
+        "batch_size": 2,
+        "grad_accum": 1,
+        "lora": False,
+        "gen_batch_size": 8,
+        "mol2cap_retriever": "morgan",
+        "mol_retrievers": ["morgan", "rdkit", "gin"],
+        "random_walk_p": 0.3,
+        "random_walk_candidates": 4,
+        "gin_layers": 3,
+        "gin_hidden": 64,
+        "gin_epochs": 2,
+        "test_time_ablations": [],
+    },
+    "full": {
+        "dataset": "chebi20-full",
+        "lm_model": "facebook/galactica-125m",
+        "n_train": None,
+        "n_test": None,
+        "n_retrieval_eval": None,
+        "k": 2,
+        "cutoff": 1024,
+        "max_new_tokens_mol2cap": 256,
+        "max_new_tokens_cap2mol": 256,
+        "epochs": 1.0,
+        "lr": 2e-5,
+        "batch_size": 8,
+        "grad_accum": 4,
+        "lora": True,
+        "gen_batch_size": 32,
+        "mol2cap_retriever": "gin",
+        "mol_retrievers": ["morgan", "rdkit", "gin"],
+        "random_walk_p": 0.3,
+        "random_walk_candidates": 6,
+        "gin_layers": 5,
+        "gin_hidden": 300,
+        "gin_epochs": 50,
+        "test_time_ablations": ["no_reversal", "morgan_contexts", "rdkit_contexts"],
+    },
+}
+
+#: Published ChEBI-20 test numbers quoted by the issue (ICMA paper Tables; MolT5 paper for MolT5-base).
+PAPER_RESULTS = pd.DataFrame(
+    [
+        ("mol2cap", "ICMA (Mistral-7B)", {"bleu2": 0.651, "bleu4": 0.581, "rougeL": 0.625, "meteor": 0.661}),
+        ("mol2cap", "Mistral-7B direct fine-tuning", {"bleu2": 0.566, "bleu4": 0.478, "rougeL": 0.547, "meteor": 0.572}),
+        ("mol2cap", "MolT5-large", {"bleu2": 0.594, "bleu4": 0.508, "rougeL": 0.594, "meteor": 0.614}),
+        ("mol2cap", "MolT5-base (MolT5 paper)", {"bleu2": 0.540, "bleu4": 0.457, "rouge1": 0.634, "rouge2": 0.485,
+                                                 "rougeL": 0.578, "meteor": 0.569}),
+        ("cap2mol", "ICMA (Mistral-7B)", {"exact_match": 0.460, "morgan_fts": 0.789, "validity": 0.958}),
+        ("cap2mol", "Mistral-7B direct fine-tuning", {"exact_match": 0.234, "morgan_fts": 0.649, "validity": 0.918}),
+        ("cap2mol", "MolT5-large", {"exact_match": 0.311, "morgan_fts": 0.684, "validity": 0.905}),
+    ],
+    columns=["direction", "method", "metrics"],
+)
+
+TEMPLATES: dict[str, FewShotTemplate] = {
+    "mol2cap": FewShotTemplate(
+        example="Generate a caption for the molecule: {input}\nCaption: {output}",
+        query="Generate a caption for the molecule: {input}\nCaption:",
+        query_after_examples=(
+            "Based on the above examples, analyse the similarities and differences between the examples and "
+            "finally generate a caption for the molecule: {input}\nCaption:"
+        ),
+    ),
+    "cap2mol": FewShotTemplate(
+        example="Generate a molecule for the caption: {input}\nMolecule: {output}",
+        query="Generate a molecule for the caption: {input}\nMolecule:",
+        query_after_examples=(
+            "Based on the above examples, analyse the similarities and differences between the examples and "
+            "finally generate a molecule for the caption: {input}\nMolecule:"
+        ),
+    ),
+}
+
+DIRECTIONS = ("mol2cap", "cap2mol")
+
+
+def _check_direction(direction: str) -> None:
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be 'mol2cap' or 'cap2mol', got {direction!r}")
+
+
+# ---------------------------------------------------------------- data
+
+
+def load_chebi20(dataset: str = "chebi20") -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """``(pool, test, note)``: the retrieval / training pool and the official test split.
+
+    ``chebi20``: the pool is the 3,301-pair validation split (the train split is not mirrored);
+    ``chebi20-full``: the 26,407-pair train split. Pool rows whose molecule (canonical SMILES) also
+    occurs in the test split are removed (counted in ``note``). Columns: ``id``, ``smiles``
+    (canonical), ``smiles_raw`` (as in the file: the text the LM reads and writes), ``text``.
+    """
+    from molkit.data import load_dataset
+
+    if dataset not in ("chebi20", "chebi20-full"):
+        raise ValueError(f"dataset must be 'chebi20' or 'chebi20-full', got {dataset!r}")
+    df = load_dataset(dataset)
+    pool_split = "valid" if dataset == "chebi20" else "train"
+    test = df[df["split"] == "test"].reset_index(drop=True)
+    pool = df[df["split"] == pool_split]
+    overlap = pool["smiles"].isin(set(test["smiles"]))
+    pool = pool[~overlap].reset_index(drop=True)
+    note = (
+        f"pool = ChEBI-20 {pool_split} split ({len(pool)} pairs after removing {int(overlap.sum())} test molecules); "
+        f"test = official test split ({len(test)} pairs)"
+    )
+    return pool, test, note
+
+
+def same_molecule_exclusions(smiles: Sequence[str]) -> list[np.ndarray]:
+    """For each pool entry i, the pool indices a training query i must not retrieve: itself and
+    every entry with the same (canonical) SMILES."""
+    groups = pd.Series(np.arange(len(smiles))).groupby(np.asarray(smiles, dtype=object)).apply(np.asarray)
+    return [groups[s] for s in smiles]
+
+
+# ---------------------------------------------------------------- retrieval
+
+
+@dataclass
+class Neighbours:
+    """Retrieved pool indices (n, k), most similar first, and their scores (n, k)."""
+
+    indices: np.ndarray
+    scores: np.ndarray
+
+
+def _top_k(scores: np.ndarray, k: int, exclude: Sequence[np.ndarray] | None) -> Neighbours:
+    """Top-k columns of a (n, m) score matrix per row, excluded columns never chosen."""
+    scores = np.array(scores, dtype=np.float64)
+    if exclude is not None:
+        for row, cols in enumerate(exclude):
+            scores[row, cols] = -np.inf
+    if k > scores.shape[1]:
+        raise ValueError(f"k = {k} exceeds the pool size {scores.shape[1]}")
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-part_scores, axis=1, kind="stable")
+    indices = np.take_along_axis(part, order, axis=1)
+    return Neighbours(indices, np.take_along_axis(scores, indices, axis=1))
+
+
+class BM25Retriever:
+    """BM25 (``bm25s``, Lucene variant, English stop words) over the pool's captions."""
+
+    def __init__(self, texts: Sequence[str]):
+        import bm25s
+
+        self.n = len(texts)
+        self._bm25 = bm25s.BM25()
+        self._bm25.index(bm25s.tokenize(list(texts), stopwords="en", show_progress=False), show_progress=False)
+
+    def search(self, queries: Sequence[str], k: int, exclude: Sequence[np.ndarray] | None = None) -> Neighbours:
+        """The ``k`` best pool captions per query; ``exclude[i]``: pool indices query i must skip."""
+        import bm25s
+
+        extra = max((len(e) for e in exclude), default=0) if exclude is not None else 0
+        depth = min(self.n, k + extra)
+        if k > self.n:
+            raise ValueError(f"k = {k} exceeds the pool size {self.n}")
+        tokens = bm25s.tokenize(list(queries), stopwords="en", show_progress=False)
+        docs, scores = self._bm25.retrieve(tokens, k=depth, show_progress=False, n_threads=0)
+        indices = np.zeros((len(queries), k), dtype=np.int64)
+        kept = np.zeros((len(queries), k))
+        for row in range(len(queries)):
+            banned = set(exclude[row].tolist()) if exclude is not None else set()
+            keep = [j for j in range(depth) if int(docs[row, j]) not in banned][:k]
+            indices[row], kept[row] = docs[row, keep], scores[row, keep]
+        return Neighbours(indices, kept)
+
+
+class FingerprintRetriever:
+    """Tanimoto similarity of fingerprints: ``morgan`` (radius 2, 2,048 bits) or ``rdkit``
+    (RDKit topological, what the official ICMA code's "morgan" option actually computes)."""
+
+    def __init__(self, smiles: Sequence[str], kind: str = "morgan"):
+        from molkit.chem import fingerprint_objects
+
+        if kind not in ("morgan", "rdkit"):
+            raise ValueError(f"kind must be 'morgan' or 'rdkit', got {kind!r}")
+        self.kind = kind
+        self._fps = fingerprint_objects(list(smiles), kind=kind, progress=False)
+
+    def search(self, smiles: Sequence[str], k: int, exclude: Sequence[np.ndarray] | None = None) -> Neighbours:
+        """The ``k`` pool molecules most similar to each query molecule."""
+        from molkit.chem import fingerprint_objects, tanimoto_matrix
+
+        queries = fingerprint_objects(list(smiles), kind=self.kind, progress=False)
+        return _top_k(tanimoto_matrix(queries, self._fps), k, exclude)
+
+
+def pretrain_gin(
+    graphs: Sequence, layers: int = 5, hidden: int = 128, epochs: int = 5, seed: int = 0, progress: bool = True
+):
+    """A ``GIN`` (mean pooling) pre-trained on the molecular ``graphs`` (``molkit.chem.graphs_from_smiles``)
+    by attribute masking; returns ``(gin, losses per epoch)``."""
+    import torch
+
+    from molkit.models.gnn import GIN, attribute_masking_pretrain
+
+    torch.manual_seed(seed)
+    gin = GIN(num_layers=layers, hidden=hidden, pooling="mean")
+    losses = attribute_masking_pretrain(gin, list(graphs), epochs=epochs, seed=seed, progress=progress)
+    return gin, losses
+
+
+class GraphRetriever:
+    """Cosine similarity of (pre-trained) GIN graph embeddings of the pool's ``graphs``."""
+
+    def __init__(self, graphs: Sequence, gin):
+        self.gin = gin
+        self._emb = self._embed(graphs)
+
+    def _embed(self, graphs: Sequence) -> np.ndarray:
+        from molkit.models.gnn import embed_graphs
+
+        emb = embed_graphs(self.gin, list(graphs))
+        return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+
+    def search(self, smiles: Sequence[str], k: int, exclude: Sequence[np.ndarray] | None = None) -> Neighbours:
+        """The ``k`` pool molecules whose embeddings are closest (cosine) to each query molecule's."""
+        from molkit.chem import graphs_from_smiles
+
+        return _top_k(self._embed(graphs_from_smiles(list(smiles), progress=False)) @ self._emb.T, k, exclude)
+
+
+def search(direction: str, retriever, queries: pd.DataFrame, k: int, exclude: Sequence[np.ndarray] | None = None) -> Neighbours:
+    """Run ``retriever`` on the side of ``queries`` a direction retrieves by: canonical SMILES for
+    mol2cap (fingerprint / graph retrievers), captions for cap2mol (BM25)."""
+    _check_direction(direction)
+    column = "smiles" if direction == "mol2cap" else "text"
+    return retriever.search(queries[column].astype(str).tolist(), k, exclude)
+
+
+# ---------------------------------------------------------------- re-ranking
+
+
+def random_walk(ranked: np.ndarray, k: int, p_skip: float, rng: np.random.Generator) -> np.ndarray:
+    """Pick ``k`` of each row's ranked candidates (n, m) by the random walk of the module docstring:
+    from the top, skip each candidate with probability ``p_skip``, else take it, until ``k`` are
+    taken; fill from the top if the list runs out. Returns (n, k) in ranked order."""
+    ranked = np.asarray(ranked)
+    if ranked.shape[1] < k:
+        raise ValueError(f"need at least k = {k} candidates per row, got {ranked.shape[1]}")
+    if not 0 <= p_skip < 1:
+        raise ValueError(f"p_skip must be in [0, 1), got {p_skip}")
+    out = np.zeros((ranked.shape[0], k), dtype=ranked.dtype)
+    for row in range(ranked.shape[0]):
+        taken = [j for j in range(ranked.shape[1]) if rng.random() >= p_skip][:k]
+        taken += [j for j in range(ranked.shape[1]) if j not in taken][: k - len(taken)]
+        out[row] = ranked[row, sorted(taken)]
+    return out
+
+
+def rerank(
+    neighbours: Neighbours,
+    k: int,
+    reverse: bool = True,
+    walk_p: float | None = None,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Context example indices (n, k) in prompt order from ranked ``neighbours`` (n, m >= k).
+
+    ``walk_p``: random-walk skip probability (``None``: plain top-k); ``reverse``: most similar last.
+    """
+    if walk_p is None:
+        chosen = neighbours.indices[:, :k]
+    else:
+        chosen = random_walk(neighbours.indices, k, walk_p, rng if rng is not None else np.random.default_rng(0))
+    return chosen[:, ::-1].copy() if reverse else chosen.copy()
+
+
+# ---------------------------------------------------------------- prompts
+
+
+def _io(direction: str, frame: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """(inputs, outputs) of a pool/test frame for a direction: SMILES as written and captions."""
+    smiles, text = frame["smiles_raw"].astype(str).tolist(), frame["text"].astype(str).tolist()
+    return (smiles, text) if direction == "mol2cap" else (text, smiles)
+
+
+def build_prompts(
+    direction: str,
+    queries: pd.DataFrame,
+    pool: pd.DataFrame,
+    contexts: np.ndarray | None,
+    tokenizer,
+    max_prompt_tokens: int | Sequence[int],
+) -> tuple[list[str], list[str], np.ndarray]:
+    """Prompts, answers and the number of context examples kept, for each row of ``queries``.
+
+    ``contexts``: pool indices (n, k) in prompt order (``rerank``'s output), or ``None`` for the
+    direct (no-context) prompt. ``max_prompt_tokens``: one budget for all, or one per query (e.g.
+    the cut-off minus that query's answer length). Answers start with a space, as the LM writes them
+    after "Caption:" / "Molecule:".
+    """
+    _check_direction(direction)
+    template = TEMPLATES[direction]
+    q_in, q_out = _io(direction, queries)
+    p_in, p_out = _io(direction, pool)
+    budgets = np.broadcast_to(np.asarray(max_prompt_tokens), (len(q_in),))
+    prompts, kept = [], np.zeros(len(q_in), dtype=int)
+    from molkit.models.lm_training import fit_fewshot_prompt
+
+    for i, query in enumerate(q_in):
+        examples = [] if contexts is None else [(p_in[j], p_out[j]) for j in contexts[i]]
+        prompt, kept[i] = fit_fewshot_prompt(tokenizer, template, examples, query, int(budgets[i]))
+        prompts.append(prompt)
+    return prompts, [" " + a for a in q_out], kept
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def evaluate_direction(direction: str, predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """mol2cap: caption metrics; cap2mol: molecule metrics (``molkit.eval.text``)."""
+    from molkit.eval.text import caption_metrics, molecule_metrics
+
+    _check_direction(direction)
+    return caption_metrics(predictions, references) if direction == "mol2cap" else molecule_metrics(predictions, references)
+
+
+def retrieval_only(direction: str, neighbours: Neighbours, pool: pd.DataFrame) -> list[str]:
+    """The nearest neighbour's output as the prediction (its caption, or its SMILES)."""
+    _check_direction(direction)
+    outputs = _io(direction, pool)[1]
+    return [outputs[i] for i in neighbours.indices[:, 0]]
+
+
+# ---------------------------------------------------------------- fine-tuning and generation
+
+
+@dataclass
+class LMRun:
+    """One fine-tune-then-generate run: test predictions, the training report, generation time,
+    number of generated tokens (approximate: re-tokenised outputs)."""
+
+    predictions: list[str]
+    train: object
+    generation_seconds: float
+    generated_tokens: int
+
+    @property
+    def generation_tokens_per_second(self) -> float:
+        return self.generated_tokens / self.generation_seconds if self.generation_seconds > 0 else float("nan")
+
+
+def resolve_lm(name: str, corpus: Sequence[str], workdir) -> str:
+    """The LM to fine-tune: ``tiny-random-llama`` (smoke profile) becomes a tiny random Llama with a
+    BPE tokenizer trained on ``corpus``, saved under ``workdir``; any other name or path is returned
+    unchanged (a registry name, a folder or a Hugging Face id)."""
+    if name != "tiny-random-llama":
+        return name
+    from pathlib import Path
+
+    from molkit.models.lm_training import save_tiny_random_lm
+
+    return str(save_tiny_random_lm(Path(workdir) / "tiny-random-llama", corpus, "llama", vocab_size=1024))
+
+
+def clean_generation(text: str) -> str:
+    """The first line of a generated answer (captions and SMILES are one line each), stripped."""
+    return text.strip().split("\n", 1)[0].strip()
+
+
+def fine_tune_and_generate(
+    lm_path,
+    train_prompts: Sequence[str],
+    train_answers: Sequence[str],
+    test_prompts: Sequence[str],
+    sizes: dict,
+    max_new_tokens: int,
+    seed: int = 0,
+    extra_test_prompts: dict[str, Sequence[str]] | None = None,
+    desc: str = "",
+) -> tuple[LMRun, dict[str, list[str]]]:
+    """Load a fresh copy of the LM, fine-tune it (LoRA if ``sizes["lora"]``, else fully) on the
+    prompts with answer-only loss, then generate greedily for ``test_prompts`` and for each set of
+    ``extra_test_prompts`` (test-time ablations with the same trained model)."""
+    import torch
+
+    from molkit.models.lm_training import (
+        TrainConfig,
+        apply_lora,
+        encode_example,
+        generate_texts,
+        load_lm,
+        train_causal_lm,
+    )
+
+    torch.manual_seed(seed)
+    model, tok = load_lm(lm_path)
+    if sizes["lora"]:
+        model = apply_lora(model)
+    examples = [encode_example(tok, p, a, max_length=sizes["cutoff"]) for p, a in zip(train_prompts, train_answers, strict=True)]
+    config = TrainConfig(epochs=sizes["epochs"], lr=sizes["lr"], batch_size=sizes["batch_size"],
+                         grad_accum=sizes["grad_accum"], seed=seed)
+    report = train_causal_lm(model, examples, config, tok.pad_token_id)
+
+    def run(prompts: Sequence[str], label: str) -> tuple[list[str], float, int]:
+        start = time.perf_counter()
+        outs = generate_texts(model, tok, prompts, max_new_tokens=max_new_tokens, batch_size=sizes["gen_batch_size"],
+                              desc=f"generating {label}")
+        seconds = time.perf_counter() - start
+        n_tokens = sum(len(tok(o, add_special_tokens=False)["input_ids"]) for o in outs)
+        return [clean_generation(o) for o in outs], seconds, n_tokens
+
+    predictions, seconds, n_tokens = run(test_prompts, desc)
+    extra = {name: run(prompts, f"{desc} {name}")[0] for name, prompts in (extra_test_prompts or {}).items()}
+    return LMRun(predictions, report, seconds, n_tokens), extra
+
+
+# ---------------------------------------------------------------- peers, tables, figures
+
+
+def molt5_predictions(direction: str, queries: pd.DataFrame) -> list[str]:
+    """MolT5-base's published test outputs for the rows of ``queries`` (matched by the input: the
+    canonical SMILES for mol2cap, the caption for cap2mol; the files are not in test-file order and
+    write some SMILES with different backslash escapes)."""
+    from molkit.data import load_dataset
+
+    _check_direction(direction)
+    df = load_dataset(f"molt5-base-{direction}")
+    key = "smiles" if direction == "mol2cap" else "text"
+    lookup = dict(zip(df[key].astype(str), df["prediction"].astype(str), strict=True))
+    missing = [q for q in queries[key].astype(str) if q not in lookup]
+    if missing:
+        raise KeyError(f"{len(missing)} queries have no MolT5-base output, e.g. {missing[0][:60]!r}")
+    return [lookup[q] for q in queries[key].astype(str)]
+
+
+def paper_table(direction: str) -> pd.DataFrame:
+    """The published rows of :data:`PAPER_RESULTS` for a direction, one column per metric."""
+    _check_direction(direction)
+    rows = PAPER_RESULTS[PAPER_RESULTS["direction"] == direction]
+    return pd.DataFrame(list(rows["metrics"]), index=list(rows["method"]))
+
+
+def draw_translations(truth: Sequence[str], predictions: dict[str, Sequence[str]], size: float = 2.2):
+    """A matplotlib figure: one row per molecule, the ground truth then each method's prediction
+    (an unparsable prediction is shown as text, marked invalid)."""
+    import matplotlib.pyplot as plt
+    from rdkit import Chem
+    from rdkit.Chem import Draw
+
+    columns = {"ground truth": list(truth), **{k: list(v) for k, v in predictions.items()}}
+    fig, axes = plt.subplots(len(truth), len(columns), figsize=(size * len(columns), size * len(truth)), squeeze=False)
+    for col, (name, smiles) in enumerate(columns.items()):
+        for row, smi in enumerate(smiles):
+            ax = axes[row, col]
+            ax.axis("off")
+            mol = Chem.MolFromSmiles(smi) if str(smi).strip() else None
+            if mol is None:
+                ax.text(0.5, 0.5, f"invalid SMILES\n{str(smi)[:40]}", ha="center", va="center", fontsize=7, wrap=True)
+            else:
+                ax.imshow(Draw.MolToImage(mol, size=(300, 300)))
+            if row == 0:
+                ax.set_title(name, fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,582 @@
+"""Causal-LM fine-tuning and batched generation, shared by the LM methods (ICMA, MolTC, LarDo).
+
+The pieces, in the order a method uses them:
+
+* :func:`load_lm`: `molkit.models.causal_lm.load_causal_lm` with float32 weights for training: a
+  registry name (``smollm2-135m-instruct``), a local folder or a Hugging Face id -> ``(model, tokenizer)``.
+* :class:`FewShotTemplate` and :func:`fit_fewshot_prompt`: prompts made of solved examples followed
+  by a query, dropping the first examples until the prompt fits a token budget.
+* :func:`encode_example`: prompt + answer -> token ids with an **answer-only loss mask** (labels
+  are -100 on every prompt token) and optional *extra embedding* slots.
+* :func:`apply_lora` (``peft``; r 32 / alpha 64 / dropout 0.1 on all linear layers by default) or
+  full fine-tuning, then :func:`train_causal_lm`: a plain AdamW loop with length-grouped batches,
+  linear warm-up/decay, gradient accumulation and bf16 autocast where the hardware has it
+  (:func:`molkit.models.runtime.autocast`); it measures and reports tokens/s.
+* :func:`generate_texts`: greedy (or sampled) batched generation with the KV cache, left padding,
+  prompts sorted by length to waste little padding, a progress bar.
+* Extra input embeddings: an example may carry ``extra_positions`` (token positions in its prompt)
+  whose input embeddings are replaced by vectors from a callable (e.g. a graph encoder plus a
+  projector, MolTC's graph tokens); :func:`splice_embeddings` does the replacement differentiably,
+  so the callable's parameters train with the LM.
+
+:func:`save_tiny_random_lm` writes a tiny random Llama / OPT / Mistral model with a byte-level BPE
+tokenizer trained on a given corpus: the smoke profile and the tests load it through the same API.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from molkit.models.runtime import autocast
+
+__all__ = [
+    "IGNORE_INDEX",
+    "LMExample",
+    "TrainConfig",
+    "TrainReport",
+    "FewShotTemplate",
+    "load_lm",
+    "fit_fewshot_prompt",
+    "encode_example",
+    "collate_examples",
+    "splice_embeddings",
+    "apply_lora",
+    "train_causal_lm",
+    "answer_loss",
+    "generate_texts",
+    "save_tiny_random_lm",
+]
+
+IGNORE_INDEX = -100
+
+#: ``extra_embeddings(example_indices) -> one (m_i, hidden) tensor per example`` for the examples'
+#: ``extra_positions``.
+ExtraEmbeddings = Callable[[Sequence[int]], Sequence[Tensor]]
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_lm(name_or_path: str | os.PathLike, device: str | torch.device | None = None):
+    """``(model, tokenizer)`` for fine-tuning: `molkit.models.causal_lm.load_causal_lm` (a registry
+    name, a local folder or a Hugging Face id; registry weights are hash-checked) with float32
+    weights (bf16 runs through autocast), eval mode, a pad token set."""
+    from molkit.models.causal_lm import load_causal_lm
+
+    model, tokenizer = load_causal_lm(name_or_path, dtype=torch.float32, device=device)
+    if tokenizer.eos_token_id is None:
+        raise ValueError(
+            f"{name_or_path}: the tokenizer has no EOS token; set tokenizer.eos_token before training"
+        )
+    return model, tokenizer
+
+
+# ---------------------------------------------------------------- prompts
+
+
+@dataclass(frozen=True)
+class FewShotTemplate:
+    """A few-shot prompt: ``header``, then each example rendered by ``example`` (fields ``{input}``
+    and ``{output}``), joined by ``separator``, then the query rendered by ``query`` (``{input}``)
+    or, when examples precede it, by ``query_after_examples``. The answer follows the prompt."""
+
+    example: str
+    query: str
+    query_after_examples: str | None = None
+    header: str = ""
+    separator: str = "\n\n"
+
+    def render(self, examples: Sequence[tuple[str, str]], query: str) -> str:
+        """The prompt text for ``examples`` ((input, output) pairs, in order) and ``query``."""
+        parts = [self.header] if self.header else []
+        parts += [self.example.format(input=i, output=o) for i, o in examples]
+        template = (
+            self.query_after_examples if examples and self.query_after_examples else self.query
+        )
+        parts.append(template.format(input=query))
+        return self.separator.join(parts)
+
+
+def fit_fewshot_prompt(
+    tokenizer,
+    template: FewShotTemplate,
+    examples: Sequence[tuple[str, str]],
+    query: str,
+    max_prompt_tokens: int,
+) -> tuple[str, int]:
+    """The prompt with as many of ``examples`` as fit in ``max_prompt_tokens`` tokens.
+
+    Drops examples from the front (with sequence reversal the front holds the least similar ones)
+    until the prompt fits; returns ``(prompt, n_examples_kept)``. A query that alone exceeds the
+    budget is returned as it is (``encode_example`` then truncates it from the left).
+    """
+    examples = list(examples)
+    while True:
+        prompt = template.render(examples, query)
+        if not examples or len(tokenizer(prompt)["input_ids"]) <= max_prompt_tokens:
+            return prompt, len(examples)
+        examples = examples[1:]
+
+
+# ---------------------------------------------------------------- tokenisation
+
+
+@dataclass
+class LMExample:
+    """One tokenised example: ``input_ids`` (prompt + answer), ``labels`` (-100 on the prompt,
+    the answer ids elsewhere), ``prompt_length``, and ``extra_positions`` (indices into
+    ``input_ids`` whose embeddings an :data:`ExtraEmbeddings` callable supplies)."""
+
+    input_ids: list[int]
+    labels: list[int]
+    prompt_length: int
+    extra_positions: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def encode_example(
+    tokenizer,
+    prompt: str,
+    answer: str = "",
+    max_length: int = 1024,
+    add_eos: bool = True,
+    extra_positions: Sequence[int] = (),
+) -> LMExample:
+    """Tokenise ``prompt`` (with the tokenizer's special prefix, e.g. BOS) and ``answer`` (plus EOS)
+    separately and concatenate them; the loss covers only the answer tokens.
+
+    Too long for ``max_length``: the answer keeps at most ``max_length - 1`` tokens (cut at its end),
+    then the prompt loses tokens from its left, after any BOS prefix, so the query nearest the answer
+    survives. ``extra_positions`` index the prompt tokens and move with that cut; cutting one away is
+    an error. With ``answer=""`` and ``add_eos=False`` the example is a bare prompt for generation.
+    """
+    prompt_ids = list(tokenizer(prompt)["input_ids"])
+    answer_ids = list(tokenizer(answer, add_special_tokens=False)["input_ids"]) if answer else []
+    if add_eos:
+        answer_ids.append(tokenizer.eos_token_id)
+    positions = [int(p) for p in extra_positions]
+    if any(p < 0 or p >= len(prompt_ids) for p in positions):
+        raise ValueError(
+            f"extra_positions must index the prompt's {len(prompt_ids)} tokens, got {positions}"
+        )
+    if max_length < 2:
+        raise ValueError(f"max_length must be >= 2, got {max_length}")
+    answer_ids = answer_ids[: max_length - 1]
+    excess = len(prompt_ids) + len(answer_ids) - max_length
+    if excess > 0:
+        keep_prefix = int(bool(prompt_ids) and prompt_ids[0] == tokenizer.bos_token_id)
+        cut = slice(keep_prefix, keep_prefix + excess)
+        if any(cut.start <= p < cut.stop for p in positions):
+            raise ValueError(
+                f"max_length {max_length} cuts away extra embedding positions; raise max_length or shorten the prompt"
+            )
+        prompt_ids = prompt_ids[: cut.start] + prompt_ids[cut.stop :]
+        positions = [p - excess if p >= cut.stop else p for p in positions]
+    return LMExample(
+        input_ids=prompt_ids + answer_ids,
+        labels=[IGNORE_INDEX] * len(prompt_ids) + answer_ids,
+        prompt_length=len(prompt_ids),
+        extra_positions=positions,
+    )
+
+
+def collate_examples(
+    examples: Sequence[LMExample], pad_id: int, padding_side: str = "right"
+) -> dict[str, Tensor]:
+    """Pad a batch: ``input_ids``, ``labels`` (-100 on padding), ``attention_mask`` (B, T) long and
+    ``offsets`` (B,) (how far each example moved: its left padding)."""
+    width = max(len(e) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full_like(ids, IGNORE_INDEX)
+    mask = torch.zeros_like(ids)
+    offsets = torch.zeros(len(examples), dtype=torch.long)
+    for row, e in enumerate(examples):
+        start = width - len(e) if padding_side == "left" else 0
+        ids[row, start : start + len(e)] = torch.tensor(e.input_ids)
+        labels[row, start : start + len(e)] = torch.tensor(e.labels)
+        mask[row, start : start + len(e)] = 1
+        offsets[row] = start
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask, "offsets": offsets}
+
+
+def splice_embeddings(
+    model, input_ids: Tensor, positions: Sequence[Sequence[int]], vectors: Sequence[Tensor]
+) -> Tensor:
+    """Input embeddings (B, T, hidden) of ``input_ids`` with row b's ``positions[b]`` replaced by
+    ``vectors[b]`` (len(positions[b]), hidden); differentiable in ``vectors``."""
+    embeds = model.get_input_embeddings()(input_ids)
+    if len(positions) != len(vectors) or len(positions) != input_ids.shape[0]:
+        raise ValueError(
+            f"need one positions list and one vectors tensor per row: {input_ids.shape[0]} rows"
+        )
+    embeds = embeds.clone()
+    for b, (pos, vec) in enumerate(zip(positions, vectors, strict=True)):
+        if len(pos) == 0:
+            continue
+        if vec.shape != (len(pos), embeds.shape[-1]):
+            raise ValueError(
+                f"row {b}: vectors of shape {tuple(vec.shape)}, expected ({len(pos)}, {embeds.shape[-1]})"
+            )
+        embeds[b, torch.as_tensor(pos, device=embeds.device)] = vec.to(embeds.dtype)
+    return embeds
+
+
+# ---------------------------------------------------------------- fine-tuning
+
+
+def apply_lora(
+    model,
+    r: int = 32,
+    alpha: int = 64,
+    dropout: float = 0.1,
+    target_modules: str | list[str] = "all-linear",
+):
+    """Wrap ``model`` with LoRA adapters (``peft``); only the adapters train. ICMA's settings are
+    the defaults (r 32, alpha 64, dropout 0.1, every linear layer except the output head)."""
+    try:
+        from peft import LoraConfig, TaskType, get_peft_model
+    except ImportError as exc:
+        raise ImportError(
+            "LoRA needs peft: pip install peft (or train fully with lora=False)"
+        ) from exc
+    config = LoraConfig(
+        task_type=TaskType.CAUSAL_LM,
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=target_modules,
+    )
+    return get_peft_model(model, config)
+
+
+@dataclass
+class TrainConfig:
+    """Fine-tuning settings. ``batch_size`` x ``grad_accum`` examples per optimiser step; ``epochs``
+    passes over the examples; ``warmup`` share of the steps ramps the learning rate up, then it
+    decays linearly to 0. ``bf16``: autocast where the hardware computes in bf16 (else float32)."""
+
+    epochs: float = 1.0
+    lr: float = 2e-5
+    batch_size: int = 4
+    grad_accum: int = 1
+    weight_decay: float = 0.0
+    warmup: float = 0.05
+    max_grad_norm: float = 1.0
+    bf16: bool = True
+    seed: int = 0
+
+
+@dataclass
+class TrainReport:
+    """What a fine-tuning run did: per-step ``losses`` (mean answer-token cross-entropy),
+    ``tokens`` processed (non-padding, prompts included), ``seconds`` and ``tokens_per_second``."""
+
+    losses: list[float]
+    tokens: int
+    seconds: float
+    steps: int
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else float("nan")
+
+
+def _length_grouped_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Shuffled batches of similar lengths: shuffle, sort within windows of 32 batches, shuffle batches."""
+    order = rng.permutation(len(lengths))
+    window = batch_size * 32
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = order[start : start + window]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def answer_loss(
+    model,
+    batch: dict[str, Tensor],
+    extra_positions: Sequence[Sequence[int]] | None = None,
+    extra_vectors: Sequence[Tensor] | None = None,
+) -> Tensor:
+    """Mean cross-entropy over the answer tokens of a collated ``batch`` (labels -100 elsewhere),
+    with extra embeddings spliced in when given."""
+    device = next(model.parameters()).device
+    ids = batch["input_ids"].to(device)
+    kwargs = {"attention_mask": batch["attention_mask"].to(device)}
+    if extra_vectors is not None:
+        kwargs["inputs_embeds"] = splice_embeddings(model, ids, extra_positions, extra_vectors)
+    else:
+        kwargs["input_ids"] = ids
+    # logits only where the loss needs them: the LM head over a 49k vocabulary at every prompt
+    # position is a fifth of a small model's compute
+    out = model(**kwargs, output_hidden_states=True, logits_to_keep=1)
+    labels = batch["labels"][:, 1:].to(device)
+    answer = labels != IGNORE_INDEX
+    logits = model.get_output_embeddings()(out.hidden_states[-1][:, :-1][answer]).float()
+    return torch.nn.functional.cross_entropy(logits, labels[answer])
+
+
+def train_causal_lm(
+    model,
+    examples: Sequence[LMExample],
+    config: TrainConfig,
+    pad_id: int,
+    extra_embeddings: ExtraEmbeddings | None = None,
+    extra_parameters: Sequence[torch.nn.Parameter] = (),
+    progress: bool = True,
+) -> TrainReport:
+    """Fine-tune ``model`` in place on ``examples`` with the answer-only loss (AdamW over the
+    parameters that require grad, plus ``extra_parameters``, e.g. a graph projector's).
+
+    ``extra_embeddings(indices)`` supplies the vectors for the ``extra_positions`` of
+    ``examples[i]`` for each i in ``indices``. Leaves the model in eval mode.
+    """
+    if not examples:
+        raise ValueError("no training examples")
+    if any(not any(label != IGNORE_INDEX for label in e.labels) for e in examples):
+        raise ValueError("an example has no answer tokens to learn (empty answer without EOS?)")
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    device = next(model.parameters()).device
+    params = [p for p in model.parameters() if p.requires_grad] + list(extra_parameters)
+    optimiser = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    lengths = np.array([len(e) for e in examples])
+    n_epochs = max(1, math.ceil(config.epochs))
+    plan = [
+        b for _ in range(n_epochs) for b in _length_grouped_batches(lengths, config.batch_size, rng)
+    ]
+    plan = plan[: max(1, round(config.epochs * math.ceil(len(examples) / config.batch_size)))]
+    total_steps = max(1, math.ceil(len(plan) / config.grad_accum))
+    warmup_steps = int(config.warmup * total_steps)
+
+    def schedule(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
+    precision = autocast(device) if config.bf16 else torch.autocast(device.type, enabled=False)
+    model.train()
+    losses, tokens, accumulated = [], 0, []
+    start = time.perf_counter()
+    bar = tqdm(plan, desc="fine-tuning", unit="batch", disable=not progress)
+    for i, idx in enumerate(bar):
+        batch = collate_examples([examples[j] for j in idx], pad_id)
+        positions = vectors = None
+        if extra_embeddings is not None:
+            positions = [examples[j].extra_positions for j in idx]
+            vectors = list(extra_embeddings(list(idx)))
+        with precision:
+            loss = answer_loss(model, batch, positions, vectors)
+        (loss / config.grad_accum).backward()
+        accumulated.append(loss.item())
+        tokens += int(batch["attention_mask"].sum())
+        if len(accumulated) == config.grad_accum or i == len(plan) - 1:
+            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            optimiser.step()
+            scheduler.step()
+            optimiser.zero_grad(set_to_none=True)
+            losses.append(float(np.mean(accumulated)))
+            accumulated = []
+            bar.set_postfix(
+                loss=f"{losses[-1]:.3f}", tok_s=f"{tokens / (time.perf_counter() - start):.0f}"
+            )
+    model.eval()
+    return TrainReport(
+        losses=losses, tokens=tokens, seconds=time.perf_counter() - start, steps=len(losses)
+    )
+
+
+# ---------------------------------------------------------------- generation
+
+
+@torch.no_grad()
+def generate_texts(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    max_new_tokens: int = 256,
+    batch_size: int = 8,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    extra_positions: Sequence[Sequence[int]] | None = None,
+    extra_embeddings: ExtraEmbeddings | None = None,
+    bf16: bool = True,
+    progress: bool = True,
+    desc: str = "generating",
+) -> list[str]:
+    """Continuations of ``prompts`` (special tokens removed, whitespace stripped), in input order.
+
+    Greedy by default; batches of ``batch_size`` prompts of similar length, left-padded, decoded
+    with the KV cache. With ``extra_embeddings``, prompt ``i``'s tokens at ``extra_positions[i]``
+    take the vectors ``extra_embeddings([i])[0]`` (the prompt is passed as ``inputs_embeds``).
+    """
+    if extra_embeddings is not None and extra_positions is None:
+        raise ValueError("extra_embeddings needs extra_positions (one list per prompt)")
+    device = next(model.parameters()).device
+    encoded = [list(tokenizer(p)["input_ids"]) for p in prompts]
+    order = np.argsort([-len(e) for e in encoded], kind="stable")
+    outputs: list[str] = [""] * len(prompts)
+    precision = autocast(device) if bf16 else torch.autocast(device.type, enabled=False)
+    settings = {
+        "max_new_tokens": max_new_tokens,
+        "do_sample": do_sample,
+        "use_cache": True,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
+    if do_sample:
+        settings["temperature"] = temperature
+    model.eval()
+    bar = tqdm(total=len(prompts), desc=desc, unit="prompt", disable=not progress)
+    for start in range(0, len(order), batch_size):
+        idx = [int(i) for i in order[start : start + batch_size]]
+        batch = collate_examples(
+            [LMExample(encoded[i], [IGNORE_INDEX] * len(encoded[i]), len(encoded[i])) for i in idx],
+            tokenizer.pad_token_id,
+            padding_side="left",
+        )
+        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        with precision:
+            if extra_embeddings is not None:
+                positions = [
+                    [p + int(off) for p in extra_positions[i]]
+                    for i, off in zip(idx, batch["offsets"], strict=True)
+                ]
+                vectors = list(extra_embeddings(idx))
+                embeds = splice_embeddings(model, ids, positions, vectors)
+                new = model.generate(inputs_embeds=embeds, attention_mask=mask, **settings)
+            else:
+                new = model.generate(input_ids=ids, attention_mask=mask, **settings)[
+                    :, ids.shape[1] :
+                ]
+        for row, i in enumerate(idx):
+            outputs[i] = tokenizer.decode(new[row], skip_special_tokens=True).strip()
+        bar.update(len(idx))
+    bar.close()
+    return outputs
+
+
+# ---------------------------------------------------------------- tiny random models for tests and smoke runs
+
+
+def save_tiny_random_lm(
+    path: str | os.PathLike,
+    corpus: Sequence[str],
+    architecture: str = "llama",
+    vocab_size: int = 512,
+    hidden: int = 64,
+    layers: int = 2,
+    heads: int = 4,
+    max_positions: int = 2048,
+    seed: int = 0,
+) -> Path:
+    """Save a randomly initialised causal LM (``llama``, ``opt`` or ``mistral``) with a byte-level
+    BPE tokenizer trained on ``corpus`` into ``path``; :func:`load_lm` loads it like any checkpoint."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        MistralConfig,
+        MistralForCausalLM,
+        OPTConfig,
+        OPTForCausalLM,
+        PreTrainedTokenizerFast,
+    )
+
+    path = Path(path)
+    specials = ["<pad>", "<s>", "</s>", "<unk>"]
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(list(corpus), trainer)
+    from tokenizers.processors import TemplateProcessing
+
+    bpe.post_processor = TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", bpe.token_to_id("<s>"))]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+    )
+    ids = {
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
+    n_vocab = len(tokenizer)
+    if architecture == "llama":
+        model_cls, config = (
+            LlamaForCausalLM,
+            LlamaConfig(
+                vocab_size=n_vocab,
+                hidden_size=hidden,
+                intermediate_size=2 * hidden,
+                num_hidden_layers=layers,
+                num_attention_heads=heads,
+                num_key_value_heads=heads,
+                max_position_embeddings=max_positions,
+                **ids,
+            ),
+        )
+    elif architecture == "mistral":
+        model_cls, config = (
+            MistralForCausalLM,
+            MistralConfig(
+                vocab_size=n_vocab,
+                hidden_size=hidden,
+                intermediate_size=2 * hidden,
+                num_hidden_layers=layers,
+                num_attention_heads=heads,
+                num_key_value_heads=max(1, heads // 2),
+                max_position_embeddings=max_positions,
+                sliding_window=None,
+                **ids,
+            ),
+        )
+    elif architecture == "opt":
+        model_cls, config = (
+            OPTForCausalLM,
+            OPTConfig(
+                vocab_size=n_vocab,
+                hidden_size=hidden,
+                ffn_dim=2 * hidden,
+                num_hidden_layers=layers,
+                num_attention_heads=heads,
+                max_position_embeddings=max_positions,
+                word_embed_proj_dim=hidden,
+                **ids,
+            ),
+        )
+    else:
+        raise ValueError(f"architecture must be 'llama', 'opt' or 'mistral', got {architecture!r}")
+    torch.manual_seed(seed)
+    model = model_cls(config)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

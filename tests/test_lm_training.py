@@ -1,0 +1,157 @@
+"""The shared causal-LM layer on tiny random Llama / OPT (Galactica's architecture) / Mistral models
+saved to disk and loaded through the same API as the registry model."""
+
+import pytest
+import torch
+
+from molkit.models.lm_training import (
+    IGNORE_INDEX,
+    FewShotTemplate,
+    TrainConfig,
+    answer_loss,
+    apply_lora,
+    collate_examples,
+    encode_example,
+    fit_fewshot_prompt,
+    generate_texts,
+    load_lm,
+    save_tiny_random_lm,
+    splice_embeddings,
+    train_causal_lm,
+)
+
+CORPUS = [
+    "Generate a caption for the molecule: CCO\nCaption: The molecule is a primary alcohol.",
+    "Generate a caption for the molecule: CC(=O)O\nCaption: The molecule is a carboxylic acid.",
+    "Generate a molecule for the caption: an aromatic ring\nMolecule: c1ccccc1",
+] * 10
+PROMPT = "Generate a caption for the molecule: CCO\nCaption:"
+ANSWER = " The molecule is a primary alcohol."
+
+
+def _tiny(tmp_path_factory, arch):
+    path = save_tiny_random_lm(tmp_path_factory.mktemp(arch), CORPUS, arch, vocab_size=300, hidden=64)
+    model, tok = load_lm(path)
+    return arch, model, tok
+
+
+@pytest.fixture(scope="module", params=["llama", "opt", "mistral"])
+def tiny_lm(request, tmp_path_factory):
+    """Each architecture, saved to disk and loaded by path (Galactica = OPT, Mistral-7B = Mistral)."""
+    return _tiny(tmp_path_factory, request.param)
+
+
+@pytest.fixture(scope="module")
+def llama_lm(tmp_path_factory):
+    return _tiny(tmp_path_factory, "llama")
+
+
+def test_answer_only_loss_mask(tiny_lm):
+    _, _, tok = tiny_lm
+    ex = encode_example(tok, PROMPT, ANSWER, max_length=128)
+    prompt_ids = tok(PROMPT)["input_ids"]
+    answer_ids = tok(ANSWER, add_special_tokens=False)["input_ids"]
+    assert ex.input_ids == prompt_ids + answer_ids + [tok.eos_token_id]
+    assert ex.labels == [IGNORE_INDEX] * len(prompt_ids) + answer_ids + [tok.eos_token_id]
+    assert ex.prompt_length == len(prompt_ids)
+
+
+def test_truncation_keeps_answer_and_cuts_prompt_from_the_left(llama_lm):
+    _, _, tok = llama_lm
+    full = encode_example(tok, PROMPT, ANSWER, max_length=512)
+    n_answer = len(full) - full.prompt_length
+    ex = encode_example(tok, PROMPT, ANSWER, max_length=n_answer + 4, extra_positions=[full.prompt_length - 1])
+    assert len(ex) == n_answer + 4
+    assert ex.labels[-n_answer:] == full.labels[-n_answer:]
+    assert ex.input_ids[0] == tok.bos_token_id  # the BOS prefix survives the left cut
+    assert ex.input_ids[1:4] == full.input_ids[full.prompt_length - 3 : full.prompt_length]
+    assert ex.extra_positions == [ex.prompt_length - 1]
+    with pytest.raises(ValueError, match="extra embedding"):
+        encode_example(tok, PROMPT, ANSWER, max_length=n_answer + 4, extra_positions=[1])
+
+
+def test_loss_ignores_prompt_tokens(tiny_lm):
+    _, model, tok = tiny_lm
+    ex = encode_example(tok, PROMPT, ANSWER, max_length=128)
+    other = encode_example(tok, "Generate a caption for the molecule: CC(=O)O\nCaption:", ANSWER, max_length=128)
+    batch = collate_examples([ex], tok.pad_token_id)
+    logits = model(input_ids=batch["input_ids"]).logits[0, :-1]
+    targets = torch.tensor(ex.input_ids[1:])
+    answer = torch.tensor(ex.labels[1:]) != IGNORE_INDEX
+    expected = torch.nn.functional.cross_entropy(logits[answer], targets[answer])
+    with torch.no_grad():
+        assert answer_loss(model, batch).item() == pytest.approx(expected.item(), rel=1e-5)
+        # padding a batch with a longer example leaves the first example's loss unchanged
+        padded = collate_examples([ex, other], tok.pad_token_id)
+        assert padded["labels"][0, len(ex):].eq(IGNORE_INDEX).all()
+
+
+def test_fewshot_prompt_drops_front_examples_to_fit(llama_lm):
+    _, _, tok = llama_lm
+    template = FewShotTemplate(example="Q: {input}\nA: {output}", query="Q: {input}\nA:", query_after_examples="Now Q: {input}\nA:")
+    examples = [("CCO", "an alcohol"), ("CC(=O)O", "an acid"), ("c1ccccc1", "benzene")]
+    full = template.render(examples, "CCN")
+    assert full.endswith("Q: c1ccccc1\nA: benzene\n\nNow Q: CCN\nA:")
+    budget = len(tok(template.render(examples[1:], "CCN"))["input_ids"])
+    prompt, kept = fit_fewshot_prompt(tok, template, examples, "CCN", budget)
+    assert kept == 2 and prompt == template.render(examples[1:], "CCN")
+    assert template.render([], "CCN") == "Q: CCN\nA:"
+
+
+def test_full_fine_tuning_learns_the_answer(tiny_lm):
+    arch, model, tok = tiny_lm
+    ex = encode_example(tok, PROMPT, ANSWER, max_length=128)
+    report = train_causal_lm(model, [ex] * 24, TrainConfig(epochs=8, lr=1e-2, batch_size=4, warmup=0.0),
+                             tok.pad_token_id, progress=False)
+    assert report.steps == 48 and report.tokens == 192 * len(ex)
+    assert report.losses[-1] < 0.5 * report.losses[0], arch
+    assert report.tokens_per_second > 0
+    assert generate_texts(model, tok, [PROMPT], max_new_tokens=24, progress=False) == [ANSWER.strip()]
+
+
+def test_batched_generation_equals_one_by_one(tiny_lm):
+    _, model, tok = tiny_lm
+    prompts = [PROMPT, "Generate a molecule for the caption: an aromatic ring\nMolecule:", "CC"]
+    batched = generate_texts(model, tok, prompts, max_new_tokens=8, batch_size=3, progress=False, bf16=False)
+    single = [generate_texts(model, tok, [p], max_new_tokens=8, batch_size=1, progress=False, bf16=False)[0] for p in prompts]
+    assert batched == single
+
+
+def test_spliced_embeddings_match_token_embeddings_and_train(llama_lm):
+    _, model, tok = llama_lm
+    ex = encode_example(tok, PROMPT, ANSWER, max_length=128)
+    batch = collate_examples([ex], tok.pad_token_id)
+    own = model.get_input_embeddings()(batch["input_ids"])[0, [1, 2]].detach()
+    embeds = splice_embeddings(model, batch["input_ids"], [[1, 2]], [own])
+    with torch.no_grad():
+        a = model(input_ids=batch["input_ids"]).logits
+        b = model(inputs_embeds=embeds).logits
+    assert torch.allclose(a, b, atol=1e-5)
+    same = generate_texts(model, tok, [PROMPT], max_new_tokens=6, progress=False, bf16=False)
+    spliced = generate_texts(model, tok, [PROMPT], max_new_tokens=6, progress=False, bf16=False,
+                             extra_positions=[[1, 2]], extra_embeddings=lambda idx: [own for _ in idx])
+    assert spliced == same
+    # a trainable "graph token" projector receives gradients through the answer-only loss
+    proj = torch.nn.Linear(3, own.shape[1])
+    graph_features = torch.randn(1, 2, 3)
+    ex = encode_example(tok, PROMPT, ANSWER, max_length=128, extra_positions=[1, 2])
+    before = proj.weight.detach().clone()
+    train_causal_lm(model, [ex], TrainConfig(epochs=1, lr=1e-2, batch_size=1, warmup=0.0), tok.pad_token_id,
+                    extra_embeddings=lambda idx: [proj(graph_features[0]) for _ in idx],
+                    extra_parameters=list(proj.parameters()), progress=False)
+    assert not torch.equal(before, proj.weight)
+
+
+def test_lora_trains_only_adapters(tmp_path):
+    path = save_tiny_random_lm(tmp_path / "m", CORPUS, "llama", vocab_size=300, hidden=64)
+    model, tok = load_lm(path)
+    base = {n: p.detach().clone() for n, p in model.named_parameters()}
+    model = apply_lora(model, r=4, alpha=8, dropout=0.0)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    ex = encode_example(tok, PROMPT, ANSWER, max_length=128)
+    train_causal_lm(model, [ex] * 4, TrainConfig(epochs=1, lr=1e-2, batch_size=2, warmup=0.0), tok.pad_token_id, progress=False)
+    for name, p in model.named_parameters():
+        if "lora_" not in name:
+            original = name.replace("base_model.model.", "").replace(".base_layer", "")
+            assert torch.equal(p, base[original]), name
