@@ -5,7 +5,16 @@ Layers: ``molkit.data`` -> ``molkit.chem`` -> ``molkit.models`` -> ``molkit.meth
 ``molkit.viz`` beside them.
 """
 
-from molkit.notebook import Config, current, record, record_frame, results, savefig, seed_everything, setup
+from molkit.notebook import (
+    Config,
+    current,
+    record,
+    record_frame,
+    results,
+    savefig,
+    seed_everything,
+    setup,
+)
 
 __version__ = "0.1.0"
 

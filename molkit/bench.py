@@ -67,7 +67,7 @@ def run_benchmarks(profile: str = "default", quick: bool = False, out_dir: Path 
     for batch in (1, 8):
         prompts = [prompt] * batch
         outputs: list = []
-        seconds = _timed(lambda p=prompts: outputs.extend(generate(model, tokenizer, p, max_new_tokens=new_tokens, batch_size=len(p), progress=False)))
+        seconds = _timed(lambda p=prompts, out=outputs: out.extend(generate(model, tokenizer, p, max_new_tokens=new_tokens, batch_size=len(p), progress=False)))
         produced = sum(len(tokenizer(o, add_special_tokens=False)["input_ids"]) for o in outputs)
         report(f"causal_lm_generation_batch{batch}", produced, seconds, "tokens/s", max_new_tokens=new_tokens)
 
