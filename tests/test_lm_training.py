@@ -155,3 +155,35 @@ def test_lora_trains_only_adapters(tmp_path):
         if "lora_" not in name:
             original = name.replace("base_model.model.", "").replace(".base_layer", "")
             assert torch.equal(p, base[original]), name
+
+
+def test_extra_parameters_get_their_own_learning_rate(tmp_path):
+    path = save_tiny_random_lm(tmp_path / "m", CORPUS, "llama", vocab_size=300, hidden=64)
+    model, tok = load_lm(path)
+    ex = encode_example(tok, PROMPT, ANSWER, max_length=128, extra_positions=[1])
+    proj = torch.nn.Linear(3, model.config.hidden_size)
+    features = torch.randn(1, 3)
+    config = TrainConfig(epochs=1, lr=1e-2, batch_size=1, warmup=0.0)
+    model_before = model.get_input_embeddings().weight.detach().clone()
+    proj_before = proj.weight.detach().clone()
+    train_causal_lm(model, [ex] * 2, config, tok.pad_token_id, extra_embeddings=lambda idx: [proj(features) for _ in idx],
+                    extra_parameters=list(proj.parameters()), extra_lr=0.0, progress=False)
+    assert torch.equal(proj.weight, proj_before)  # its own group, learning rate 0
+    assert not torch.equal(model.get_input_embeddings().weight, model_before)  # the model's group trains at config.lr
+    model.requires_grad_(False)
+    with pytest.raises(ValueError, match="nothing to train"):
+        train_causal_lm(model, [ex], config, tok.pad_token_id, progress=False)
+
+
+def test_generate_kwargs_reach_generate(llama_lm):
+    _, model, tok = llama_lm
+    prompts = [PROMPT, "Generate a molecule for the caption: an aromatic ring\nMolecule:"]
+    greedy = generate_texts(model, tok, prompts, max_new_tokens=5, progress=False, bf16=False)
+    assert generate_texts(model, tok, prompts, max_new_tokens=5, progress=False, bf16=False,
+                          generate_kwargs={"num_beams": 1}) == greedy
+    own = model.get_input_embeddings()(torch.tensor([[5, 6]]))[0].detach()
+    beams = generate_texts(model, tok, prompts, max_new_tokens=5, progress=False, bf16=False, generate_kwargs={"num_beams": 3},
+                           extra_positions=[[1, 2], [1, 2]], extra_embeddings=lambda idx: [own for _ in idx])
+    assert len(beams) == 2 and all(isinstance(t, str) for t in beams)
+    with pytest.raises(ValueError, match="num_beams"):
+        generate_texts(model, tok, prompts[:1], max_new_tokens=5, progress=False, bf16=False, generate_kwargs={"num_beams": 0})

@@ -338,6 +338,9 @@ def test_train_pair_lm_lowers_the_answer_loss_and_generates(tiny_lm):
     texts = moltc.generate_pair_answers(model, tokenizer, prompts[:2], pairs[:2], graph, graph_id, max_new_tokens=6,
                                         progress=False)
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+    beams = moltc.generate_pair_answers(model, tokenizer, prompts[:2], pairs[:2], graph, graph_id, max_new_tokens=6,
+                                        progress=False, num_beams=3)  # the official 5-beam decoding, smaller
+    assert len(beams) == 2 and all(isinstance(t, str) for t in beams)
 
 
 def test_run_baselines_rows_and_predictions():

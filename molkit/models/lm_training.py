@@ -339,9 +339,11 @@ def train_causal_lm(
     extra_embeddings: ExtraEmbeddings | None = None,
     extra_parameters: Sequence[torch.nn.Parameter] = (),
     progress: bool = True,
+    extra_lr: float | None = None,
 ) -> TrainReport:
     """Fine-tune ``model`` in place on ``examples`` with the answer-only loss (AdamW over the
-    parameters that require grad, plus ``extra_parameters``, e.g. a graph projector's).
+    parameters that require grad, plus ``extra_parameters``, e.g. a graph projector's, in a
+    parameter group of their own with learning rate ``extra_lr``; ``None``: ``config.lr``).
 
     ``extra_embeddings(indices)`` supplies the vectors for the ``extra_positions`` of
     ``examples[i]`` for each i in ``indices``. Leaves the model in eval mode.
@@ -353,8 +355,15 @@ def train_causal_lm(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     device = next(model.parameters()).device
-    params = [p for p in model.parameters() if p.requires_grad] + list(extra_parameters)
-    optimiser = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    model_params = [p for p in model.parameters() if p.requires_grad]
+    extra = list(extra_parameters)
+    params = model_params + extra
+    if not params:
+        raise ValueError("nothing to train: no model parameter requires grad and no extra_parameters were given")
+    groups = [{"params": model_params}] if model_params else []
+    if extra:
+        groups.append({"params": extra, "lr": config.lr if extra_lr is None else extra_lr})
+    optimiser = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     lengths = np.array([len(e) for e in examples])
     n_epochs = max(1, math.ceil(config.epochs))
     plan = [
@@ -419,12 +428,14 @@ def generate_texts(
     bf16: bool = True,
     progress: bool = True,
     desc: str = "generating",
+    generate_kwargs: dict | None = None,
 ) -> list[str]:
     """Continuations of ``prompts`` (special tokens removed, whitespace stripped), in input order.
 
     Greedy by default; batches of ``batch_size`` prompts of similar length, left-padded, decoded
     with the KV cache. With ``extra_embeddings``, prompt ``i``'s tokens at ``extra_positions[i]``
     take the vectors ``extra_embeddings([i])[0]`` (the prompt is passed as ``inputs_embeds``).
+    ``generate_kwargs`` go to ``model.generate`` as they are (e.g. ``{"num_beams": 5}``).
     """
     if extra_embeddings is not None and extra_positions is None:
         raise ValueError("extra_embeddings needs extra_positions (one list per prompt)")
@@ -442,6 +453,9 @@ def generate_texts(
     }
     if do_sample:
         settings["temperature"] = temperature
+    settings.update(generate_kwargs or {})
+    if int(settings.get("num_beams", 1)) < 1:
+        raise ValueError(f"num_beams must be >= 1, not {settings['num_beams']!r}")
     model.eval()
     bar = tqdm(total=len(prompts), desc=desc, unit="prompt", disable=not progress)
     for start in range(0, len(order), batch_size):
