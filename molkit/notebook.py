@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from molkit._io import atomic_path
+
 PROFILES = ("smoke", "default", "full")
 RESULT_COLUMNS = ["notebook", "dataset", "method", "metric", "value", "seed", "profile", "split", "note"]
 RUN_DIR_ENV = "MOLKIT_RUN_DIR"
@@ -158,9 +160,8 @@ def record(
     path = cfg.results_path
     frame = pd.read_csv(path, keep_default_na=False) if path.exists() else pd.DataFrame(columns=RESULT_COLUMNS)
     frame = pd.concat([frame, pd.DataFrame([row])], ignore_index=True) if len(frame) else pd.DataFrame([row])
-    tmp = path.with_suffix(".csv.tmp")
-    frame[RESULT_COLUMNS].to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        frame[RESULT_COLUMNS].to_csv(tmp, index=False)
     return row
 
 
@@ -188,7 +189,6 @@ def savefig(fig, name: str, dpi: int = FIGURE_DPI) -> Path:
     cfg = current()
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
     path = cfg.figures_dir / f"{cfg.notebook}__{safe}.png"
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
     return path

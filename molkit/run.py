@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from molkit._io import atomic_write_text
 from molkit.notebook import PROFILES, RUN_DIR_ENV
 
 PACKAGES = (
@@ -182,9 +183,22 @@ def _update_run_json(record: Path, profile: str, run: NotebookRun) -> None:
     data["updated"] = run.finished
     data["packages"] = package_versions()
     data["machine"] = machine_info()
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def remove_stale_staging(record: Path) -> list[Path]:
+    """Delete the staging folders (``.staging-<notebook>-<pid>``) of runs whose process no longer exists
+    (a run killed by a signal or a lost session cannot clean up after itself); returns what was removed.
+    Folders of live processes (a run in progress) are left alone."""
+    import psutil
+
+    removed = []
+    for path in sorted(record.glob(".staging-*-*")):
+        pid = path.name.rsplit("-", 1)[-1]
+        if path.is_dir() and pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def run_notebook(stem: str, profile: str, root: Path, parameters: dict | None = None, log_output: bool = False) -> NotebookRun:
@@ -195,6 +209,8 @@ def run_notebook(stem: str, profile: str, root: Path, parameters: dict | None = 
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     record = root / "papermill_runs" / profile
+    if record.is_dir():
+        remove_stale_staging(record)
     staging = record / f".staging-{stem}-{os.getpid()}"
     if staging.exists():
         shutil.rmtree(staging)

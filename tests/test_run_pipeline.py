@@ -6,7 +6,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from molkit.run import NotebookFailed, resolve_notebooks, run_notebook
+from molkit.run import NotebookFailed, remove_stale_staging, resolve_notebooks, run_notebook
 
 
 def _make_project(tmp_path, fail: bool = False):
@@ -67,3 +67,19 @@ def test_resolve_notebooks(tmp_path):
     assert resolve_notebooks(["tiny"], tmp_path) == ["50_tiny"]
     with pytest.raises(ValueError, match="available: 50_tiny, 51_other"):
         resolve_notebooks(["99_nope"], tmp_path)
+
+
+def test_stale_staging_of_dead_runs_is_removed(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)  # that process has exited
+    stale = tmp_path / f".staging-04_moltc-{dead_pid}"
+    live = tmp_path / f".staging-02_icma-{os.getpid()}"
+    for folder in (stale, live):
+        (folder / "results").mkdir(parents=True)
+    (tmp_path / "01_molex.ipynb").write_text("{}")
+    assert remove_stale_staging(tmp_path) == [stale]
+    assert not stale.exists() and live.exists() and (tmp_path / "01_molex.ipynb").exists()

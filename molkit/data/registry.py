@@ -13,11 +13,12 @@ Set ``MOLKIT_OFFLINE=1`` to forbid downloads (a missing file then fails at once)
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+from molkit._io import sha256_file
 
 MIRROR_ENV = "MOLKIT_DATA_MIRROR"
 CACHE_ENV = "MOLKIT_DATA_CACHE"
@@ -83,14 +84,6 @@ def data_cache_dir() -> Path:
     return (Path(base).expanduser() if base else Path.home() / ".cache" / "molkit") / "data"
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 _VERIFIED: dict[tuple[str, int, int], str] = {}
 
 
@@ -99,7 +92,7 @@ def _check_hash(entry: RegisteredFile, path: Path, where: str) -> None:
         return
     st = path.stat()
     memo = (str(path), st.st_size, st.st_mtime_ns)
-    digest = _VERIFIED.get(memo) or sha256_of(path)
+    digest = _VERIFIED.get(memo) or sha256_file(path)
     if digest != entry.sha256:
         raise DataHashError(
             f"sha256 mismatch for {entry.key} in the {where} ({path}): expected {entry.sha256}, "
