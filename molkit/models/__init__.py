@@ -7,6 +7,9 @@
 - `Encoder`, `load_encoder`, `load_tokenizer`: embeddings with an on-disk cache.
 - `RegexSmilesTokenizer`: the Schwaller regex SMILES tokenizer for rxnfp's vocabulary.
 - `load_causal_lm`, `generate`: batched generation with chat templates.
+- `load_lm`, `apply_lora`, `TrainConfig`, `train_causal_lm`, `generate_texts`, `splice_embeddings`:
+  fine-tuning a causal LM on prompt -> answer pairs (answer-only loss, LoRA, spliced-in embeddings).
+- `ResponseCache`: a replayable, hash-keyed store of LLM responses.
 - `bf16_supported`, `autocast`, `default_device`, `set_threads`: run-time settings.
 """
 
@@ -35,6 +38,14 @@ _EXPORTS = {
     "parameter_count": "encoders",
     "load_causal_lm": "causal_lm",
     "generate": "causal_lm",
+    "load_lm": "lm_training",
+    "apply_lora": "lm_training",
+    "TrainConfig": "lm_training",
+    "TrainReport": "lm_training",
+    "train_causal_lm": "lm_training",
+    "generate_texts": "lm_training",
+    "splice_embeddings": "lm_training",
+    "ResponseCache": "responses",
     "autocast": "runtime",
     "bf16_supported": "runtime",
     "default_device": "runtime",
