@@ -132,6 +132,17 @@ def test_fit_pair_gin_learns_a_separable_toy_task():
     assert ((pred > 0.5) == (y > 0.5)).mean() == 1.0
 
 
+def test_fit_pair_gin_min_steps_raises_the_epochs_of_a_small_set():
+    graphs = moltc.pair_graphs(["CCO", "CCN"] * 4, ["O"] * 8)
+    y = np.arange(8, dtype=float)
+    fitted = moltc.fit_pair_gin(graphs, y, graphs, y, task="regression", hidden=8, num_layers=1, epochs=1, batch_size=4,
+                                patience=100, progress=False, min_steps=10)
+    assert len(fitted.history.records) == 5  # 2 batches an epoch: 5 epochs hold 10 steps
+    fitted = moltc.fit_pair_gin(graphs, y, graphs, y, task="regression", hidden=8, num_layers=1, epochs=3, batch_size=4,
+                                patience=100, progress=False, min_steps=2)
+    assert len(fitted.history.records) == 3  # never fewer epochs than asked
+
+
 def _projector(**kw):
     torch.manual_seed(0)
     return moltc.QFormerProjector(atom_dim=6, out_dim=10, n_query=3, hidden=8, heads=2, n_layers=2, dropout=0.0, **kw).eval()
