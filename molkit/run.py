@@ -209,8 +209,7 @@ def run_notebook(stem: str, profile: str, root: Path, parameters: dict | None = 
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     record = root / "papermill_runs" / profile
-    if record.is_dir():
-        remove_stale_staging(record)
+    remove_stale_staging(record)  # a missing record folder holds none
     staging = record / f".staging-{stem}-{os.getpid()}"
     if staging.exists():
         shutil.rmtree(staging)
