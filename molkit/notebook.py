@@ -9,6 +9,7 @@ for interactive and plain-papermill runs, so experimenting never overwrites the 
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import warnings
@@ -18,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from molkit._io import atomic_path
+from molkit._io import atomic_path, atomic_write_text
+from molkit._progress import quiet_library_logs
 
 PROFILES = ("smoke", "default", "full")
 RESULT_COLUMNS = ["notebook", "dataset", "method", "metric", "value", "seed", "profile", "split", "note"]
@@ -28,7 +30,11 @@ FIGURE_DPI = 120
 
 @dataclass
 class Config:
-    """A notebook's resolved settings: profile, seed, sizes, run directory, compute facts."""
+    """A notebook's resolved settings: profile, seed, sizes, run directory, compute facts.
+
+    ``precision`` is what the precision policy resolved to on ``device`` (``"fp32"`` or
+    ``"bf16"``); ``requested_precision`` what was asked for (``"auto"``, ``"fp32"``, ``"bf16"``).
+    """
 
     notebook: str
     profile: str
@@ -37,12 +43,22 @@ class Config:
     sizes: dict[str, Any] = field(default_factory=dict)
     threads: int = 1
     device: str = "cpu"
+    precision: str = "fp32"
+    requested_precision: str = "auto"
 
     def __getitem__(self, key: str) -> Any:
         return self.sizes[key]
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.sizes.get(key, default)
+
+    def summary(self) -> str:
+        """One line with the settings that decide speed and digits (printed by `setup`)."""
+        return (
+            f"molkit {self.notebook}: profile {self.profile}, seed {self.seed}, device {self.device}, "
+            f"{self.threads} thread{'s' if self.threads != 1 else ''}, precision {self.precision} "
+            f"(asked: {self.requested_precision})"
+        )
 
     @property
     def results_path(self) -> Path:
@@ -83,16 +99,24 @@ def setup(
     overrides: dict[str, Any] | None = None,
     threads: int | None = None,
     theme: bool = True,
+    precision: str | None = None,
 ) -> Config:
     """Prepare a notebook run and return its :class:`Config`.
 
     ``sizes`` maps each profile name to its settings (``{"smoke": {...}, "default": {...}, "full": {...}}``);
     the chosen profile's dict becomes ``cfg.sizes``. ``overrides`` (e.g. the notebook's parameters that are
-    not ``None``) replace entries of it. ``threads`` defaults to every core.
+    not ``None``) replace entries of it. ``threads`` defaults to every core. ``precision`` (``"auto"``,
+    ``"fp32"``, ``"bf16"``; ``None``: ``$MOLKIT_PRECISION``, else ``auto``) sets the precision policy of
+    every model path (`molkit.models.runtime`). Prints `Config.summary` and writes the settings to
+    ``<run dir>/settings/<notebook>.json`` (``molkit run`` copies them into ``run.json``).
     """
     global _CURRENT
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    if precision is not None:  # a typo fails here, before any work
+        from molkit.models.runtime import check_precision
+
+        precision = check_precision(precision)
     chosen = dict((sizes or {}).get(profile, {}))
     for key, value in (overrides or {}).items():
         if value is not None:
@@ -106,12 +130,18 @@ def setup(
 
     threadpool_limits(n_threads)  # NumPy/SciPy BLAS threads, like torch's below
     device = "cpu"
+    resolved, requested = "fp32", precision or "auto"
     try:
         import torch
 
         torch.set_num_threads(n_threads)
         if torch.cuda.is_available():
             device = "cuda"
+        from molkit.models import runtime
+
+        runtime.set_precision(precision)  # None: $MOLKIT_PRECISION or auto, also on a re-run in one kernel
+        resolved = runtime.resolved_precision(device)
+        requested = runtime.requested_precision()
     except ImportError:
         pass
     seed_everything(seed)
@@ -121,12 +151,19 @@ def setup(
     from rdkit import RDLogger
 
     RDLogger.DisableLog("rdApp.*")
+    quiet_library_logs()
     if theme:
         import seaborn as sns
 
         sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
-    cfg = Config(notebook=notebook, profile=profile, seed=seed, run_dir=run_dir, sizes=chosen, threads=n_threads, device=device)
+    cfg = Config(notebook=notebook, profile=profile, seed=seed, run_dir=run_dir, sizes=chosen, threads=n_threads,
+                 device=device, precision=resolved, requested_precision=requested)
     _CURRENT = cfg
+    settings = {"notebook": notebook, "profile": profile, "seed": seed, "threads": n_threads, "device": device,
+                "precision": resolved, "requested_precision": requested}
+    (run_dir / "settings").mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "settings" / f"{notebook}.json", json.dumps(settings, indent=2) + "\n")
+    print(cfg.summary())
     # a re-run of the notebook starts its results afresh
     if cfg.results_path.exists():
         cfg.results_path.unlink()

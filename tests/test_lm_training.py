@@ -112,8 +112,8 @@ def test_full_fine_tuning_learns_the_answer(tiny_lm):
 def test_batched_generation_equals_one_by_one(tiny_lm):
     _, model, tok = tiny_lm
     prompts = [PROMPT, "Generate a molecule for the caption: an aromatic ring\nMolecule:", "CC"]
-    batched = generate_texts(model, tok, prompts, max_new_tokens=8, batch_size=3, progress=False, bf16=False)
-    single = [generate_texts(model, tok, [p], max_new_tokens=8, batch_size=1, progress=False, bf16=False)[0] for p in prompts]
+    batched = generate_texts(model, tok, prompts, max_new_tokens=8, batch_size=3, progress=False, precision="fp32")
+    single = [generate_texts(model, tok, [p], max_new_tokens=8, batch_size=1, progress=False, precision="fp32")[0] for p in prompts]
     assert batched == single
 
 
@@ -127,8 +127,8 @@ def test_spliced_embeddings_match_token_embeddings_and_train(llama_lm):
         a = model(input_ids=batch["input_ids"]).logits
         b = model(inputs_embeds=embeds).logits
     assert torch.allclose(a, b, atol=1e-5)
-    same = generate_texts(model, tok, [PROMPT], max_new_tokens=6, progress=False, bf16=False)
-    spliced = generate_texts(model, tok, [PROMPT], max_new_tokens=6, progress=False, bf16=False,
+    same = generate_texts(model, tok, [PROMPT], max_new_tokens=6, progress=False, precision="fp32")
+    spliced = generate_texts(model, tok, [PROMPT], max_new_tokens=6, progress=False, precision="fp32",
                              extra_positions=[[1, 2]], extra_embeddings=lambda idx: [own for _ in idx])
     assert spliced == same
     # a trainable "graph token" projector receives gradients through the answer-only loss
@@ -178,12 +178,35 @@ def test_extra_parameters_get_their_own_learning_rate(tmp_path):
 def test_generate_kwargs_reach_generate(llama_lm):
     _, model, tok = llama_lm
     prompts = [PROMPT, "Generate a molecule for the caption: an aromatic ring\nMolecule:"]
-    greedy = generate_texts(model, tok, prompts, max_new_tokens=5, progress=False, bf16=False)
-    assert generate_texts(model, tok, prompts, max_new_tokens=5, progress=False, bf16=False,
+    greedy = generate_texts(model, tok, prompts, max_new_tokens=5, progress=False, precision="fp32")
+    assert generate_texts(model, tok, prompts, max_new_tokens=5, progress=False, precision="fp32",
                           generate_kwargs={"num_beams": 1}) == greedy
     own = model.get_input_embeddings()(torch.tensor([[5, 6]]))[0].detach()
-    beams = generate_texts(model, tok, prompts, max_new_tokens=5, progress=False, bf16=False, generate_kwargs={"num_beams": 3},
+    beams = generate_texts(model, tok, prompts, max_new_tokens=5, progress=False, precision="fp32", generate_kwargs={"num_beams": 3},
                            extra_positions=[[1, 2], [1, 2]], extra_embeddings=lambda idx: [own for _ in idx])
     assert len(beams) == 2 and all(isinstance(t, str) for t in beams)
     with pytest.raises(ValueError, match="num_beams"):
-        generate_texts(model, tok, prompts[:1], max_new_tokens=5, progress=False, bf16=False, generate_kwargs={"num_beams": 0})
+        generate_texts(model, tok, prompts[:1], max_new_tokens=5, progress=False, precision="fp32", generate_kwargs={"num_beams": 0})
+
+
+def test_bf16_fine_tuning_and_generation_run_on_any_cpu(tmp_path_factory):
+    """The bf16 path forced (emulated where the CPU has no bf16): it trains and generates, and its
+    first loss agrees with float32's to bf16 accuracy."""
+    from molkit.models import runtime
+
+    _, model, tok = _tiny(tmp_path_factory, "llama")
+    ex = encode_example(tok, PROMPT, ANSWER, max_length=128)
+    batch = collate_examples([ex], tok.pad_token_id)
+    with torch.no_grad():
+        fp32_loss = answer_loss(model, batch).item()
+        with runtime.autocast("cpu", "bf16"):
+            bf16_loss = answer_loss(model, batch).item()
+    assert bf16_loss == pytest.approx(fp32_loss, rel=0.03)
+    with runtime.use_precision("bf16"):
+        report = train_causal_lm(model, [ex] * 24, TrainConfig(epochs=8, lr=1e-2, batch_size=4, warmup=0.0),
+                                 tok.pad_token_id, progress=False)
+        texts = generate_texts(model, tok, [PROMPT], max_new_tokens=24, progress=False)
+    assert all(torch.isfinite(torch.tensor(report.losses)))
+    assert report.losses[-1] < 0.5 * report.losses[0]
+    assert next(model.parameters()).dtype == torch.float32  # weights stay float32 under autocast
+    assert len(texts) == 1 and isinstance(texts[0], str)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from molkit.models import registry
+from molkit.models import registry, runtime
 from molkit.models.cache import (
     EmbeddingStore,
     atomic_path,
@@ -276,10 +276,16 @@ def test_bf16_detection_and_autocast():
     assert isinstance(bf16_supported("cpu"), bool)
     assert isinstance(default_device(), torch.device)
     a = torch.randn(4, 8)
-    with autocast("cpu"):
+    with autocast("cpu"):  # the suite's policy: float32 on every CPU
+        assert (a @ a.T).dtype == torch.float32
+    with autocast("cpu", "bf16"):  # forced: emulated where the CPU has no bf16, but it runs
         product = a @ a.T
-    assert product.dtype == (torch.bfloat16 if bf16_supported("cpu") else torch.float32)
+    assert product.dtype == torch.bfloat16
     torch.testing.assert_close(product.float(), a @ a.T, atol=0.1, rtol=0.05)
+    with runtime.use_precision("auto"):
+        with autocast("cpu"):
+            product = a @ a.T
+        assert product.dtype == (torch.bfloat16 if bf16_supported("cpu") else torch.float32)
 
 
 def test_set_threads():
@@ -467,3 +473,42 @@ def test_format_prompt_with_messages(tiny_models):
     assert format_prompt(tokenizer, "the cat", chat=False) == "the cat"
     with pytest.raises(ValueError, match="chat template"):
         format_prompt(tokenizer, messages, chat=False)
+
+
+# --- the bf16 path, forced (emulated on CPUs without native bf16) --------------------------------
+
+
+@pytest.mark.parametrize("kind", ["roberta", "llama"])
+def test_encoder_in_bf16_is_close_to_float32_and_cached_apart(tiny_models, kind, isolated_cache):
+    encoder = Encoder.from_pretrained(tiny_models[kind])
+    fp32 = encoder.embed(TEXTS, progress=False)
+    with runtime.use_precision("bf16"):
+        bf16 = encoder.embed(TEXTS, progress=False)
+        meta = json.loads((encoder.cache_store().directory / "meta.json").read_text())
+        assert meta["precision"] == "bf16-autocast"
+    assert bf16.dtype == np.float32 and bf16.shape == fp32.shape
+    assert not np.array_equal(bf16, fp32)  # really computed in bf16, not read from the fp32 cache
+    # bf16 keeps 8 bits of mantissa: agreement to about 1e-2 of the vectors' scale
+    scale = np.abs(fp32).max()
+    np.testing.assert_allclose(bf16, fp32, atol=0.05 * scale, rtol=0.05)
+    cosine = (bf16 * fp32).sum(1) / np.linalg.norm(bf16, axis=1) / np.linalg.norm(fp32, axis=1)
+    assert cosine.min() > 0.99
+    assert len(list((isolated_cache / "embeddings").iterdir())) == 2  # one store per precision
+
+
+@pytest.mark.parametrize("kind", ["llama", "opt"])
+def test_causal_lm_in_bf16_loads_bf16_weights_and_generates(tiny_models, kind):
+    fp32_model, tokenizer = load_causal_lm(tiny_models[kind])
+    assert next(fp32_model.parameters()).dtype == torch.float32  # the suite's policy
+    with runtime.use_precision("bf16"):
+        model, tokenizer = load_causal_lm(tiny_models[kind])
+        assert next(model.parameters()).dtype == torch.bfloat16
+        texts = generate(model, tokenizer, PROMPTS, max_new_tokens=4, batch_size=3, progress=False)
+    assert len(texts) == len(PROMPTS) and all(isinstance(t, str) and len(t.split()) <= 4 for t in texts)
+    # the logits of the two precisions agree to bf16 accuracy
+    inputs = tokenizer(PROMPTS[:1], return_tensors="pt")
+    inputs.pop("token_type_ids", None)
+    with torch.no_grad():
+        ref = fp32_model(**inputs).logits
+        low = model(**inputs).logits.float()
+    torch.testing.assert_close(low, ref, atol=0.05 * ref.abs().max().item(), rtol=0.05)

@@ -342,7 +342,7 @@ def test_train_pair_lm_lowers_the_answer_loss_and_generates(tiny_lm):
     before = moltc.answer_log_likelihoods(model, tokenizer, prompts, answers, pairs, graph, graph_id, progress=False)
     queries_before = graph.projectors.projectors[0].queries.detach().clone()
     report = moltc.train_pair_lm(model, tokenizer, prompts, answers, pairs, graph,
-                                 TrainConfig(epochs=6, lr=3e-3, batch_size=4, bf16=False), graph_id, progress=False)
+                                 TrainConfig(epochs=6, lr=3e-3, batch_size=4, precision="fp32"), graph_id, progress=False)
     after = moltc.answer_log_likelihoods(model, tokenizer, prompts, answers, pairs, graph, graph_id, progress=False)
     assert after.mean() > before.mean() and report.tokens > 0
     assert not torch.equal(queries_before, graph.projectors.projectors[0].queries)  # the projector trained

@@ -8,7 +8,8 @@ from collections.abc import Iterable, Sequence
 import pandas as pd
 from rdkit import Chem, rdBase
 from rdkit.Chem.MolStandardize import rdMolStandardize
-from tqdm import tqdm
+
+from molkit._progress import tqdm
 
 __all__ = [
     "InvalidSmilesError",

@@ -258,6 +258,9 @@ class BM25Retriever:
     def __init__(self, texts: Sequence[str]):
         import bm25s
 
+        from molkit._progress import quiet_library_logs
+
+        quiet_library_logs(("bm25s",))  # bm25s sets its logger to DEBUG when imported
         self.n = len(texts)
         self._bm25 = bm25s.BM25()
         self._bm25.index(bm25s.tokenize(list(texts), stopwords="en", show_progress=False), show_progress=False)

@@ -587,7 +587,8 @@ def pretrain_clip(gin, graphs: Sequence, text_emb: np.ndarray, epochs: int = 30,
     """Graph-text contrastive pre-training of ``gin`` (in place) on ``graphs`` paired row by row with
     ``text_emb`` (n, d). Returns per-epoch ``loss`` and ``temperature``; leaves ``gin`` in eval mode."""
     from torch_geometric.data import Batch
-    from tqdm.auto import tqdm
+
+    from molkit._progress import tqdm
 
     if len(graphs) != len(text_emb):
         raise ValueError(f"{len(graphs)} graphs but {len(text_emb)} text embeddings: pair them row by row")
@@ -642,11 +643,13 @@ def morgan_rf_baseline(smiles_train: Sequence[str], y_train: np.ndarray, smiles_
         if task == "classification":
             model = RandomForestClassifier(n_estimators=n_trees, random_state=seed, n_jobs=-1)
             model.fit(x_train[mask], y_train[mask, t].astype(int))
+            model.set_params(n_jobs=1)  # threads add the trees' votes in any order: last digits would vary
             proba = model.predict_proba(x_test)
             out[:, t] = proba[:, list(model.classes_).index(1)] if 1 in model.classes_ else 0.0
         else:
             model = RandomForestRegressor(n_estimators=n_trees, random_state=seed, n_jobs=-1)
             model.fit(x_train[mask], y_train[mask, t])
+            model.set_params(n_jobs=1)  # a reproducible sum over the trees
             out[:, t] = model.predict(x_test)
     return out
 

@@ -38,10 +38,11 @@ import torch
 from rdkit import Chem
 from scipy import sparse
 from torch import nn
-from tqdm import tqdm
 
+from molkit._progress import tqdm
 from molkit.chem import group_ngrams, group_tokens, parse_smiles
 from molkit.eval.explain import explanation_auc, random_attributions
+from molkit.models.runtime import autocast
 
 __all__ = [
     "EXPLAIN_DATASETS",
@@ -509,12 +510,13 @@ def encode_prefix(
             max_length=max_length,
             return_tensors="pt",
         )
-        hidden = model.embeddings(
-            input_ids=enc["input_ids"], token_type_ids=enc.get("token_type_ids")
-        )
-        hidden = _run_layers(
-            model.encoder.layer[:n_frozen], model.config, hidden, enc["attention_mask"]
-        )
+        with autocast("cpu"):  # the precision policy (molkit.models.runtime)
+            hidden = model.embeddings(
+                input_ids=enc["input_ids"], token_type_ids=enc.get("token_type_ids")
+            )
+            hidden = _run_layers(
+                model.encoder.layer[:n_frozen], model.config, hidden, enc["attention_mask"]
+            ).float()
         lengths = enc["attention_mask"].sum(1).tolist()
         for j, i in enumerate(idx):
             states[i] = hidden[j, : lengths[j]].clone()
@@ -564,8 +566,11 @@ class IBClassifier(nn.Module):
         self.n_classes = n_classes
 
     def embed(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Pooled LM embedding (B, hidden) of prefix states: the vector MoleX sums per n-gram."""
-        return _pool(_run_layers(self.layers, self.config, hidden, mask), mask, self.pooling)
+        """Pooled LM embedding (B, hidden) of prefix states: the vector MoleX sums per n-gram.
+        The layers run under the precision policy (`molkit.models.runtime.autocast`)."""
+        with autocast(hidden.device):
+            out = _run_layers(self.layers, self.config, hidden, mask)
+        return _pool(out.float(), mask, self.pooling)
 
     def forward(
         self, hidden: torch.Tensor, mask: torch.Tensor
@@ -1318,10 +1323,11 @@ def run_benchmark(
 
 @torch.no_grad()
 def _lm_pooled(model, clf: IBClassifier, enc) -> torch.Tensor:
-    hidden = model.embeddings(input_ids=enc["input_ids"], token_type_ids=enc.get("token_type_ids"))
-    hidden = _run_layers(
-        model.encoder.layer[: clf.n_frozen], model.config, hidden, enc["attention_mask"]
-    )
+    with autocast("cpu"):
+        hidden = model.embeddings(input_ids=enc["input_ids"], token_type_ids=enc.get("token_type_ids"))
+        hidden = _run_layers(
+            model.encoder.layer[: clf.n_frozen], model.config, hidden, enc["attention_mask"]
+        ).float()
     return clf(hidden, enc["attention_mask"])[0]
 
 

@@ -991,8 +991,7 @@ def answer_log_likelihoods(model, tokenizer, prompts: Sequence[str], answers: Se
                            pairs: Sequence[tuple[str, str]] | None = None, graph: GraphTokenEncoder | None = None,
                            graph_token_id: int | None = None, batch_size: int = 16, progress: bool = True) -> np.ndarray:
     """Sum of log-probabilities of each answer's tokens (EOS included) given its prompt, (n,) float64."""
-    from tqdm.auto import tqdm
-
+    from molkit._progress import tqdm
     from molkit.models.lm_training import IGNORE_INDEX, collate_examples, splice_embeddings
     from molkit.models.runtime import autocast
 

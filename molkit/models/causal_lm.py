@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
+from molkit._progress import tqdm
 from molkit.models.registry import load_pretrained_checked, resolve_model_path
-from molkit.models.runtime import autocast, default_device
+from molkit.models.runtime import autocast, default_device, inference_dtype
 
 Message = dict[str, str]
 Prompt = str | list[Message]
@@ -29,14 +29,17 @@ def load_causal_lm(
     """``(model, tokenizer)`` ready for `generate`: eval mode, pad token set, left padding.
 
     The pad token falls back to the EOS token. Loading fails if a weight would be left at random
-    init. ``dtype`` defaults to the checkpoint's, ``device`` to `default_device()`.
+    init. ``device`` defaults to `default_device()`; ``dtype`` to the precision policy's weights
+    for generation (`molkit.models.runtime.inference_dtype`: bf16 where the policy resolves to
+    bf16, else float32). Fine-tuning loads float32 weights (`molkit.models.lm_training.load_lm`).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model_path(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    kwargs = {"dtype": dtype} if dtype is not None else {}
-    model = load_pretrained_checked(AutoModelForCausalLM, path, **kwargs)
+    device = torch.device(device) if device is not None else default_device()
+    dtype = dtype if dtype is not None else inference_dtype(device)
+    model = load_pretrained_checked(AutoModelForCausalLM, path, dtype=dtype)
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is not None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -46,7 +49,7 @@ def load_causal_lm(
     tokenizer.padding_side = "left"
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model.to(device or default_device()).eval(), tokenizer
+    return model.to(device).eval(), tokenizer
 
 
 def has_chat_template(tokenizer: Any) -> bool:

@@ -3,8 +3,8 @@
 >>> encoder = Encoder.from_pretrained("minilm-l6")           # doctest: +SKIP
 >>> X = encoder.embed(["a sentence", "another one"])         # (2, 384) float32, L2-normalised
 
-`Encoder.embed` batches texts by length, runs under ``torch.no_grad`` and bf16 autocast where
-the hardware supports it, and keeps every vector in an `EmbeddingStore` under
+`Encoder.embed` batches texts by length, runs under ``torch.no_grad`` and the precision policy
+(`molkit.models.runtime.autocast`: bf16 where native under ``auto``), and keeps every vector in an `EmbeddingStore` under
 ``cache_dir("embeddings")``, keyed by the model's weights, its tokenizer, the pooling, the
 maximum length and the precision: a later call (from any notebook) only computes texts it has
 not seen.
@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from molkit._progress import tqdm
 from molkit.models.cache import EmbeddingStore, cache_dir
 from molkit.models.registry import (
     Pooling,
@@ -32,7 +32,7 @@ from molkit.models.registry import (
     model_entry,
     resolve_model_path,
 )
-from molkit.models.runtime import autocast, bf16_supported, default_device
+from molkit.models.runtime import autocast, default_device, resolved_precision
 from molkit.models.smiles_tokenizer import CONFIG_FILE as SMILES_TOKENIZER_FILE
 from molkit.models.smiles_tokenizer import RegexSmilesTokenizer
 
@@ -245,7 +245,7 @@ class Encoder:
         return self._tokenizer_id
 
     def _precision(self) -> str:
-        return "bf16-autocast" if bf16_supported(self.device) else str(self.model.dtype)
+        return "bf16-autocast" if resolved_precision(self.device) == "bf16" else str(self.model.dtype)
 
     def cache_store(self, pooling: str | None = None) -> EmbeddingStore:
         """The `EmbeddingStore` for this encoder's current weights and ``pooling``."""

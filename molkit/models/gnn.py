@@ -24,8 +24,8 @@ from torch_geometric.nn import (
     global_mean_pool,
 )
 from torch_geometric.utils import to_dense_batch
-from tqdm import tqdm
 
+from molkit._progress import tqdm
 from molkit.chem.features import (
     ATOM_FEATURE_BLOCKS,
     ATOM_FEATURE_DIM,

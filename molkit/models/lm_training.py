@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from molkit._progress import tqdm
 from molkit.models.runtime import autocast
 
 __all__ = [
@@ -70,7 +70,7 @@ ExtraEmbeddings = Callable[[Sequence[int]], Sequence[Tensor]]
 def load_lm(name_or_path: str | os.PathLike, device: str | torch.device | None = None):
     """``(model, tokenizer)`` for fine-tuning: `molkit.models.causal_lm.load_causal_lm` (a registry
     name, a local folder or a Hugging Face id; registry weights are hash-checked) with float32
-    weights (bf16 runs through autocast), eval mode, a pad token set."""
+    weights (bf16 runs through autocast, `molkit.models.runtime`), eval mode, a pad token set."""
     from molkit.models.causal_lm import load_causal_lm
 
     model, tokenizer = load_causal_lm(name_or_path, dtype=torch.float32, device=device)
@@ -265,7 +265,9 @@ def apply_lora(
 class TrainConfig:
     """Fine-tuning settings. ``batch_size`` x ``grad_accum`` examples per optimiser step; ``epochs``
     passes over the examples; ``warmup`` share of the steps ramps the learning rate up, then it
-    decays linearly to 0. ``bf16``: autocast where the hardware computes in bf16 (else float32)."""
+    decays linearly to 0. ``precision``: ``None`` follows the precision policy
+    (`molkit.models.runtime`: bf16 autocast where native under ``auto``); ``"fp32"`` or
+    ``"bf16"`` force one for this run."""
 
     epochs: float = 1.0
     lr: float = 2e-5
@@ -274,7 +276,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup: float = 0.05
     max_grad_norm: float = 1.0
-    bf16: bool = True
+    precision: str | None = None
     seed: int = 0
 
 
@@ -379,7 +381,7 @@ def train_causal_lm(
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
-    precision = autocast(device) if config.bf16 else torch.autocast(device.type, enabled=False)
+    precision = autocast(device, config.precision)
     model.train()
     losses, tokens, accumulated = [], 0, []
     start = time.perf_counter()
@@ -425,7 +427,7 @@ def generate_texts(
     temperature: float = 1.0,
     extra_positions: Sequence[Sequence[int]] | None = None,
     extra_embeddings: ExtraEmbeddings | None = None,
-    bf16: bool = True,
+    precision: str | None = None,
     progress: bool = True,
     desc: str = "generating",
     generate_kwargs: dict | None = None,
@@ -436,6 +438,8 @@ def generate_texts(
     with the KV cache. With ``extra_embeddings``, prompt ``i``'s tokens at ``extra_positions[i]``
     take the vectors ``extra_embeddings([i])[0]`` (the prompt is passed as ``inputs_embeds``).
     ``generate_kwargs`` go to ``model.generate`` as they are (e.g. ``{"num_beams": 5}``).
+    ``precision``: ``None`` follows the precision policy (`molkit.models.runtime`), else
+    ``"fp32"`` / ``"bf16"`` for this call.
     """
     if extra_embeddings is not None and extra_positions is None:
         raise ValueError("extra_embeddings needs extra_positions (one list per prompt)")
@@ -443,7 +447,7 @@ def generate_texts(
     encoded = [list(tokenizer(p)["input_ids"]) for p in prompts]
     order = np.argsort([-len(e) for e in encoded], kind="stable")
     outputs: list[str] = [""] * len(prompts)
-    precision = autocast(device) if bf16 else torch.autocast(device.type, enabled=False)
+    precision = autocast(device, precision)
     settings = {
         "max_new_tokens": max_new_tokens,
         "do_sample": do_sample,

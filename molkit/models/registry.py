@@ -222,12 +222,19 @@ def load_pretrained_checked(auto_class: Any, path: Path | str, **kwargs: Any):
     """
     from transformers.utils import logging as hf_logging
 
+    from molkit._progress import headless
+
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
+    bars = hf_logging.is_progress_bar_enabled()
+    if bars and headless():  # no "Loading weights" bar in executed notebooks and logs
+        hf_logging.disable_progress_bar()
     try:
         model, info = auto_class.from_pretrained(path, output_loading_info=True, **kwargs)
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
     missing = set(info.get("missing_keys", ()))
     pooler = {key for key in missing if key.startswith("pooler.")}
     if pooler and getattr(model, "pooler", None) is not None:

@@ -250,7 +250,7 @@ class ResponseCache:
         """
         import time
 
-        from tqdm.auto import tqdm
+        from molkit._progress import tqdm
 
         settings = _check_settings(settings)
         keys = [response_key(model, p, settings) for p in prompts]
