@@ -1,19 +1,27 @@
 """Throughput benchmarks behind ``make bench`` / ``molkit bench``.
 
-Prints and records (``papermill_runs/<profile>/bench.json``) molecules/s for SMILES -> graph, fingerprints,
-descriptors and chemical-LM embedding (batch 64), sentences/s for the sentence encoder, and tokens/s for the
-causal LM (batched and single-sequence generation; training forward + backward), with the machine's core
-count and precision, so later work can compare. Figures, not assertions: no test times anything.
+Prints and records (``papermill_runs/<profile>/bench.json``) molecules/s for SMILES -> graph,
+fingerprints, descriptors and chemical-LM embedding (batch 64), sentences/s for the sentence
+encoder, and tokens/s for the causal LM: greedy generation swept over batch sizes and weight
+precisions (float32; bf16 weights and bf16 autocast where the CPU computes bf16 natively) and
+full fine-tuning forward + backward (float32, and bf16 autocast where native). It records the
+precision policy, torch threads, CPU model and flags, and the load average at the start and the
+end, and warns at the start when the machine is busy: such figures are not comparable. From the
+sweep it names the generation batch size with the most tokens/s at the policy's precision.
+Figures, not assertions: no test times anything.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+
+GENERATION_BATCHES = (1, 8, 16, 32, 64)
 
 
 def _timed(fn: Callable[[], object], repeats: int = 1) -> float:
@@ -29,14 +37,34 @@ def _timed(fn: Callable[[], object], repeats: int = 1) -> float:
 def run_benchmarks(profile: str = "default", quick: bool = False, out_dir: Path | None = None) -> dict:
     """Run every benchmark; ``quick`` uses small inputs (for tests). Returns and writes the figures."""
     import torch
+    from rdkit import RDLogger
 
     from molkit import chem
     from molkit.data import load_dataset
-    from molkit.models import Encoder, generate, load_causal_lm
-    from molkit.models.runtime import autocast, bf16_supported
-    from molkit.run import machine_info, package_versions, project_root
+    from molkit.models import Encoder, generate, load_causal_lm, runtime
+    from molkit.models.lm_training import load_lm
+    from molkit.provenance import (
+        busy_warning,
+        git_commit,
+        load_average,
+        machine_info,
+        package_versions,
+    )
+    from molkit.run import project_root
 
+    RDLogger.DisableLog("rdApp.*")
+    warning = busy_warning("the benchmark")
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    load_start = load_average()
+    try:
+        code = git_commit(project_root())  # the code measured
+    except FileNotFoundError:
+        code = {"commit": "unknown", "dirty": None}
+    started = datetime.now(UTC)
     torch.set_num_threads(os.cpu_count() or 1)
+    policy = runtime.resolved_precision("cpu")
+    native = runtime.bf16_supported("cpu")
     smiles = load_dataset("bbbp")["smiles"].tolist()
     captions = load_dataset("chebi20")["text"].tolist()
     n_mol = 200 if quick else len(smiles)
@@ -45,7 +73,7 @@ def run_benchmarks(profile: str = "default", quick: bool = False, out_dir: Path 
 
     def report(key: str, count: int, seconds: float, unit: str, **extra) -> None:
         results[key] = {"rate": round(count / seconds, 2), "unit": unit, "count": count, "seconds": round(seconds, 3), **extra}
-        print(f"{key:38s} {count / seconds:10.1f} {unit}  ({count} in {seconds:.2f} s)", flush=True)
+        print(f"{key:44s} {count / seconds:10.1f} {unit}  ({count} in {seconds:.2f} s)", flush=True)
 
     mols = smiles[:n_mol]
     report("smiles_to_graph", n_mol, _timed(lambda: chem.graphs_from_smiles(mols, progress=False)), "molecules/s")
@@ -59,52 +87,79 @@ def run_benchmarks(profile: str = "default", quick: bool = False, out_dir: Path 
         encoder = Encoder.from_pretrained(name)
         encoder.embed(texts[:64], batch_size=64, cache=False, progress=False)  # warm-up
         seconds = _timed(lambda enc=encoder, t=texts: enc.embed(t, batch_size=64, cache=False, progress=False))
-        report(key, len(texts), seconds, unit, precision="bf16" if bf16_supported() else "fp32")
+        report(key, len(texts), seconds, unit, precision=policy)
 
-    model, tokenizer = load_causal_lm("smollm2-135m-instruct")
+    # generation: (weights, autocast) variants; bf16 only where the CPU computes it natively
     prompt = "Describe the molecule CC(=O)Oc1ccccc1C(=O)O in one paragraph."
-    new_tokens = 16 if quick else 64
-    for batch in (1, 8):
-        prompts = [prompt] * batch
-        outputs: list = []
-        seconds = _timed(lambda p=prompts, out=outputs: out.extend(generate(model, tokenizer, p, max_new_tokens=new_tokens, batch_size=len(p), progress=False)))
-        produced = sum(len(tokenizer(o, add_special_tokens=False)["input_ids"]) for o in outputs)
-        report(f"causal_lm_generation_batch{batch}", produced, seconds, "tokens/s", max_new_tokens=new_tokens)
+    new_tokens = 16 if quick else 48
+    batches = (1, 8) if quick else GENERATION_BATCHES
+    variants = [("fp32", "fp32", batches)]
+    if native or policy == "bf16":
+        variants += [("bf16", "bf16", batches), ("fp32", "bf16", (8,))]  # bf16 weights; autocast on fp32 weights
+    for weights, compute, sizes in variants:
+        model, tokenizer = load_causal_lm("smollm2-135m-instruct", dtype=runtime.inference_dtype(precision=weights),
+                                          device="cpu")
+        label = f"{weights}" if weights == compute else f"{weights}_weights_{compute}_autocast"
+        with runtime.use_precision(compute):
+            generate(model, tokenizer, [prompt] * 2, max_new_tokens=4, batch_size=2, progress=False)  # warm-up
+            for batch in sizes:
+                outputs: list = []
+                prompts = [prompt] * batch
+                seconds = _timed(lambda m=model, t=tokenizer, p=prompts, out=outputs: out.extend(
+                    generate(m, t, p, max_new_tokens=new_tokens, batch_size=len(p), progress=False)))
+                produced = sum(len(tokenizer(o, add_special_tokens=False)["input_ids"]) for o in outputs)
+                report(f"causal_lm_generation_{label}_batch{batch}", produced, seconds, "tokens/s",
+                       max_new_tokens=new_tokens, batch=batch, weights=weights, compute=compute)
+        del model
 
-    seq, bsz, steps = (128, 2, 1) if quick else (512, 4, 3)
+    # full fine-tuning of float32 weights, forward + backward + AdamW step
+    seq, bsz, steps = (128, 2, 1) if quick else (256, 4, 3)
+    model, _ = load_lm("smollm2-135m-instruct", device="cpu")
     model.train()
-    ids = torch.randint(0, model.config.vocab_size, (bsz, seq))
+    ids = torch.randint(0, model.config.vocab_size, (bsz, seq), generator=torch.Generator().manual_seed(0))
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    for compute in ("fp32", "bf16") if (native or policy == "bf16") else ("fp32",):
 
-    def train_step() -> None:
-        for _ in range(steps):
-            with autocast():
-                loss = model(input_ids=ids, labels=ids).loss
-            loss.backward()
-            optimiser.step()
-            optimiser.zero_grad(set_to_none=True)
+        def train_step(compute: str = compute) -> None:
+            for _ in range(steps):
+                with runtime.autocast("cpu", compute):
+                    loss = model(input_ids=ids, labels=ids).loss
+                loss.backward()
+                optimiser.step()
+                optimiser.zero_grad(set_to_none=True)
 
-    train_step()  # warm-up
-    report("causal_lm_training_fwd_bwd", bsz * seq * steps, _timed(train_step), "tokens/s", batch=f"{bsz}x{seq}", full_finetune=True)
+        train_step()  # warm-up
+        report(f"causal_lm_training_{compute}", bsz * seq * steps, _timed(train_step), "tokens/s",
+               batch=f"{bsz}x{seq}", full_finetune=True, compute=compute)
     model.eval()
 
+    sweep = {k: v for k, v in results.items() if k.startswith(f"causal_lm_generation_{policy}_batch")}
+    best = max(sweep.values(), key=lambda r: r["rate"]) if sweep else None
     record = {
         "profile": profile,
         "quick": quick,
+        "started": started.isoformat(timespec="seconds"),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpu_count": os.cpu_count(),
-        # other work on the machine slows every figure: the 1/5/15-minute load averages at the end
-        "load_average": [round(x, 2) for x in os.getloadavg()],
+        # other work on the machine slows every figure: the 1/5/15-minute load averages
+        "load_average_start": load_start,
+        "load_average": load_average(),
         "torch_threads": torch.get_num_threads(),
-        "bf16": bf16_supported(),
+        "bf16": native,
+        "precision": policy,
+        "requested_precision": runtime.requested_precision(),
+        "recommended_generation_batch": best["batch"] if best else None,
+        "git": code,
         "machine": machine_info(),
         "packages": package_versions(),
         "results": results,
     }
+    if best:
+        print(f"generation at {policy}: most tokens/s at batch {best['batch']} ({best['rate']:.0f} tokens/s)")
     out_dir = out_dir or project_root() / "papermill_runs" / profile
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / "bench.json.tmp"
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, out_dir / "bench.json")
+    from molkit._io import atomic_write_text
+
+    atomic_write_text(out_dir / "bench.json", json.dumps(record, indent=2) + "\n")
     print(f"written {out_dir / 'bench.json'}")
     return record

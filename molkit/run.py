@@ -11,23 +11,18 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from molkit._io import atomic_write_text
+from molkit._progress import HEADLESS_ENV
 from molkit.notebook import PROFILES, RUN_DIR_ENV
-
-PACKAGES = (
-    "molkit", "torch", "transformers", "tokenizers", "peft", "accelerate", "torch_geometric", "rdkit",
-    "numpy", "pandas", "scikit-learn", "matplotlib", "seaborn", "papermill", "bm25s", "nltk", "rouge-score",
-)
+from molkit.provenance import busy_warning, git_commit, load_average, machine_info, package_versions
 
 
 class NotebookFailed(RuntimeError):
@@ -36,6 +31,11 @@ class NotebookFailed(RuntimeError):
 
 @dataclass
 class NotebookRun:
+    """One notebook's entry in ``run.json``. ``git_commit`` is the commit that ran and
+    ``git_dirty`` whether the code (`molkit.provenance.CODE_PATHS`) differed from it; ``precision``,
+    ``requested_precision`` and ``torch_threads`` come from the notebook's `molkit.setup`;
+    ``load_average_start`` / ``_end`` are the machine's 1/5/15-minute load averages."""
+
     notebook: str
     profile: str
     status: str
@@ -44,6 +44,15 @@ class NotebookRun:
     started: str
     finished: str
     git_commit: str
+    git_dirty: bool | None = None
+    precision: str = "unknown"
+    requested_precision: str = "unknown"
+    torch_threads: int | None = None
+    device: str = "unknown"
+    cpu_model: str = "unknown"
+    cpu_flags: dict[str, bool] = field(default_factory=dict)
+    load_average_start: list[float] = field(default_factory=list)
+    load_average_end: list[float] = field(default_factory=list)
     error: str = ""
 
 
@@ -73,48 +82,6 @@ def resolve_notebooks(names: list[str] | None, root: Path) -> list[str]:
             raise ValueError(f"unknown notebook {name!r}; available: {', '.join(known)}")
         out.append(matches[0])
     return out
-
-
-def git_commit(root: Path) -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (sha or "unknown") + ("-dirty" if dirty else "")
-
-
-def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def machine_info() -> dict[str, object]:
-    import psutil
-
-    info: dict[str, object] = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "gpu": "none",
-    }
-    try:
-        import torch
-
-        info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
-        if torch.cuda.is_available():
-            info["gpu"] = torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
-    return info
 
 
 class _PeakMemory:
@@ -215,10 +182,16 @@ def run_notebook(stem: str, profile: str, root: Path, parameters: dict | None = 
         shutil.rmtree(staging)
     (staging / "results").mkdir(parents=True)
     (staging / "figures").mkdir(parents=True)
+    warning = busy_warning(f"{stem} ({profile})")
+    if warning:
+        print(f"[molkit run] {warning}", file=sys.stderr, flush=True)
+    load_start = load_average()
+    code = git_commit(root)  # the code that runs, taken before the run
     started = datetime.now(UTC)
     t0 = time.perf_counter()
-    previous = os.environ.get(RUN_DIR_ENV)
+    saved_env = {key: os.environ.get(key) for key in (RUN_DIR_ENV, HEADLESS_ENV)}
     os.environ[RUN_DIR_ENV] = str(staging)
+    os.environ[HEADLESS_ENV] = "1"  # progress bars print one line each into the executed notebook
     error = ""
     try:
         with _PeakMemory() as mem:
@@ -236,10 +209,14 @@ def run_notebook(stem: str, profile: str, root: Path, parameters: dict | None = 
     except Exception as exc:  # kernel died, notebook missing, ...
         error = f"{type(exc).__name__}: {exc}"
     finally:
-        if previous is None:
-            os.environ.pop(RUN_DIR_ENV, None)
-        else:
-            os.environ[RUN_DIR_ENV] = previous
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    settings_file = staging / "settings" / f"{stem}.json"
+    settings = json.loads(settings_file.read_text()) if settings_file.exists() else {}
+    machine = machine_info()
     run = NotebookRun(
         notebook=stem,
         profile=profile,
@@ -248,7 +225,16 @@ def run_notebook(stem: str, profile: str, root: Path, parameters: dict | None = 
         peak_memory_mb=round(mem.peak / 2**20, 1),
         started=started.isoformat(timespec="seconds"),
         finished=datetime.now(UTC).isoformat(timespec="seconds"),
-        git_commit=git_commit(root),
+        git_commit=str(code["commit"]),
+        git_dirty=code["dirty"],  # type: ignore[arg-type]
+        precision=settings.get("precision", "unknown"),
+        requested_precision=settings.get("requested_precision", "unknown"),
+        torch_threads=settings.get("threads"),
+        device=settings.get("device", "unknown"),
+        cpu_model=str(machine.get("cpu_model", machine.get("processor", "unknown"))),
+        cpu_flags=dict(machine.get("cpu_flags", {})),  # type: ignore[call-overload]
+        load_average_start=load_start,
+        load_average_end=load_average(),
         error=error,
     )
     if error:

@@ -15,22 +15,56 @@ def _name(requirement: str) -> str:
     return re.split(r"[<>=!~\[; ]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
 
 
-def test_environment_yml_agrees_with_pyproject():
+def _lock_pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.\-]+)==([^ \\;]+)", line)
+        if match:
+            pins[_name(match.group(1))] = match.group(2)
+    return pins
+
+
+def _environment_pins() -> dict[str, str]:
     import yaml
 
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = {_name(r) for r in pyproject["dependencies"]}
-    for extra in pyproject["optional-dependencies"].values():
-        wanted |= {_name(r) for r in extra}
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_list = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    listed = {_name(r) for r in pip_list if not r.startswith("-")}
-    assert listed == wanted, f"only in environment.yml: {listed - wanted}; only in pyproject: {wanted - listed}"
-    # same version constraints where pyproject pins one
-    env_specs = {_name(r): r.replace(" ", "") for r in pip_list if not r.startswith("-")}
-    for req in pyproject["dependencies"]:
-        if any(op in req for op in "<>="):
-            assert env_specs[_name(req)] == req.replace(" ", "")
+    pins = {}
+    for requirement in pip_list:
+        if requirement.startswith("-"):
+            continue
+        assert "==" in requirement, f"environment.yml: {requirement!r} is not pinned (name==version)"
+        name, version = requirement.split("==")
+        pins[_name(name)] = version.strip()
+    return pins
+
+
+def test_environment_yml_agrees_with_pyproject_and_the_lock():
+    from packaging.requirements import Requirement
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = [Requirement(r) for r in pyproject["dependencies"]]
+    for extra in pyproject["optional-dependencies"].values():
+        requirements += [Requirement(r) for r in extra]
+    wanted = {_name(r.name) for r in requirements}
+    env = _environment_pins()
+    assert set(env) == wanted, f"only in environment.yml: {set(env) - wanted}; only in pyproject: {wanted - set(env)}"
+    lock = _lock_pins()
+    torch_spec = re.search(r"^TORCH_SPEC \?= torch==(\S+)", (ROOT / "Makefile").read_text(), re.M).group(1)
+    for req in requirements:
+        name = _name(req.name)
+        locked = torch_spec if name == "torch" else lock.get(name)
+        assert locked is not None, f"requirements.lock has no {name}: run `make lock`"
+        assert env[name] == locked, f"environment.yml pins {name}=={env[name]}, the lock {locked}"
+        assert req.specifier.contains(locked, prereleases=True), f"{name}=={locked} is outside pyproject's {req}"
+
+
+def test_lock_has_hashes_and_no_gpu_packages():
+    text = (ROOT / "requirements.lock").read_text()
+    blocks = [b for b in re.split(r"\n(?=[A-Za-z0-9])", text) if "==" in b.split("\n", 1)[0]]
+    assert len(blocks) > 50
+    assert all("--hash=sha256:" in b for b in blocks), "every locked package needs its hashes (make lock)"
+    assert not re.search(r"^(torch|nvidia-[a-z0-9-]+|triton)==", text, re.M), "torch is the CPU build, installed apart"
 
 
 def test_notebooks_exist_with_stable_names():
@@ -62,3 +96,28 @@ def test_one_parameters_cell_of_literals(path):
         ast.literal_eval(node.value)  # literals only
         names |= {t.id for t in node.targets}
     assert "profile" in names and "seed" in names
+
+
+RECORD = sorted((ROOT / "papermill_runs" / "default").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", RECORD, ids=lambda p: p.stem)
+def test_executed_record_keeps_its_outputs(path):
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert code and sum(bool(c.get("outputs")) for c in code) >= len(code) // 2, (
+        f"{path}: the executed record lost its outputs (was it committed through nbstripout?)"
+    )
+
+
+def test_nbstripout_applies_to_narrative_notebooks_only():
+    import subprocess
+
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    out = subprocess.run(
+        ["git", "check-attr", "filter", "--", "notebooks/01_molex.ipynb", "papermill_runs/default/01_molex.ipynb"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.splitlines()
+    assert out[0].endswith("filter: nbstripout"), out
+    assert out[1].endswith("filter: unspecified"), out

@@ -83,3 +83,26 @@ def test_stale_staging_of_dead_runs_is_removed(tmp_path):
     (tmp_path / "01_molex.ipynb").write_text("{}")
     assert remove_stale_staging(tmp_path) == [stale]
     assert not stale.exists() and live.exists() and (tmp_path / "01_molex.ipynb").exists()
+
+
+def test_git_commit_of_a_clone_and_its_dirty_flag(tmp_path):
+    """In a fresh clone the record names HEAD, clean; a code change makes it dirty, a change to the
+    record does not (and git never runs a notebook filter over the executed record)."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from molkit.provenance import git_commit
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git checkout")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True, check=True).stdout.strip()
+    assert git_commit(clone) == {"commit": head, "dirty": False}
+    (clone / "papermill_runs" / "default" / "run.json").write_text("{}\n")
+    assert git_commit(clone)["dirty"] is False  # the record is not code
+    (clone / "molkit" / "notebook.py").write_text((clone / "molkit" / "notebook.py").read_text() + "\n# edited\n")
+    assert git_commit(clone) == {"commit": head, "dirty": True}
+    assert git_commit(tmp_path / "nowhere") == {"commit": "unknown", "dirty": None}
