@@ -9,7 +9,9 @@ from molkit.notebook import (
     Config,
     current,
     record,
+    record_claims,
     record_frame,
+    record_results,
     results,
     savefig,
     seed_everything,
@@ -18,4 +20,7 @@ from molkit.notebook import (
 
 __version__ = "0.1.0"
 
-__all__ = ["Config", "__version__", "current", "record", "record_frame", "results", "savefig", "seed_everything", "setup"]
+__all__ = [
+    "Config", "__version__", "current", "record", "record_claims", "record_frame", "record_results", "results",
+    "savefig", "seed_everything", "setup",
+]

@@ -164,9 +164,9 @@ def setup(
     (run_dir / "settings").mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "settings" / f"{notebook}.json", json.dumps(settings, indent=2) + "\n")
     print(cfg.summary())
-    # a re-run of the notebook starts its results afresh
-    if cfg.results_path.exists():
-        cfg.results_path.unlink()
+    # a re-run of the notebook starts its results and claims afresh
+    cfg.results_path.unlink(missing_ok=True)
+    (cfg.run_dir / "claims" / f"{notebook}.csv").unlink(missing_ok=True)
     return cfg
 
 
@@ -211,6 +211,38 @@ def record_frame(frame, **defaults: Any):
         merged.pop("profile", None)
         rows.append(record(**merged))
     return rows
+
+
+def record_claims(claims) -> Any:
+    """Append `molkit.methods.experiment.Claim` rows to ``claims/<notebook>.csv`` of the run directory
+    (``molkit run`` gathers them into ``CLAIMS.md``); returns this notebook's claims so far."""
+    import pandas as pd
+
+    from molkit.methods.experiment import CLAIM_COLUMNS
+
+    cfg = current()
+    path = cfg.run_dir / "claims" / f"{cfg.notebook}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = pd.DataFrame([c.as_row() for c in claims], columns=list(CLAIM_COLUMNS))
+    new.insert(0, "notebook", cfg.notebook)
+    new["profile"] = cfg.profile
+    old = pd.read_csv(path, keep_default_na=False) if path.exists() else None
+    frame = pd.concat([old, new], ignore_index=True) if old is not None and len(old) else new
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return frame
+
+
+def record_results(res) -> Any:
+    """Record what an experiment function returned (`molkit.methods.experiment.Results`): its rows
+    into ``results/<notebook>.csv`` and its claims into ``claims/<notebook>.csv``. Returns the rows as
+    a DataFrame, for the notebook to show."""
+    frame = res.frame()
+    if len(frame):
+        record_frame(frame)
+    if res.claims:
+        record_claims(res.claims)
+    return frame
 
 
 def results() -> Any:

@@ -23,6 +23,7 @@ from molkit.data.splits import (
     predefined_split,
     random_split,
     scaffold_split,
+    subsample,
 )
 
 __all__ = [
@@ -44,4 +45,5 @@ __all__ = [
     "random_split",
     "registered_files",
     "scaffold_split",
+    "subsample",
 ]

@@ -142,3 +142,15 @@ def make_split(method: str, *, smiles: Sequence[str] | None = None, n: int | Non
     raise ValueError(
         f"unknown split method {method!r}; choose 'random', 'scaffold', 'scaffold_balanced', 'predefined' or 'group'"
     )
+
+
+def subsample(n_total: int, n: int | None, seed: int = 0, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Sorted indices of a seeded sample of ``n`` of ``n_total`` items without replacement (all of
+    them when ``n`` is None or not smaller). Pass ``rng`` to draw several samples from one generator:
+    each call draws from it, whatever ``n``, so a sequence of samples does not depend on which of
+    them took everything."""
+    if n is not None and n < 0:
+        raise ValueError(f"n must be >= 0 or None, not {n}")
+    k = n_total if n is None else min(n, n_total)
+    rng = rng if rng is not None else np.random.default_rng(seed)
+    return np.sort(rng.choice(n_total, k, replace=False))

@@ -120,3 +120,18 @@ def paired_bootstrap(y_true, pred_a, pred_b, metric, n_boot: int = 2000, seed: i
         "p_lower": float(np.mean(diffs < 0)) if len(diffs) else float("nan"),
         "n": int(len(diffs)),
     }
+
+
+def task_metrics(kind: str, y_true, y_pred) -> dict[str, float]:
+    """The metrics of a task kind, in one place: ``classification`` (scores are class-1 probabilities;
+    one column or several tasks): ``roc_auc`` (mean over tasks with a defined AUC) and, for one task,
+    ``accuracy`` and ``f1``; ``regression``: ``mae``, ``rmse``, ``r2``."""
+    if kind == "classification":
+        y_true = np.asarray(y_true, dtype=float)
+        y_pred = np.asarray(y_pred, dtype=float)
+        if y_true.ndim == 2 and y_true.shape[1] > 1:
+            return {"roc_auc": mean_roc_auc(y_true, y_pred)}
+        return classification_metrics(y_true.ravel(), y_pred.ravel())
+    if kind == "regression":
+        return regression_metrics(y_true, y_pred)
+    raise ValueError(f"task kind must be 'classification' or 'regression', not {kind!r}")

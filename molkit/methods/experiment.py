@@ -1,0 +1,233 @@
+"""The contract every method shares: typed `Settings` per profile, `Results` with claim rows.
+
+A method's ``experiment.py`` declares one frozen `Settings` subclass (its fields typed, one value set
+per profile in ``PROFILES``) and one function per Practical section of its notebook, each taking the
+settings and returning `Results`: tidy result rows, artefacts (tables, models, texts the notebook
+shows) and `Claim` rows. The functions are pure: they never write the record. The notebook records
+what they return (`molkit.record_results`), and ``molkit run`` gathers every notebook's claims into
+``papermill_runs/<profile>/CLAIMS.md``.
+
+>>> from dataclasses import dataclass
+>>> @dataclass(frozen=True)
+... class Toy(Settings):
+...     n_train: int = 10
+...     PROFILES = {"smoke": {"n_train": 2}, "default": {}, "full": {"n_train": 1000}}
+>>> Toy.for_profile("smoke").with_overrides(n_train=None).n_train
+2
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+PROFILE_NAMES = ("smoke", "default", "full")
+ROW_COLUMNS = ("dataset", "method", "metric", "value", "seed", "split", "note")
+CLAIM_COLUMNS = ("paper", "claim", "paper_figure", "metric", "ours", "low", "high", "verdict", "n", "detail")
+
+#: Verdicts, computed from a paired interval (never typed in markdown).
+HOLDS = "holds"
+CONTRADICTED = "contradicted"
+UNDECIDED = "undecided"
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Base of a method's settings. A subclass adds typed fields with their defaults and a class
+    attribute ``PROFILES = {"smoke": {...}, "default": {...}, "full": {...}}`` of the values that
+    differ from those defaults. ``profile`` names the profile an instance came from."""
+
+    profile: str = "default"
+    PROFILES: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls) if f.name != "profile"]
+
+    @classmethod
+    def for_profile(cls, profile: str) -> Settings:
+        """The settings of ``profile`` (``smoke``, ``default`` or ``full``)."""
+        if profile not in PROFILE_NAMES:
+            raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILE_NAMES)}")
+        values = dict(cls.PROFILES.get(profile, {}))
+        unknown = sorted(set(values) - set(cls.field_names()))
+        if unknown:
+            raise TypeError(f"{cls.__name__}.PROFILES[{profile!r}] sets unknown fields {unknown}")
+        return cls(profile=profile, **values)._checked()
+
+    def with_overrides(self, overrides: Mapping[str, Any] | None = None, **kwargs: Any) -> Settings:
+        """A copy with the given fields replaced; a ``None`` value keeps the profile's value (that is
+        how a notebook parameter left at ``None`` reads). An unknown name is an error that lists the
+        valid ones, raised before any work starts."""
+        changes = {**(overrides or {}), **kwargs}
+        valid = self.field_names()
+        unknown = sorted(k for k in changes if k not in valid)
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} has no setting {', '.join(map(repr, unknown))}; "
+                f"valid settings: {', '.join(valid)}"
+            )
+        changes = {k: _coerce(v) for k, v in changes.items() if v is not None}
+        return dataclasses.replace(self, **changes)._checked()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def _checked(self) -> Settings:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not _matches(value, hints.get(f.name, Any)):
+                raise TypeError(
+                    f"{type(self).__name__}.{f.name} must be {_type_name(hints.get(f.name))}, "
+                    f"not {value!r} ({type(value).__name__})"
+                )
+        return self
+
+
+def _coerce(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """A light run-time check of a value against a field's annotation (str, int, float, bool,
+    tuple[...], X | None, Literal)."""
+    if hint is Any or hint is None:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if hint is type(None):
+        return value is None
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_matches(v, args[0]) for v in value)
+        return len(args) == len(value) and all(_matches(v, a) for v, a in zip(value, args, strict=True))
+    if origin is not None:
+        return isinstance(value, origin)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+# --------------------------------------------------------------------------- claims
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One of a paper's claims, tested at this run's scale.
+
+    ``ours`` is our measured difference (e.g. the method's ROC-AUC minus the baseline's, on the same
+    test items), ``low`` / ``high`` its paired-bootstrap interval, ``n`` the test items it rests on,
+    ``verdict`` computed from the interval by `verdict_from_interval`."""
+
+    paper: str
+    claim: str
+    paper_figure: str
+    metric: str
+    ours: float
+    low: float
+    high: float
+    verdict: str
+    n: int
+    detail: str = ""
+
+    def as_row(self) -> dict[str, Any]:
+        return {c: getattr(self, c) for c in CLAIM_COLUMNS}
+
+
+def verdict_from_interval(low: float, high: float, higher_is_better: bool = True) -> str:
+    """``holds`` when the interval of (method - baseline) excludes 0 on the claimed side,
+    ``contradicted`` when it excludes 0 on the other side, else ``undecided``."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return UNDECIDED
+    better, worse = (low > 0, high < 0) if higher_is_better else (high < 0, low > 0)
+    return HOLDS if better else CONTRADICTED if worse else UNDECIDED
+
+
+def paired_claim(
+    paper: str,
+    claim: str,
+    paper_figure: str,
+    y_true: Sequence[float],
+    pred_method: Sequence[float],
+    pred_baseline: Sequence[float],
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    metric_name: str,
+    higher_is_better: bool = True,
+    n_boot: int = 2000,
+    seed: int = 0,
+    detail: str = "",
+) -> Claim:
+    """A `Claim` that the method beats the baseline on ``metric``, judged by a paired bootstrap over
+    the same test items (`molkit.eval.paired_bootstrap`)."""
+    from molkit.eval.metrics import paired_bootstrap
+
+    boot = paired_bootstrap(y_true, pred_method, pred_baseline, metric, n_boot=n_boot, seed=seed)
+    return Claim(
+        paper=paper, claim=claim, paper_figure=paper_figure, metric=metric_name, ours=boot["diff"],
+        low=boot["low"], high=boot["high"],
+        verdict=verdict_from_interval(boot["low"], boot["high"], higher_is_better),
+        n=len(np.asarray(y_true).ravel()), detail=detail,
+    )
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Results:
+    """What an experiment function returns: tidy ``rows`` (dicts with `ROW_COLUMNS`), named
+    ``artefacts`` for the notebook to show, and ``claims``. ``a + b`` joins two results."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    artefacts: dict[str, Any] = field(default_factory=dict)
+    claims: list[Claim] = field(default_factory=list)
+
+    def add_row(self, dataset: str, method: str, metric: str, value: float, seed: int = 0, split: str = "",
+                note: str = "") -> None:
+        self.rows.append({"dataset": dataset, "method": method, "metric": metric, "value": float(value),
+                          "seed": int(seed), "split": split, "note": note})
+
+    def add_rows(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        for row in rows:
+            unknown = set(row) - set(ROW_COLUMNS)
+            if unknown:
+                raise ValueError(f"result rows take the columns {ROW_COLUMNS}, not {sorted(unknown)}")
+            self.add_row(**row)
+
+    def frame(self):
+        """The rows as a DataFrame (columns `ROW_COLUMNS`)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows, columns=list(ROW_COLUMNS))
+
+    def claims_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame([c.as_row() for c in self.claims], columns=list(CLAIM_COLUMNS))
+
+    def __add__(self, other: Results) -> Results:
+        return Results(rows=self.rows + other.rows, artefacts={**self.artefacts, **other.artefacts},
+                       claims=self.claims + other.claims)
