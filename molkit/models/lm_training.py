@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,6 +42,8 @@ from molkit.models.runtime import autocast
 
 __all__ = [
     "IGNORE_INDEX",
+    "SMOKE_LM",
+    "resolve_lm",
     "LMExample",
     "TrainConfig",
     "TrainReport",
@@ -598,3 +601,18 @@ def save_tiny_random_lm(
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+#: The one name of the smoke profiles' LM: a tiny random Llama whose tokenizer is trained on the
+#: notebook's own texts (built by `resolve_lm`), so CI never needs pretrained weights.
+SMOKE_LM = "tiny-random-llama"
+
+
+def resolve_lm(name: str, corpus: Sequence[str], workdir: str | os.PathLike, **tiny: Any) -> str:
+    """The LM to fine-tune: `SMOKE_LM` becomes a tiny random Llama with a tokenizer trained on
+    ``corpus`` (`save_tiny_random_lm`, keyword arguments ``tiny``: vocab_size, hidden, layers,
+    heads), saved under ``workdir``; any other name (a registry name, a folder or a Hugging Face
+    id) is returned unchanged."""
+    if name != SMOKE_LM:
+        return name
+    return str(save_tiny_random_lm(Path(workdir) / SMOKE_LM, list(corpus), **{"architecture": "llama", **tiny}))
