@@ -72,7 +72,7 @@ run: env
 run-smoke: env
 	$(BIN)/molkit run --profile smoke $(NOTEBOOKS)
 
-test: env
+test: env lint
 	$(BIN)/python -m pytest -q
 
 test-fast: env
@@ -81,11 +81,14 @@ test-fast: env
 bench: env
 	$(BIN)/molkit bench --profile $(PROFILE)
 
+# ruff (lint + format) over the package, the tests and the notebooks; import-linter's layer contracts
 lint: env
-	$(BIN)/ruff check molkit tests
+	$(BIN)/ruff check molkit tests notebooks
+	$(BIN)/ruff format --check molkit tests notebooks
+	$(BIN)/lint-imports
 
 format: env
-	$(BIN)/ruff format molkit tests
+	$(BIN)/ruff format molkit tests notebooks
 
 .PHONY: responses
 # Regenerate molkit/resources/lardo_responses_v1.jsonl.gz (03_lardo's LLM texts; ~35 min on 2 CPU cores, resumable)

@@ -1,8 +1,8 @@
 """molkit: tested helpers behind the molkit notebooks (LLM-augmented molecular machine learning).
 
 ``import molkit`` is light (NumPy only); torch and transformers load when a model is used.
-Layers: ``molkit.data`` -> ``molkit.chem`` -> ``molkit.models`` -> ``molkit.methods``; ``molkit.eval`` and
-``molkit.viz`` beside them.
+Layers: ``molkit.data`` -> ``molkit.chem`` -> ``molkit.models`` -> ``molkit.methods``;
+``molkit.eval`` and ``molkit.viz`` beside them.
 """
 
 from molkit.notebook import (
@@ -21,6 +21,15 @@ from molkit.notebook import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "Config", "__version__", "current", "record", "record_claims", "record_frame", "record_results", "results",
-    "savefig", "seed_everything", "setup",
+    "Config",
+    "__version__",
+    "current",
+    "record",
+    "record_claims",
+    "record_frame",
+    "record_results",
+    "results",
+    "savefig",
+    "seed_everything",
+    "setup",
 ]

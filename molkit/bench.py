@@ -34,8 +34,11 @@ def _timed(fn: Callable[[], object], repeats: int = 1) -> float:
     return best
 
 
-def run_benchmarks(profile: str = "default", quick: bool = False, out_dir: Path | None = None) -> dict:
-    """Run every benchmark; ``quick`` uses small inputs (for tests). Returns and writes the figures."""
+def run_benchmarks(
+    profile: str = "default", quick: bool = False, out_dir: Path | None = None
+) -> dict:
+    """Run every benchmark; ``quick`` uses small inputs (for tests). Returns and writes the
+    figures."""
     import torch
     from rdkit import RDLogger
 
@@ -72,21 +75,49 @@ def run_benchmarks(profile: str = "default", quick: bool = False, out_dir: Path 
     results: dict[str, dict] = {}
 
     def report(key: str, count: int, seconds: float, unit: str, **extra) -> None:
-        results[key] = {"rate": round(count / seconds, 2), "unit": unit, "count": count, "seconds": round(seconds, 3), **extra}
+        results[key] = {
+            "rate": round(count / seconds, 2),
+            "unit": unit,
+            "count": count,
+            "seconds": round(seconds, 3),
+            **extra,
+        }
         print(f"{key:44s} {count / seconds:10.1f} {unit}  ({count} in {seconds:.2f} s)", flush=True)
 
     mols = smiles[:n_mol]
-    report("smiles_to_graph", n_mol, _timed(lambda: chem.graphs_from_smiles(mols, progress=False)), "molecules/s")
-    report("morgan_fingerprint", n_mol, _timed(lambda: chem.morgan_bits(mols, progress=False)), "molecules/s")
-    report("descriptors", n_mol, _timed(lambda: chem.compute_descriptors(mols, progress=False)), "molecules/s")
+    report(
+        "smiles_to_graph",
+        n_mol,
+        _timed(lambda: chem.graphs_from_smiles(mols, progress=False)),
+        "molecules/s",
+    )
+    report(
+        "morgan_fingerprint",
+        n_mol,
+        _timed(lambda: chem.morgan_bits(mols, progress=False)),
+        "molecules/s",
+    )
+    report(
+        "descriptors",
+        n_mol,
+        _timed(lambda: chem.compute_descriptors(mols, progress=False)),
+        "molecules/s",
+    )
 
     for name, texts, unit, key in (
         ("rxnfp-bert", smiles[:n_lm], "molecules/s", "lm_embedding_rxnfp_bert_batch64"),
-        ("minilm-l6", [c.split(".")[0] for c in captions[:n_lm]], "sentences/s", "sentence_encoder_minilm_batch64"),
+        (
+            "minilm-l6",
+            [c.split(".")[0] for c in captions[:n_lm]],
+            "sentences/s",
+            "sentence_encoder_minilm_batch64",
+        ),
     ):
         encoder = Encoder.from_pretrained(name)
         encoder.embed(texts[:64], batch_size=64, cache=False, progress=False)  # warm-up
-        seconds = _timed(lambda enc=encoder, t=texts: enc.embed(t, batch_size=64, cache=False, progress=False))
+        seconds = _timed(
+            lambda enc=encoder, t=texts: enc.embed(t, batch_size=64, cache=False, progress=False)
+        )
         report(key, len(texts), seconds, unit, precision=policy)
 
     # generation: (weights, autocast) variants; bf16 only where the CPU computes it natively
@@ -95,28 +126,51 @@ def run_benchmarks(profile: str = "default", quick: bool = False, out_dir: Path 
     batches = (1, 8) if quick else GENERATION_BATCHES
     variants = [("fp32", "fp32", batches)]
     if native or policy == "bf16":
-        variants += [("bf16", "bf16", batches), ("fp32", "bf16", (8,))]  # bf16 weights; autocast on fp32 weights
+        variants += [
+            ("bf16", "bf16", batches),
+            ("fp32", "bf16", (8,)),
+        ]  # bf16 weights; autocast on fp32 weights
     for weights, compute, sizes in variants:
-        model, tokenizer = load_causal_lm("smollm2-135m-instruct", dtype=runtime.inference_dtype(precision=weights),
-                                          device="cpu")
+        model, tokenizer = load_causal_lm(
+            "smollm2-135m-instruct", dtype=runtime.inference_dtype(precision=weights), device="cpu"
+        )
         label = f"{weights}" if weights == compute else f"{weights}_weights_{compute}_autocast"
         with runtime.use_precision(compute):
-            generate(model, tokenizer, [prompt] * 2, max_new_tokens=4, batch_size=2, progress=False)  # warm-up
+            generate(
+                model, tokenizer, [prompt] * 2, max_new_tokens=4, batch_size=2, progress=False
+            )  # warm-up
             for batch in sizes:
                 outputs: list = []
                 prompts = [prompt] * batch
-                seconds = _timed(lambda m=model, t=tokenizer, p=prompts, out=outputs: out.extend(
-                    generate(m, t, p, max_new_tokens=new_tokens, batch_size=len(p), progress=False)))
-                produced = sum(len(tokenizer(o, add_special_tokens=False)["input_ids"]) for o in outputs)
-                report(f"causal_lm_generation_{label}_batch{batch}", produced, seconds, "tokens/s",
-                       max_new_tokens=new_tokens, batch=batch, weights=weights, compute=compute)
+                seconds = _timed(
+                    lambda m=model, t=tokenizer, p=prompts, out=outputs: out.extend(
+                        generate(
+                            m, t, p, max_new_tokens=new_tokens, batch_size=len(p), progress=False
+                        )
+                    )
+                )
+                produced = sum(
+                    len(tokenizer(o, add_special_tokens=False)["input_ids"]) for o in outputs
+                )
+                report(
+                    f"causal_lm_generation_{label}_batch{batch}",
+                    produced,
+                    seconds,
+                    "tokens/s",
+                    max_new_tokens=new_tokens,
+                    batch=batch,
+                    weights=weights,
+                    compute=compute,
+                )
         del model
 
     # full fine-tuning of float32 weights, forward + backward + AdamW step
     seq, bsz, steps = (128, 2, 1) if quick else (256, 4, 3)
     model, _ = load_lm("smollm2-135m-instruct", device="cpu")
     model.train()
-    ids = torch.randint(0, model.config.vocab_size, (bsz, seq), generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(
+        0, model.config.vocab_size, (bsz, seq), generator=torch.Generator().manual_seed(0)
+    )
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-5)
     for compute in ("fp32", "bf16") if (native or policy == "bf16") else ("fp32",):
 
@@ -129,11 +183,20 @@ def run_benchmarks(profile: str = "default", quick: bool = False, out_dir: Path 
                 optimiser.zero_grad(set_to_none=True)
 
         train_step()  # warm-up
-        report(f"causal_lm_training_{compute}", bsz * seq * steps, _timed(train_step), "tokens/s",
-               batch=f"{bsz}x{seq}", full_finetune=True, compute=compute)
+        report(
+            f"causal_lm_training_{compute}",
+            bsz * seq * steps,
+            _timed(train_step),
+            "tokens/s",
+            batch=f"{bsz}x{seq}",
+            full_finetune=True,
+            compute=compute,
+        )
     model.eval()
 
-    sweep = {k: v for k, v in results.items() if k.startswith(f"causal_lm_generation_{policy}_batch")}
+    sweep = {
+        k: v for k, v in results.items() if k.startswith(f"causal_lm_generation_{policy}_batch")
+    }
     best = max(sweep.values(), key=lambda r: r["rate"]) if sweep else None
     record = {
         "profile": profile,
@@ -155,7 +218,10 @@ def run_benchmarks(profile: str = "default", quick: bool = False, out_dir: Path 
         "results": results,
     }
     if best:
-        print(f"generation at {policy}: most tokens/s at batch {best['batch']} ({best['rate']:.0f} tokens/s)")
+        print(
+            f"generation at {policy}: most tokens/s at batch {best['batch']} "
+            f"({best['rate']:.0f} tokens/s)"
+        )
     out_dir = out_dir or project_root() / "papermill_runs" / profile
     out_dir.mkdir(parents=True, exist_ok=True)
     from molkit._io import atomic_write_text

@@ -1,10 +1,11 @@
 """What a notebook's first cells need: ``setup``, ``record`` and ``savefig``.
 
-``setup`` fixes seeds, threads, warnings and the plot theme, resolves the profile's sizes and the run
-directory; ``record`` appends tidy result rows; ``savefig`` writes a figure. Both write into the run
-directory: ``$MOLKIT_RUN_DIR`` when ``molkit run`` drives papermill (a staging folder that is swapped
-into ``papermill_runs/<profile>/`` only when the notebook succeeds), else ``./molkit_output/<profile>``
-for interactive and plain-papermill runs, so experimenting never overwrites the published record.
+``setup`` fixes seeds, threads, warnings and the plot theme, resolves the profile's sizes and the
+run directory; ``record`` appends tidy result rows; ``savefig`` writes a figure. Both write into the
+run directory: ``$MOLKIT_RUN_DIR`` when ``molkit run`` drives papermill (a staging folder that is
+swapped into ``papermill_runs/<profile>/`` only when the notebook succeeds), else
+``./molkit_output/<profile>`` for interactive and plain-papermill runs, so experimenting never
+overwrites the published record.
 """
 
 from __future__ import annotations
@@ -23,7 +24,17 @@ from molkit._io import atomic_path, atomic_write_text
 from molkit._progress import quiet_library_logs
 
 PROFILES = ("smoke", "default", "full")
-RESULT_COLUMNS = ["notebook", "dataset", "method", "metric", "value", "seed", "profile", "split", "note"]
+RESULT_COLUMNS = [
+    "notebook",
+    "dataset",
+    "method",
+    "metric",
+    "value",
+    "seed",
+    "profile",
+    "split",
+    "note",
+]
 RUN_DIR_ENV = "MOLKIT_RUN_DIR"
 FIGURE_DPI = 120
 
@@ -55,7 +66,8 @@ class Config:
     def summary(self) -> str:
         """One line with the settings that decide speed and digits (printed by `setup`)."""
         return (
-            f"molkit {self.notebook}: profile {self.profile}, seed {self.seed}, device {self.device}, "
+            f"molkit {self.notebook}: profile {self.profile}, seed {self.seed}, "
+            f"device {self.device}, "
             f"{self.threads} thread{'s' if self.threads != 1 else ''}, precision {self.precision} "
             f"(asked: {self.requested_precision})"
         )
@@ -103,11 +115,12 @@ def setup(
 ) -> Config:
     """Prepare a notebook run and return its :class:`Config`.
 
-    ``sizes`` maps each profile name to its settings (``{"smoke": {...}, "default": {...}, "full": {...}}``);
-    the chosen profile's dict becomes ``cfg.sizes``. ``overrides`` (e.g. the notebook's parameters that are
-    not ``None``) replace entries of it. ``threads`` defaults to every core. ``precision`` (``"auto"``,
-    ``"fp32"``, ``"bf16"``; ``None``: ``$MOLKIT_PRECISION``, else ``auto``) sets the precision policy of
-    every model path (`molkit.models.runtime`). Prints `Config.summary` and writes the settings to
+    ``sizes`` maps each profile name to its settings
+    (``{"smoke": {...}, "default": {...}, "full": {...}}``); the chosen profile's dict becomes
+    ``cfg.sizes``. ``overrides`` (e.g. the notebook's parameters that are not ``None``) replace
+    entries of it. ``threads`` defaults to every core. ``precision`` (``"auto"``, ``"fp32"``,
+    ``"bf16"``; ``None``: ``$MOLKIT_PRECISION``, else ``auto``) sets the precision policy of every
+    model path (`molkit.models.runtime`). Prints `Config.summary` and writes the settings to
     ``<run dir>/settings/<notebook>.json`` (``molkit run`` copies them into ``run.json``).
     """
     global _CURRENT
@@ -139,7 +152,9 @@ def setup(
             device = "cuda"
         from molkit.models import runtime
 
-        runtime.set_precision(precision)  # None: $MOLKIT_PRECISION or auto, also on a re-run in one kernel
+        runtime.set_precision(
+            precision
+        )  # None: $MOLKIT_PRECISION or auto, also on a re-run in one kernel
         resolved = runtime.resolved_precision(device)
         requested = runtime.requested_precision()
     except ImportError:
@@ -156,13 +171,31 @@ def setup(
         import seaborn as sns
 
         sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
-    cfg = Config(notebook=notebook, profile=profile, seed=seed, run_dir=run_dir, sizes=chosen, threads=n_threads,
-                 device=device, precision=resolved, requested_precision=requested)
+    cfg = Config(
+        notebook=notebook,
+        profile=profile,
+        seed=seed,
+        run_dir=run_dir,
+        sizes=chosen,
+        threads=n_threads,
+        device=device,
+        precision=resolved,
+        requested_precision=requested,
+    )
     _CURRENT = cfg
-    settings = {"notebook": notebook, "profile": profile, "seed": seed, "threads": n_threads, "device": device,
-                "precision": resolved, "requested_precision": requested}
+    settings = {
+        "notebook": notebook,
+        "profile": profile,
+        "seed": seed,
+        "threads": n_threads,
+        "device": device,
+        "precision": resolved,
+        "requested_precision": requested,
+    }
     (run_dir / "settings").mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "settings" / f"{notebook}.json", json.dumps(settings, indent=2) + "\n")
+    atomic_write_text(
+        run_dir / "settings" / f"{notebook}.json", json.dumps(settings, indent=2) + "\n"
+    )
     print(cfg.summary())
     # a re-run of the notebook starts its results and claims afresh
     cfg.results_path.unlink(missing_ok=True)
@@ -179,7 +212,8 @@ def record(
     split: str = "",
     note: str = "",
 ) -> dict[str, Any]:
-    """Append one tidy result row to ``results/<notebook>.csv`` of the run directory and return it."""
+    """Append one tidy result row to ``results/<notebook>.csv`` of the run directory and return
+    it."""
     import pandas as pd
 
     cfg = current()
@@ -195,15 +229,24 @@ def record(
         "note": note,
     }
     path = cfg.results_path
-    frame = pd.read_csv(path, keep_default_na=False) if path.exists() else pd.DataFrame(columns=RESULT_COLUMNS)
-    frame = pd.concat([frame, pd.DataFrame([row])], ignore_index=True) if len(frame) else pd.DataFrame([row])
+    frame = (
+        pd.read_csv(path, keep_default_na=False)
+        if path.exists()
+        else pd.DataFrame(columns=RESULT_COLUMNS)
+    )
+    frame = (
+        pd.concat([frame, pd.DataFrame([row])], ignore_index=True)
+        if len(frame)
+        else pd.DataFrame([row])
+    )
     with atomic_path(path) as tmp:
         frame[RESULT_COLUMNS].to_csv(tmp, index=False)
     return row
 
 
 def record_frame(frame, **defaults: Any):
-    """Record every row of a DataFrame with columns among ``RESULT_COLUMNS`` (missing ones from ``defaults``)."""
+    """Record every row of a DataFrame with columns among ``RESULT_COLUMNS`` (missing ones from
+    ``defaults``)."""
     rows = []
     for item in frame.to_dict("records"):
         merged = {**defaults, **{k: v for k, v in item.items() if k in RESULT_COLUMNS}}
@@ -214,16 +257,17 @@ def record_frame(frame, **defaults: Any):
 
 
 def record_claims(claims) -> Any:
-    """Append `molkit.methods.experiment.Claim` rows to ``claims/<notebook>.csv`` of the run directory
-    (``molkit run`` gathers them into ``CLAIMS.md``); returns this notebook's claims so far."""
+    """Append `molkit.methods.experiment.Claim` rows to ``claims/<notebook>.csv`` of the run
+    directory (``molkit run`` gathers them into ``CLAIMS.md``); returns this notebook's claims so
+    far."""
     import pandas as pd
-
-    from molkit.methods.experiment import CLAIM_COLUMNS
 
     cfg = current()
     path = cfg.run_dir / "claims" / f"{cfg.notebook}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    new = pd.DataFrame([c.as_row() for c in claims], columns=list(CLAIM_COLUMNS))
+    new = pd.DataFrame(
+        [c.as_row() for c in claims]
+    )  # Claim.as_row: the columns in CLAIM_COLUMNS order
     new.insert(0, "notebook", cfg.notebook)
     new["profile"] = cfg.profile
     old = pd.read_csv(path, keep_default_na=False) if path.exists() else None
@@ -235,8 +279,8 @@ def record_claims(claims) -> Any:
 
 def record_results(res) -> Any:
     """Record what an experiment function returned (`molkit.methods.experiment.Results`): its rows
-    into ``results/<notebook>.csv`` and its claims into ``claims/<notebook>.csv``. Returns the rows as
-    a DataFrame, for the notebook to show."""
+    into ``results/<notebook>.csv`` and its claims into ``claims/<notebook>.csv``. Returns the rows
+    as a DataFrame, for the notebook to show."""
     frame = res.frame()
     if len(frame):
         record_frame(frame)
@@ -250,11 +294,16 @@ def results() -> Any:
     import pandas as pd
 
     path = current().results_path
-    return pd.read_csv(path, keep_default_na=False) if path.exists() else pd.DataFrame(columns=RESULT_COLUMNS)
+    return (
+        pd.read_csv(path, keep_default_na=False)
+        if path.exists()
+        else pd.DataFrame(columns=RESULT_COLUMNS)
+    )
 
 
 def savefig(fig, name: str, dpi: int = FIGURE_DPI) -> Path:
-    """Save ``fig`` as ``figures/<notebook>__<name>.png`` in the run directory (atomic) and return the path."""
+    """Save ``fig`` as ``figures/<notebook>__<name>.png`` in the run directory (atomic) and return
+    the path."""
     cfg = current()
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
     path = cfg.figures_dir / f"{cfg.notebook}__{safe}.png"

@@ -12,25 +12,54 @@ import subprocess
 from pathlib import Path
 
 PACKAGES = (
-    "molkit", "torch", "transformers", "tokenizers", "peft", "accelerate", "torch_geometric", "rdkit",
-    "numpy", "pandas", "scikit-learn", "matplotlib", "seaborn", "papermill", "bm25s", "nltk", "rouge-score",
+    "molkit",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "peft",
+    "accelerate",
+    "torch_geometric",
+    "rdkit",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "matplotlib",
+    "seaborn",
+    "papermill",
+    "bm25s",
+    "nltk",
+    "rouge-score",
 )
 #: What decides a result: the package, the notebooks and how they are installed and run. A change
 #: elsewhere (the committed record, the README) does not make the code dirty.
 CODE_PATHS = ("molkit", "notebooks", "pyproject.toml", "requirements.lock", "Makefile", "scripts")
 
 
-def git_commit(root: Path, paths: tuple[str, ...] = CODE_PATHS, timeout: float = 60) -> dict[str, object]:
+def git_commit(
+    root: Path, paths: tuple[str, ...] = CODE_PATHS, timeout: float = 60
+) -> dict[str, object]:
     """``{"commit": sha, "dirty": bool}`` of the checkout at ``root``: ``dirty`` is true when a file
     under ``paths`` differs from that commit (modified, staged or new and not ignored). Outside a
     git checkout (or without git): ``{"commit": "unknown", "dirty": None}``. Only ``paths`` are
     compared, so executed notebooks elsewhere never pass through a git filter here."""
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                             timeout=timeout, check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+        ).stdout.strip()
         present = [p for p in paths if (Path(root) / p).exists()]
-        status = subprocess.run(["git", "status", "--porcelain", "--", *present], cwd=root,
-                                capture_output=True, text=True, timeout=timeout, check=True).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--", *present],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return {"commit": "unknown", "dirty": None}
     return {"commit": sha or "unknown", "dirty": bool(status)}
@@ -60,9 +89,12 @@ def busy_warning(what: str) -> str | None:
     """A warning when the 1-minute load average exceeds the core count, else ``None``."""
     load, cores = load_average(), os.cpu_count() or 1
     if load and load[0] > cores:
-        return (f"warning: load average {load[0]:.1f} on {cores} cores at the start of {what}: other jobs "
-                "share this machine, so its timings are not comparable with a quiet machine's "
-                "(run one heavy job at a time)")
+        return (
+            f"warning: load average {load[0]:.1f} on {cores} cores at the start of {what}: "
+            "other jobs share this machine, "
+            "so its timings are not comparable with a quiet machine's "
+            "(run one heavy job at a time)"
+        )
     return None
 
 

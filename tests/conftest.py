@@ -7,7 +7,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MIRROR = ROOT.parent / "shared" / "data"
 
-# Tests never reach a model hub; they resolve data from the mirror beside the checkout when it exists.
+# Tests never reach a model hub; they resolve data from the mirror beside the checkout
+# when it exists.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")

@@ -6,7 +6,18 @@ from sklearn.base import clone
 
 from molkit.methods import baselines
 
-SMILES = ["CCO", "CCN", "c1ccccc1", "c1ccccc1O", "CC(=O)O", "CCCC", "c1ccncc1", "CCOC", "OCCO", "c1ccc2ccccc2c1"]
+SMILES = [
+    "CCO",
+    "CCN",
+    "c1ccccc1",
+    "c1ccccc1O",
+    "CC(=O)O",
+    "CCCC",
+    "c1ccncc1",
+    "CCOC",
+    "OCCO",
+    "c1ccc2ccccc2c1",
+]
 AROMATIC = np.array([0, 0, 1, 1, 0, 0, 1, 0, 0, 1])
 
 
@@ -24,7 +35,9 @@ def test_morgan_models_are_pipelines_with_params(estimator):
 
 def test_morgan_fingerprint_and_unknown_estimator():
     bits = baselines.MorganFingerprint(n_bits=128).fit_transform(SMILES)
-    assert bits.shape == (10, 128) and bits.dtype == np.float32 and set(np.unique(bits)) <= {0.0, 1.0}
+    assert (
+        bits.shape == (10, 128) and bits.dtype == np.float32 and set(np.unique(bits)) <= {0.0, 1.0}
+    )
     with pytest.raises(ValueError, match="estimator must be one of"):
         baselines.morgan_model("svm")
     with pytest.raises(ValueError, match="task must be"):
@@ -55,5 +68,7 @@ def test_fit_predict_per_task_skips_missing_labels():
     x = np.random.default_rng(0).normal(size=(12, 4))
     y = np.column_stack([x[:, 0] > 0, x[:, 1] > 0]).astype(float)
     y[:3, 1] = np.nan
-    out = baselines.fit_predict_per_task(lambda: baselines.linear_probe("classification"), x, y, x[:5])
+    out = baselines.fit_predict_per_task(
+        lambda: baselines.linear_probe("classification"), x, y, x[:5]
+    )
     assert out.shape == (5, 2) and np.isfinite(out).all()

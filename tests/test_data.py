@@ -36,7 +36,9 @@ def test_every_manifest_file_is_registered_with_its_hash(mirror):
 def test_upstream_only_files_are_registered():
     files = registered_files()
     assert "chebi20/train.txt" in files and not files["chebi20/train.txt"].mirrored
-    assert files["chebi20/train.txt"].url.startswith("https://raw.githubusercontent.com/blender-nlp/MolT5/")
+    assert files["chebi20/train.txt"].url.startswith(
+        "https://raw.githubusercontent.com/blender-nlp/MolT5/"
+    )
 
 
 def test_every_manifest_file_resolves_from_the_mirror(mirror):
@@ -134,14 +136,29 @@ def test_random_split_is_seeded_and_complete():
 
 
 def test_scaffold_split_keeps_scaffolds_apart_and_is_deterministic():
-    smiles = ["c1ccccc1CC", "c1ccccc1CCC", "c1ccccc1O", "C1CCCCC1N", "C1CCCCC1O", "CCO", "CCN", "c1ccncc1C", "C1CC1C", "c1ccoc1"]
+    smiles = [
+        "c1ccccc1CC",
+        "c1ccccc1CCC",
+        "c1ccccc1O",
+        "C1CCCCC1N",
+        "C1CCCCC1O",
+        "CCO",
+        "CCN",
+        "c1ccncc1C",
+        "C1CC1C",
+        "c1ccoc1",
+    ]
     split = scaffold_split(smiles, (0.6, 0.2, 0.2))
     again = scaffold_split(list(smiles), (0.6, 0.2, 0.2))
     assert all(np.array_equal(split[k], again[k]) for k in split)
     from molkit.data import murcko_scaffold
 
     parts = {k: {murcko_scaffold(smiles[i]) for i in v} for k, v in split.items()}
-    assert not (parts["train"] & parts["valid"]) and not (parts["train"] & parts["test"]) and not (parts["valid"] & parts["test"])
+    assert (
+        not (parts["train"] & parts["valid"])
+        and not (parts["train"] & parts["test"])
+        and not (parts["valid"] & parts["test"])
+    )
     # the biggest scaffold set (benzene, 3 molecules) goes to train first
     assert set(split["train"]) >= {0, 1, 2}
 
@@ -149,7 +166,9 @@ def test_scaffold_split_keeps_scaffolds_apart_and_is_deterministic():
 def test_predefined_split_and_valid_carving():
     labels = ["train"] * 8 + ["test"] * 2
     split = predefined_split(labels, valid_from_train=0.25, seed=0)
-    assert len(split["valid"]) == 2 and len(split["train"]) == 6 and split["test"].tolist() == [8, 9]
+    assert (
+        len(split["valid"]) == 2 and len(split["train"]) == 6 and split["test"].tolist() == [8, 9]
+    )
     with pytest.raises(ValueError, match="train/valid/test"):
         predefined_split(["train", "holdout"])
 
@@ -157,9 +176,22 @@ def test_predefined_split_and_valid_carving():
 def test_balanced_scaffold_split_varies_with_seed_but_keeps_scaffolds_apart():
     from molkit.data import murcko_scaffold
 
-    smiles = [f"c1ccccc1{'C' * k}" for k in range(1, 6)] + [f"C1CCCCC1{'C' * k}" for k in range(1, 4)] + [
-        "c1ccncc1", "c1ccoc1", "c1ccsc1", "C1CC1", "C1CCC1", "C1CCCC1", "c1cnccn1", "c1ccc2ccccc2c1", "CCO", "CCCN"
-    ]
+    smiles = (
+        [f"c1ccccc1{'C' * k}" for k in range(1, 6)]
+        + [f"C1CCCCC1{'C' * k}" for k in range(1, 4)]
+        + [
+            "c1ccncc1",
+            "c1ccoc1",
+            "c1ccsc1",
+            "C1CC1",
+            "C1CCC1",
+            "C1CCCC1",
+            "c1cnccn1",
+            "c1ccc2ccccc2c1",
+            "CCO",
+            "CCCN",
+        ]
+    )
     a = scaffold_split(smiles, (0.6, 0.2, 0.2), balanced=True, seed=0)
     b = scaffold_split(smiles, (0.6, 0.2, 0.2), balanced=True, seed=0)
     assert all(np.array_equal(a[k], b[k]) for k in a)

@@ -25,7 +25,11 @@ class Toy(Settings):
     lr: float = 1e-3
     datasets: tuple[str, ...] = ("bbbp",)
     lm_model: str = "rxnfp-bert"
-    PROFILES = {"smoke": {"n_train": 8, "lm_model": "tiny-random-llama"}, "default": {}, "full": {"n_train": None}}
+    PROFILES = {
+        "smoke": {"n_train": 8, "lm_model": "tiny-random-llama"},
+        "default": {},
+        "full": {"n_train": None},
+    }
 
 
 def test_for_profile_and_overrides():
@@ -40,7 +44,9 @@ def test_for_profile_and_overrides():
 
 
 def test_unknown_or_mistyped_settings_fail_at_setup():
-    with pytest.raises(ValueError, match=r"no setting 'n_trian'; valid settings: n_train, lr, datasets, lm_model"):
+    with pytest.raises(
+        ValueError, match=r"no setting 'n_trian'; valid settings: n_train, lr, datasets, lm_model"
+    ):
         Toy.for_profile("smoke").with_overrides(n_trian=3)
     with pytest.raises(TypeError, match=r"Toy.lr must be float, not 'fast'"):
         Toy.for_profile("smoke").with_overrides(lr="fast")
@@ -52,7 +58,9 @@ def test_verdicts_come_from_the_interval():
     assert verdict_from_interval(0.01, 0.2) == HOLDS
     assert verdict_from_interval(-0.2, -0.01) == CONTRADICTED
     assert verdict_from_interval(-0.1, 0.1) == UNDECIDED
-    assert verdict_from_interval(-0.3, -0.1, higher_is_better=False) == HOLDS  # RMSE: lower is better
+    assert (
+        verdict_from_interval(-0.3, -0.1, higher_is_better=False) == HOLDS
+    )  # RMSE: lower is better
     assert verdict_from_interval(float("nan"), 1.0) == UNDECIDED
 
 
@@ -64,8 +72,17 @@ def test_paired_claim_on_a_clear_and_an_unclear_difference():
     def rmse(t, p):
         return float(np.sqrt(np.mean((t - p) ** 2)))
 
-    claim = paired_claim("P (arXiv 1)", "method beats baseline", "-0.5 RMSE", y, good, bad, rmse, "rmse",
-                         higher_is_better=False)
+    claim = paired_claim(
+        "P (arXiv 1)",
+        "method beats baseline",
+        "-0.5 RMSE",
+        y,
+        good,
+        bad,
+        rmse,
+        "rmse",
+        higher_is_better=False,
+    )
     assert claim.verdict == HOLDS and claim.n == 200 and claim.high < 0
     same = paired_claim("P (arXiv 1)", "no difference", "n/a", y, good, good + 1e-9, rmse, "rmse")
     assert same.verdict == UNDECIDED
@@ -77,7 +94,15 @@ def test_results_join_and_validate_rows():
     b = Results(claims=[Claim("P", "c", "f", "roc_auc", 0.1, 0.0, 0.2, UNDECIDED, 10)])
     joined = a + b
     assert len(joined.rows) == 1 and len(joined.claims) == 1
-    assert list(joined.frame().columns) == ["dataset", "method", "metric", "value", "seed", "split", "note"]
+    assert list(joined.frame().columns) == [
+        "dataset",
+        "method",
+        "metric",
+        "value",
+        "seed",
+        "split",
+        "note",
+    ]
     with pytest.raises(ValueError, match="result rows take the columns"):
         a.add_rows([{"dataset": "x", "method": "m", "metric": "r", "value": 1.0, "colour": "red"}])
 
@@ -90,12 +115,27 @@ def test_record_results_and_claims_md(tmp_path, monkeypatch):
     molkit.setup(profile="smoke", notebook="98_probe", theme=False, threads=1)
     res = Results()
     res.add_row("bbbp", "m", "roc_auc", 0.7)
-    res.claims.append(Claim("MoleX (arXiv 2410.08829)", "IB helps", "+2 points", "roc_auc", 0.05, -0.01, 0.11,
-                            UNDECIDED, 42, detail="BBBP"))
+    res.claims.append(
+        Claim(
+            "MoleX (arXiv 2410.08829)",
+            "IB helps",
+            "+2 points",
+            "roc_auc",
+            0.05,
+            -0.01,
+            0.11,
+            UNDECIDED,
+            42,
+            detail="BBBP",
+        )
+    )
     frame = molkit.record_results(res)
     assert len(frame) == 1 and len(molkit.results()) == 1
     claims = pd.read_csv(tmp_path / "claims" / "98_probe.csv", keep_default_na=False)
     assert claims[["notebook", "verdict", "n"]].values.tolist() == [["98_probe", UNDECIDED, 42]]
     text = write_claims_md(tmp_path, "smoke").read_text()
     assert "## MoleX (arXiv 2410.08829)" in text
-    assert "| IB helps (BBBP) | +2 points | roc_auc | +0.050 | [-0.010, +0.110] | **undecided** | 42 | `98_probe` |" in text
+    assert (
+        "| IB helps (BBBP) | +2 points | roc_auc | +0.050 | [-0.010, +0.110] "
+        "| **undecided** | 42 | `98_probe` |" in text
+    )

@@ -30,14 +30,17 @@ ANSWER = " The molecule is a primary alcohol."
 
 
 def _tiny(tmp_path_factory, arch):
-    path = save_tiny_random_lm(tmp_path_factory.mktemp(arch), CORPUS, arch, vocab_size=300, hidden=64)
+    path = save_tiny_random_lm(
+        tmp_path_factory.mktemp(arch), CORPUS, arch, vocab_size=300, hidden=64
+    )
     model, tok = load_lm(path)
     return arch, model, tok
 
 
 @pytest.fixture(scope="module", params=["llama", "opt", "mistral"])
 def tiny_lm(request, tmp_path_factory):
-    """Each architecture, saved to disk and loaded by path (Galactica = OPT, Mistral-7B = Mistral)."""
+    """Each architecture, saved to disk and loaded by path (Galactica = OPT,
+    Mistral-7B = Mistral)."""
     return _tiny(tmp_path_factory, request.param)
 
 
@@ -60,7 +63,9 @@ def test_truncation_keeps_answer_and_cuts_prompt_from_the_left(llama_lm):
     _, _, tok = llama_lm
     full = encode_example(tok, PROMPT, ANSWER, max_length=512)
     n_answer = len(full) - full.prompt_length
-    ex = encode_example(tok, PROMPT, ANSWER, max_length=n_answer + 4, extra_positions=[full.prompt_length - 1])
+    ex = encode_example(
+        tok, PROMPT, ANSWER, max_length=n_answer + 4, extra_positions=[full.prompt_length - 1]
+    )
     assert len(ex) == n_answer + 4
     assert ex.labels[-n_answer:] == full.labels[-n_answer:]
     assert ex.input_ids[0] == tok.bos_token_id  # the BOS prefix survives the left cut
@@ -73,7 +78,9 @@ def test_truncation_keeps_answer_and_cuts_prompt_from_the_left(llama_lm):
 def test_loss_ignores_prompt_tokens(tiny_lm):
     _, model, tok = tiny_lm
     ex = encode_example(tok, PROMPT, ANSWER, max_length=128)
-    other = encode_example(tok, "Generate a caption for the molecule: CC(=O)O\nCaption:", ANSWER, max_length=128)
+    other = encode_example(
+        tok, "Generate a caption for the molecule: CC(=O)O\nCaption:", ANSWER, max_length=128
+    )
     batch = collate_examples([ex], tok.pad_token_id)
     logits = model(input_ids=batch["input_ids"]).logits[0, :-1]
     targets = torch.tensor(ex.input_ids[1:])
@@ -83,12 +90,16 @@ def test_loss_ignores_prompt_tokens(tiny_lm):
         assert answer_loss(model, batch).item() == pytest.approx(expected.item(), rel=1e-5)
         # padding a batch with a longer example leaves the first example's loss unchanged
         padded = collate_examples([ex, other], tok.pad_token_id)
-        assert padded["labels"][0, len(ex):].eq(IGNORE_INDEX).all()
+        assert padded["labels"][0, len(ex) :].eq(IGNORE_INDEX).all()
 
 
 def test_fewshot_prompt_drops_front_examples_to_fit(llama_lm):
     _, _, tok = llama_lm
-    template = FewShotTemplate(example="Q: {input}\nA: {output}", query="Q: {input}\nA:", query_after_examples="Now Q: {input}\nA:")
+    template = FewShotTemplate(
+        example="Q: {input}\nA: {output}",
+        query="Q: {input}\nA:",
+        query_after_examples="Now Q: {input}\nA:",
+    )
     examples = [("CCO", "an alcohol"), ("CC(=O)O", "an acid"), ("c1ccccc1", "benzene")]
     full = template.render(examples, "CCN")
     assert full.endswith("Q: c1ccccc1\nA: benzene\n\nNow Q: CCN\nA:")
@@ -101,19 +112,33 @@ def test_fewshot_prompt_drops_front_examples_to_fit(llama_lm):
 def test_full_fine_tuning_learns_the_answer(tiny_lm):
     arch, model, tok = tiny_lm
     ex = encode_example(tok, PROMPT, ANSWER, max_length=128)
-    report = train_causal_lm(model, [ex] * 24, TrainConfig(epochs=8, lr=1e-2, batch_size=4, warmup=0.0),
-                             tok.pad_token_id, progress=False)
+    report = train_causal_lm(
+        model,
+        [ex] * 24,
+        TrainConfig(epochs=8, lr=1e-2, batch_size=4, warmup=0.0),
+        tok.pad_token_id,
+        progress=False,
+    )
     assert report.steps == 48 and report.tokens == 192 * len(ex)
     assert report.losses[-1] < 0.5 * report.losses[0], arch
     assert report.tokens_per_second > 0
-    assert generate_texts(model, tok, [PROMPT], max_new_tokens=24, progress=False) == [ANSWER.strip()]
+    assert generate_texts(model, tok, [PROMPT], max_new_tokens=24, progress=False) == [
+        ANSWER.strip()
+    ]
 
 
 def test_batched_generation_equals_one_by_one(tiny_lm):
     _, model, tok = tiny_lm
     prompts = [PROMPT, "Generate a molecule for the caption: an aromatic ring\nMolecule:", "CC"]
-    batched = generate_texts(model, tok, prompts, max_new_tokens=8, batch_size=3, progress=False, precision="fp32")
-    single = [generate_texts(model, tok, [p], max_new_tokens=8, batch_size=1, progress=False, precision="fp32")[0] for p in prompts]
+    batched = generate_texts(
+        model, tok, prompts, max_new_tokens=8, batch_size=3, progress=False, precision="fp32"
+    )
+    single = [
+        generate_texts(
+            model, tok, [p], max_new_tokens=8, batch_size=1, progress=False, precision="fp32"
+        )[0]
+        for p in prompts
+    ]
     assert batched == single
 
 
@@ -128,17 +153,31 @@ def test_spliced_embeddings_match_token_embeddings_and_train(llama_lm):
         b = model(inputs_embeds=embeds).logits
     assert torch.allclose(a, b, atol=1e-5)
     same = generate_texts(model, tok, [PROMPT], max_new_tokens=6, progress=False, precision="fp32")
-    spliced = generate_texts(model, tok, [PROMPT], max_new_tokens=6, progress=False, precision="fp32",
-                             extra_positions=[[1, 2]], extra_embeddings=lambda idx: [own for _ in idx])
+    spliced = generate_texts(
+        model,
+        tok,
+        [PROMPT],
+        max_new_tokens=6,
+        progress=False,
+        precision="fp32",
+        extra_positions=[[1, 2]],
+        extra_embeddings=lambda idx: [own for _ in idx],
+    )
     assert spliced == same
     # a trainable "graph token" projector receives gradients through the answer-only loss
     proj = torch.nn.Linear(3, own.shape[1])
     graph_features = torch.randn(1, 2, 3)
     ex = encode_example(tok, PROMPT, ANSWER, max_length=128, extra_positions=[1, 2])
     before = proj.weight.detach().clone()
-    train_causal_lm(model, [ex], TrainConfig(epochs=1, lr=1e-2, batch_size=1, warmup=0.0), tok.pad_token_id,
-                    extra_embeddings=lambda idx: [proj(graph_features[0]) for _ in idx],
-                    extra_parameters=list(proj.parameters()), progress=False)
+    train_causal_lm(
+        model,
+        [ex],
+        TrainConfig(epochs=1, lr=1e-2, batch_size=1, warmup=0.0),
+        tok.pad_token_id,
+        extra_embeddings=lambda idx: [proj(graph_features[0]) for _ in idx],
+        extra_parameters=list(proj.parameters()),
+        progress=False,
+    )
     assert not torch.equal(before, proj.weight)
 
 
@@ -150,7 +189,13 @@ def test_lora_trains_only_adapters(tmp_path):
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     ex = encode_example(tok, PROMPT, ANSWER, max_length=128)
-    train_causal_lm(model, [ex] * 4, TrainConfig(epochs=1, lr=1e-2, batch_size=2, warmup=0.0), tok.pad_token_id, progress=False)
+    train_causal_lm(
+        model,
+        [ex] * 4,
+        TrainConfig(epochs=1, lr=1e-2, batch_size=2, warmup=0.0),
+        tok.pad_token_id,
+        progress=False,
+    )
     for name, p in model.named_parameters():
         if "lora_" not in name:
             original = name.replace("base_model.model.", "").replace(".base_layer", "")
@@ -166,10 +211,20 @@ def test_extra_parameters_get_their_own_learning_rate(tmp_path):
     config = TrainConfig(epochs=1, lr=1e-2, batch_size=1, warmup=0.0)
     model_before = model.get_input_embeddings().weight.detach().clone()
     proj_before = proj.weight.detach().clone()
-    train_causal_lm(model, [ex] * 2, config, tok.pad_token_id, extra_embeddings=lambda idx: [proj(features) for _ in idx],
-                    extra_parameters=list(proj.parameters()), extra_lr=0.0, progress=False)
+    train_causal_lm(
+        model,
+        [ex] * 2,
+        config,
+        tok.pad_token_id,
+        extra_embeddings=lambda idx: [proj(features) for _ in idx],
+        extra_parameters=list(proj.parameters()),
+        extra_lr=0.0,
+        progress=False,
+    )
     assert torch.equal(proj.weight, proj_before)  # its own group, learning rate 0
-    assert not torch.equal(model.get_input_embeddings().weight, model_before)  # the model's group trains at config.lr
+    assert not torch.equal(
+        model.get_input_embeddings().weight, model_before
+    )  # the model's group trains at config.lr
     model.requires_grad_(False)
     with pytest.raises(ValueError, match="nothing to train"):
         train_causal_lm(model, [ex], config, tok.pad_token_id, progress=False)
@@ -179,14 +234,41 @@ def test_generate_kwargs_reach_generate(llama_lm):
     _, model, tok = llama_lm
     prompts = [PROMPT, "Generate a molecule for the caption: an aromatic ring\nMolecule:"]
     greedy = generate_texts(model, tok, prompts, max_new_tokens=5, progress=False, precision="fp32")
-    assert generate_texts(model, tok, prompts, max_new_tokens=5, progress=False, precision="fp32",
-                          generate_kwargs={"num_beams": 1}) == greedy
+    assert (
+        generate_texts(
+            model,
+            tok,
+            prompts,
+            max_new_tokens=5,
+            progress=False,
+            precision="fp32",
+            generate_kwargs={"num_beams": 1},
+        )
+        == greedy
+    )
     own = model.get_input_embeddings()(torch.tensor([[5, 6]]))[0].detach()
-    beams = generate_texts(model, tok, prompts, max_new_tokens=5, progress=False, precision="fp32", generate_kwargs={"num_beams": 3},
-                           extra_positions=[[1, 2], [1, 2]], extra_embeddings=lambda idx: [own for _ in idx])
+    beams = generate_texts(
+        model,
+        tok,
+        prompts,
+        max_new_tokens=5,
+        progress=False,
+        precision="fp32",
+        generate_kwargs={"num_beams": 3},
+        extra_positions=[[1, 2], [1, 2]],
+        extra_embeddings=lambda idx: [own for _ in idx],
+    )
     assert len(beams) == 2 and all(isinstance(t, str) for t in beams)
     with pytest.raises(ValueError, match="num_beams"):
-        generate_texts(model, tok, prompts[:1], max_new_tokens=5, progress=False, precision="fp32", generate_kwargs={"num_beams": 0})
+        generate_texts(
+            model,
+            tok,
+            prompts[:1],
+            max_new_tokens=5,
+            progress=False,
+            precision="fp32",
+            generate_kwargs={"num_beams": 0},
+        )
 
 
 def test_bf16_fine_tuning_and_generation_run_on_any_cpu(tmp_path_factory):
@@ -203,8 +285,13 @@ def test_bf16_fine_tuning_and_generation_run_on_any_cpu(tmp_path_factory):
             bf16_loss = answer_loss(model, batch).item()
     assert bf16_loss == pytest.approx(fp32_loss, rel=0.03)
     with runtime.use_precision("bf16"):
-        report = train_causal_lm(model, [ex] * 24, TrainConfig(epochs=8, lr=1e-2, batch_size=4, warmup=0.0),
-                                 tok.pad_token_id, progress=False)
+        report = train_causal_lm(
+            model,
+            [ex] * 24,
+            TrainConfig(epochs=8, lr=1e-2, batch_size=4, warmup=0.0),
+            tok.pad_token_id,
+            progress=False,
+        )
         texts = generate_texts(model, tok, [PROMPT], max_new_tokens=24, progress=False)
     assert all(torch.isfinite(torch.tensor(report.losses)))
     assert report.losses[-1] < 0.5 * report.losses[0]

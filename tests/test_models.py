@@ -504,7 +504,9 @@ def test_causal_lm_in_bf16_loads_bf16_weights_and_generates(tiny_models, kind):
         model, tokenizer = load_causal_lm(tiny_models[kind])
         assert next(model.parameters()).dtype == torch.bfloat16
         texts = generate(model, tokenizer, PROMPTS, max_new_tokens=4, batch_size=3, progress=False)
-    assert len(texts) == len(PROMPTS) and all(isinstance(t, str) and len(t.split()) <= 4 for t in texts)
+    assert len(texts) == len(PROMPTS) and all(
+        isinstance(t, str) and len(t.split()) <= 4 for t in texts
+    )
     # the logits of the two precisions agree to bf16 accuracy
     inputs = tokenizer(PROMPTS[:1], return_tensors="pt")
     inputs.pop("token_type_ids", None)

@@ -11,7 +11,9 @@ import molkit
 
 def test_setup_resolves_profile_sizes_and_overrides(run_dir):
     sizes = {"smoke": {"n": 10, "epochs": 1}, "default": {"n": 1000, "epochs": 20}}
-    cfg = molkit.setup(profile="smoke", seed=3, notebook="99_test", sizes=sizes, overrides={"epochs": 2, "n": None})
+    cfg = molkit.setup(
+        profile="smoke", seed=3, notebook="99_test", sizes=sizes, overrides={"epochs": 2, "n": None}
+    )
     assert cfg.sizes == {"n": 10, "epochs": 2}
     assert cfg["n"] == 10 and cfg.get("missing", 5) == 5
     assert cfg.run_dir == run_dir and (run_dir / "results").is_dir()
@@ -49,6 +51,11 @@ def test_import_molkit_is_light():
     import subprocess
     import sys
 
-    code = "import sys, molkit, molkit.data; print('torch' in sys.modules, 'transformers' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    code = (
+        "import sys, molkit, molkit.data; "
+        "print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert out == ["False", "False"]

@@ -16,7 +16,8 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 #: The smoke runs pin torch's kernel paths to AVX2, which every x86 machine here has (AVX2-only,
 #: AVX512-BF16, AMX): ATen's vector kernels, MKL's (conditional numerical reproducibility) and
 #: oneDNN's. Training amplifies last-bit differences between kernels, so without this the same
-#: float32 smoke run gives other numbers on another CPU. (OPENBLAS_CORETYPE is left as the machine sets it.)
+#: float32 smoke run gives other numbers on another CPU. (OPENBLAS_CORETYPE is left as the machine
+#: sets it.)
 PINNED_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
@@ -27,19 +28,29 @@ def _run_smoke(path: Path, out: Path, monkeypatch) -> None:
         monkeypatch.setenv(key, value)
     out.mkdir(parents=True, exist_ok=True)
     monkeypatch.setenv("MOLKIT_RUN_DIR", str(out))
-    monkeypatch.setenv("MOLKIT_CACHE", os.environ.get("MOLKIT_CACHE", str(Path.home() / ".cache" / "molkit")))
-    pm.execute_notebook(str(path), str(out / path.name), parameters={"profile": "smoke"}, cwd=str(ROOT),
-                        kernel_name="python3", progress_bar=False)
+    monkeypatch.setenv(
+        "MOLKIT_CACHE", os.environ.get("MOLKIT_CACHE", str(Path.home() / ".cache" / "molkit"))
+    )
+    pm.execute_notebook(
+        str(path),
+        str(out / path.name),
+        parameters={"profile": "smoke"},
+        cwd=str(ROOT),
+        kernel_name="python3",
+        progress_bar=False,
+    )
 
 
 SNAPSHOTS = ROOT / "tests" / "snapshots" / "smoke"
-#: metrics that measure this machine's speed, not the method: their rows must exist, their values vary
+#: metrics that measure this machine's speed, not the method: their rows must exist,
+#: their values vary
 TIMING = re.compile(r"second|per_s|/s\b|tokens_per|speedup|minutes")
 KEYS = ["dataset", "method", "metric", "seed", "split", "note"]
 
 
 def machine_key() -> dict[str, str]:
-    """What decides float32 results beyond the pinned kernels: the CPU model and OpenBLAS's kernel."""
+    """What decides float32 results beyond the pinned kernels: the CPU model and OpenBLAS's
+    kernel."""
     from molkit.models.runtime import cpu_name
 
     return {"cpu_model": cpu_name(), "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "")}
@@ -70,11 +81,15 @@ def compare_with_snapshot(results: pd.DataFrame, stem: str) -> None:
     bad = ~np.isclose(a, b, rtol=1e-6, atol=1e-9, equal_nan=True)
     if not bad.any():
         return
-    report = f"{stem}: values changed:\n" + got.loc[~timing][bad].assign(expected=b[bad]).to_string()
+    report = (
+        f"{stem}: values changed:\n" + got.loc[~timing][bad].assign(expected=b[bad]).to_string()
+    )
     made_on = json.loads((SNAPSHOTS / "MACHINE.json").read_text())
     if made_on != machine_key():
-        pytest.skip(f"snapshot made on {made_on}, this is {machine_key()}: values differ here, so the "
-                    f"exact check needs a snapshot of this machine (MOLKIT_UPDATE_SNAPSHOTS=1). {report}")
+        pytest.skip(
+            f"snapshot made on {made_on}, this is {machine_key()}: values differ here, so the "
+            f"exact check needs a snapshot of this machine (MOLKIT_UPDATE_SNAPSHOTS=1). {report}"
+        )
     raise AssertionError(report)
 
 

@@ -1,4 +1,5 @@
-"""The precision policy: where it is read from, what it resolves to, and the clear error for a typo."""
+"""The precision policy: where it is read from, what it resolves to, and the clear error for a
+typo."""
 
 import pytest
 import torch
@@ -16,12 +17,17 @@ def test_environment_variable_then_set_precision(monkeypatch):
     monkeypatch.setenv("MOLKIT_PRECISION", "bf16")
     assert runtime.resolved_precision("cpu") == "bf16"
     monkeypatch.setenv("MOLKIT_PRECISION", "auto")
-    assert runtime.resolved_precision("cpu") == ("bf16" if runtime.bf16_supported("cpu") else "fp32")
+    assert runtime.resolved_precision("cpu") == (
+        "bf16" if runtime.bf16_supported("cpu") else "fp32"
+    )
     assert runtime.set_precision("FP32") == "fp32"  # set_precision wins over the variable
     assert runtime.requested_precision() == "fp32"
     runtime.set_precision(None)
     assert runtime.requested_precision() == "auto"
-    assert runtime.check_precision("bfloat16") == "bf16" and runtime.check_precision("float32") == "fp32"
+    assert (
+        runtime.check_precision("bfloat16") == "bf16"
+        and runtime.check_precision("float32") == "fp32"
+    )
 
 
 def test_use_precision_restores_the_policy():
@@ -50,13 +56,17 @@ def test_setup_sets_and_prints_the_precision(tmp_path, monkeypatch, capsys):
     import molkit
 
     monkeypatch.setenv("MOLKIT_RUN_DIR", str(tmp_path))
-    cfg = molkit.setup(profile="smoke", notebook="99_probe", precision="bf16", theme=False, threads=1)
+    cfg = molkit.setup(
+        profile="smoke", notebook="99_probe", precision="bf16", theme=False, threads=1
+    )
     assert cfg.precision == "bf16" and cfg.requested_precision == "bf16"
     assert "precision bf16 (asked: bf16)" in capsys.readouterr().out
     assert runtime.resolved_precision("cpu") == "bf16"
     saved = json.loads((tmp_path / "settings" / "99_probe.json").read_text())
     assert saved["precision"] == "bf16" and saved["threads"] == 1
-    cfg = molkit.setup(profile="smoke", notebook="99_probe", precision="fp32", theme=False, threads=1)
+    cfg = molkit.setup(
+        profile="smoke", notebook="99_probe", precision="fp32", theme=False, threads=1
+    )
     assert cfg.precision == "fp32"
     with pytest.raises(ValueError, match="unknown precision 'bf8'"):
         molkit.setup(profile="smoke", notebook="99_probe", precision="bf8", theme=False)

@@ -33,7 +33,9 @@ def _environment_pins() -> dict[str, str]:
     for requirement in pip_list:
         if requirement.startswith("-"):
             continue
-        assert "==" in requirement, f"environment.yml: {requirement!r} is not pinned (name==version)"
+        assert "==" in requirement, (
+            f"environment.yml: {requirement!r} is not pinned (name==version)"
+        )
         name, version = requirement.split("==")
         pins[_name(name)] = version.strip()
     return pins
@@ -48,23 +50,33 @@ def test_environment_yml_agrees_with_pyproject_and_the_lock():
         requirements += [Requirement(r) for r in extra]
     wanted = {_name(r.name) for r in requirements}
     env = _environment_pins()
-    assert set(env) == wanted, f"only in environment.yml: {set(env) - wanted}; only in pyproject: {wanted - set(env)}"
+    assert set(env) == wanted, (
+        f"only in environment.yml: {set(env) - wanted}; only in pyproject: {wanted - set(env)}"
+    )
     lock = _lock_pins()
-    torch_spec = re.search(r"^TORCH_SPEC \?= torch==(\S+)", (ROOT / "Makefile").read_text(), re.M).group(1)
+    torch_spec = re.search(
+        r"^TORCH_SPEC \?= torch==(\S+)", (ROOT / "Makefile").read_text(), re.M
+    ).group(1)
     for req in requirements:
         name = _name(req.name)
         locked = torch_spec if name == "torch" else lock.get(name)
         assert locked is not None, f"requirements.lock has no {name}: run `make lock`"
         assert env[name] == locked, f"environment.yml pins {name}=={env[name]}, the lock {locked}"
-        assert req.specifier.contains(locked, prereleases=True), f"{name}=={locked} is outside pyproject's {req}"
+        assert req.specifier.contains(locked, prereleases=True), (
+            f"{name}=={locked} is outside pyproject's {req}"
+        )
 
 
 def test_lock_has_hashes_and_no_gpu_packages():
     text = (ROOT / "requirements.lock").read_text()
     blocks = [b for b in re.split(r"\n(?=[A-Za-z0-9])", text) if "==" in b.split("\n", 1)[0]]
     assert len(blocks) > 50
-    assert all("--hash=sha256:" in b for b in blocks), "every locked package needs its hashes (make lock)"
-    assert not re.search(r"^(torch|nvidia-[a-z0-9-]+|triton)==", text, re.M), "torch is the CPU build, installed apart"
+    assert all("--hash=sha256:" in b for b in blocks), (
+        "every locked package needs its hashes (make lock)"
+    )
+    assert not re.search(r"^(torch|nvidia-[a-z0-9-]+|triton)==", text, re.M), (
+        "torch is the CPU build, installed apart"
+    )
 
 
 def test_notebooks_exist_with_stable_names():
@@ -78,7 +90,9 @@ def test_committed_notebooks_carry_no_outputs(path):
     nb = json.loads(path.read_text())
     for cell in nb["cells"]:
         if cell["cell_type"] == "code":
-            assert cell.get("outputs", []) == [], f"{path.name}: a code cell has outputs (run nbstripout)"
+            assert cell.get("outputs", []) == [], (
+                f"{path.name}: a code cell has outputs (run nbstripout)"
+            )
             assert cell.get("execution_count") is None, f"{path.name}: execution counts left in"
 
 
@@ -116,8 +130,31 @@ def test_nbstripout_applies_to_narrative_notebooks_only():
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
     out = subprocess.run(
-        ["git", "check-attr", "filter", "--", "notebooks/01_molex.ipynb", "papermill_runs/default/01_molex.ipynb"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        [
+            "git",
+            "check-attr",
+            "filter",
+            "--",
+            "notebooks/01_molex.ipynb",
+            "papermill_runs/default/01_molex.ipynb",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.splitlines()
     assert out[0].endswith("filter: nbstripout"), out
     assert out[1].endswith("filter: unspecified"), out
+
+
+def test_import_layers_hold():
+    """import-linter's contracts in pyproject.toml: no upward import, no method imports another."""
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    if exe is None:
+        pytest.skip("import-linter is not installed (make env installs it)")
+    out = subprocess.run([exe], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:]

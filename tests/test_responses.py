@@ -8,7 +8,10 @@ import pytest
 from molkit.models.responses import FORMAT, ResponseCache, prompt_sha256, read_records, response_key
 
 SETTINGS = {"max_new_tokens": 8, "do_sample": False}
-CHAT = [{"role": "system", "content": "You are a chemist."}, {"role": "user", "content": "Describe CCO."}]
+CHAT = [
+    {"role": "system", "content": "You are a chemist."},
+    {"role": "user", "content": "Describe CCO."},
+]
 
 
 class CountingModel:
@@ -30,7 +33,9 @@ def test_key_depends_on_model_prompt_and_settings():
     assert base != response_key("other", CHAT, SETTINGS)
     assert base != response_key("m", CHAT[1:], SETTINGS)
     assert base != response_key("m", CHAT, {**SETTINGS, "max_new_tokens": 9})
-    assert response_key("m", "text", SETTINGS) != response_key("m", [{"role": "user", "content": "text"}], SETTINGS)
+    assert response_key("m", "text", SETTINGS) != response_key(
+        "m", [{"role": "user", "content": "text"}], SETTINGS
+    )
 
 
 def test_bad_settings_and_prompts_are_named():
@@ -50,7 +55,9 @@ def test_hit_makes_no_model_call_and_changed_settings_miss(tmp_path):
     assert first[0] == first[2]
     again, stats = cache.generate("m", prompts, SETTINGS, model, progress=False)
     assert again == first and model.calls == 1 and stats.misses == 0
-    _, stats = cache.generate("m", prompts, {**SETTINGS, "max_new_tokens": 16}, model, progress=False)
+    _, stats = cache.generate(
+        "m", prompts, {**SETTINGS, "max_new_tokens": 16}, model, progress=False
+    )
     assert stats.misses == 2 and model.calls == 2
     _, stats = cache.generate("other-model", prompts[:1], SETTINGS, model, progress=False)
     assert stats.misses == 1 and model.calls == 3
@@ -59,10 +66,14 @@ def test_hit_makes_no_model_call_and_changed_settings_miss(tmp_path):
 def test_written_file_replays_and_resumes(tmp_path):
     path = tmp_path / "r.jsonl"
     model = CountingModel()
-    ResponseCache(path).generate("m", ["a", "b", "c"], SETTINGS, model, batch_size=2, progress=False)
+    ResponseCache(path).generate(
+        "m", ["a", "b", "c"], SETTINGS, model, batch_size=2, progress=False
+    )
     assert model.calls == 2  # written batch by batch
     records = [json.loads(line) for line in path.read_text().splitlines()]
-    assert {r["model"] for r in records} == {"m"} and all(r["settings"] == SETTINGS for r in records)
+    assert {r["model"] for r in records} == {"m"} and all(
+        r["settings"] == SETTINGS for r in records
+    )
     with open(path, "a") as handle:  # a run killed mid-write leaves a partial last line
         handle.write('{"key": "trunc')
     fresh = ResponseCache(path)
@@ -74,7 +85,9 @@ def test_written_file_replays_and_resumes(tmp_path):
 def test_offline_replay_raises_on_a_miss(tmp_path):
     cache = ResponseCache(None)
     with pytest.raises(LookupError, match="not in the response cache"):
-        cache.generate("m", ["never generated"], SETTINGS, CountingModel(), offline=True, progress=False)
+        cache.generate(
+            "m", ["never generated"], SETTINGS, CountingModel(), offline=True, progress=False
+        )
 
 
 def test_export_is_versioned_deterministic_and_replays_on_a_fresh_cache(tmp_path):
@@ -90,7 +103,9 @@ def test_export_is_versioned_deterministic_and_replays_on_a_fresh_cache(tmp_path
     assert header["models"] == ["m"] and header["command"] == "regenerate me"
     assert len(list(read_records(shipped))) == 2
     replay = ResponseCache(None, replay=[shipped])
-    out, stats = replay.generate("m", ["x", CHAT], SETTINGS, CountingModel(), offline=True, progress=False)
+    out, stats = replay.generate(
+        "m", ["x", CHAT], SETTINGS, CountingModel(), offline=True, progress=False
+    )
     assert out == [answers[0], answers[2]] and stats.hits == 2
     with pytest.raises(ValueError, match="jsonl.gz"):
         cache.export(tmp_path / "ship.json")

@@ -1,4 +1,5 @@
-"""The papermill pipeline: injection of the profile, atomic commit of one notebook's outputs, failures."""
+"""The papermill pipeline: injection of the profile, atomic commit of one notebook's outputs,
+failures."""
 
 import json
 
@@ -25,9 +26,15 @@ def _make_project(tmp_path, fail: bool = False):
     if fail:
         cells.append(nbformat.v4.new_code_cell("raise RuntimeError('boom')"))
     nb.cells = cells
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(nb, tmp_path / "notebooks" / "50_tiny.ipynb")
-    (tmp_path / "notebooks" / "51_other.ipynb").write_text(nbformat.writes(nbformat.v4.new_notebook()))
+    (tmp_path / "notebooks" / "51_other.ipynb").write_text(
+        nbformat.writes(nbformat.v4.new_notebook())
+    )
 
 
 @pytest.mark.slow
@@ -42,7 +49,9 @@ def test_run_commits_outputs_and_failure_keeps_previous_record(tmp_path):
     assert rows[["notebook", "profile", "value"]].values.tolist() == [["50_tiny", "smoke", 2.5]]
     assert (record / "figures" / "50_tiny__line.png").exists()
     executed = nbformat.read(record / "50_tiny.ipynb", as_version=4)
-    assert any("profile = \"smoke\"" in "".join(c.source) for c in executed.cells)  # papermill injected it
+    assert any(
+        'profile = "smoke"' in "".join(c.source) for c in executed.cells
+    )  # papermill injected it
     meta = json.loads((record / "run.json").read_text())
     assert meta["notebooks"]["50_tiny"]["status"] == "ok"
     assert meta["machine"]["cpu_count"] >= 1 and "torch" in meta["packages"]
@@ -74,7 +83,9 @@ def test_stale_staging_of_dead_runs_is_removed(tmp_path):
     import subprocess
     import sys
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     dead_pid = int(dead.stdout)  # that process has exited
     stale = tmp_path / f".staging-04_moltc-{dead_pid}"
     live = tmp_path / f".staging-02_icma-{os.getpid()}"
@@ -99,10 +110,14 @@ def test_git_commit_of_a_clone_and_its_dirty_flag(tmp_path):
         pytest.skip("not a git checkout")
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True, check=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert git_commit(clone) == {"commit": head, "dirty": False}
     (clone / "papermill_runs" / "default" / "run.json").write_text("{}\n")
     assert git_commit(clone)["dirty"] is False  # the record is not code
-    (clone / "molkit" / "notebook.py").write_text((clone / "molkit" / "notebook.py").read_text() + "\n# edited\n")
+    (clone / "molkit" / "notebook.py").write_text(
+        (clone / "molkit" / "notebook.py").read_text() + "\n# edited\n"
+    )
     assert git_commit(clone) == {"commit": head, "dirty": True}
     assert git_commit(tmp_path / "nowhere") == {"commit": "unknown", "dirty": None}

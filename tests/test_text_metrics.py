@@ -1,4 +1,5 @@
-"""Text and molecule generation metrics, including the check against MolT5-base's published numbers."""
+"""Text and molecule generation metrics, including the check against MolT5-base's published
+numbers."""
 
 import math
 
@@ -14,7 +15,18 @@ from molkit.eval.text import (
 
 
 def test_word_tokenize_splits_words_and_punctuation():
-    assert word_tokenize("The molecule is an (R)-acid.") == ["the", "molecule", "is", "an", "(", "r", ")", "-", "acid", "."]
+    assert word_tokenize("The molecule is an (R)-acid.") == [
+        "the",
+        "molecule",
+        "is",
+        "an",
+        "(",
+        "r",
+        ")",
+        "-",
+        "acid",
+        ".",
+    ]
 
 
 def test_caption_metrics_identity_and_disjoint():
@@ -37,7 +49,11 @@ def test_caption_metrics_reject_mismatched_lengths():
 
 def test_molecule_metrics_known_values():
     refs = ["CCO", "c1ccccc1", "CC(=O)O"]
-    preds = ["OCC", "c1ccccc1C", "not a smiles"]  # same molecule written differently, toluene, invalid
+    preds = [
+        "OCC",
+        "c1ccccc1C",
+        "not a smiles",
+    ]  # same molecule written differently, toluene, invalid
     m = molecule_metrics(preds, refs)
     assert m["exact_match"] == pytest.approx(1 / 3)
     assert m["validity"] == pytest.approx(2 / 3)
@@ -52,9 +68,10 @@ def test_molecule_metrics_known_values():
 
 @pytest.mark.usefixtures("mirror")
 def test_rouge_matches_molt5_paper_on_molt5_base_outputs():
-    """MolT5 paper, Table 1, MolT5-base mol2cap: ROUGE-1 0.634, ROUGE-2 0.485, ROUGE-L 0.578 (must match
-    within 0.005). BLEU-2 0.540 / BLEU-4 0.457 / METEOR 0.569 used SciBERT's WordPiece tokenizer; with
-    our word/punctuation tokenizer they come out within a few points (recorded in 02_icma)."""
+    """MolT5 paper, Table 1, MolT5-base mol2cap: ROUGE-1 0.634, ROUGE-2 0.485, ROUGE-L 0.578 (must
+    match within 0.005). BLEU-2 0.540 / BLEU-4 0.457 / METEOR 0.569 used SciBERT's WordPiece
+    tokenizer; with our word/punctuation tokenizer they come out within a few points (recorded in
+    02_icma)."""
     from molkit.data import load_dataset
 
     df = load_dataset("molt5-base-mol2cap")

@@ -1,19 +1,20 @@
 """Dataset registry and loaders.
 
 Every loader returns a :class:`pandas.DataFrame` in one schema per task kind, with the metadata in
-``df.attrs`` (``name``, ``kind``, ``task``, ``targets``, ``citation``, ``licence``, ``files``, ``invalid``).
+``df.attrs`` (``name``, ``kind``, ``task``, ``targets``, ``citation``, ``licence``, ``files``,
+``invalid``).
 
 * ``property`` (single molecule): ``smiles`` (RDKit-canonical), ``smiles_raw`` (as in the file; atom
-  order of explanation ground truth refers to it), one float column per target (NaN = missing label),
-  ``split`` where the upstream file defines one, plus dataset-specific extra columns.
+  order of explanation ground truth refers to it), one float column per target (NaN = missing
+  label), ``split`` where the upstream file defines one, plus dataset-specific extra columns.
 * ``text`` (molecule-text pairs): ``id``, ``smiles``, ``smiles_raw``, ``text``, ``split``.
-* ``pair`` (molecule pairs): ``smiles_1``, ``smiles_2`` (canonical), ``smiles_raw_1``, ``smiles_raw_2``,
-  ``id_1``, ``id_2``, target column(s), ``split`` where upstream defines one, extra context columns
-  (e.g. ``temperature``).
+* ``pair`` (molecule pairs): ``smiles_1``, ``smiles_2`` (canonical), ``smiles_raw_1``,
+  ``smiles_raw_2``, ``id_1``, ``id_2``, target column(s), ``split`` where upstream defines one,
+  extra context columns (e.g. ``temperature``).
 
 Invalid SMILES are never dropped silently: rows that RDKit cannot parse are removed and reported
-(count, examples, reason) in a warning and in ``df.attrs["invalid"]``; ``on_invalid="keep"`` keeps them
-with ``smiles = None`` and ``on_invalid="raise"`` stops.
+(count, examples, reason) in a warning and in ``df.attrs["invalid"]``; ``on_invalid="keep"`` keeps
+them with ``smiles = None`` and ``on_invalid="raise"`` stops.
 """
 
 from __future__ import annotations
@@ -29,19 +30,22 @@ import pandas as pd
 from molkit.data.registry import fetch_file, registered_files
 
 MOLECULENET_CITATION = (
-    "Wu, Z. et al. MoleculeNet: a benchmark for molecular machine learning. Chem. Sci. 9, 513-530 (2018)."
+    "Wu, Z. et al. MoleculeNet: a benchmark for molecular machine learning. "
+    "Chem. Sci. 9, 513-530 (2018)."
 )
 TU_CITATION = (
-    "Debnath, A. K. et al. J. Med. Chem. 34, 786-797 (1991) (MUTAG); Helma, C. et al. Bioinformatics 17, "
-    "107-108 (2001) (PTC); group annotations: Lamole (linzehui19/Lamole)."
+    "Debnath, A. K. et al. J. Med. Chem. 34, 786-797 (1991) (MUTAG); "
+    "Helma, C. et al. Bioinformatics 17, 107-108 (2001) (PTC); "
+    "group annotations: Lamole (linzehui19/Lamole)."
 )
 CHEBI20_CITATION = (
-    "Edwards, C., Zhai, C., Ji, H. Text2Mol. EMNLP 2021; Edwards, C. et al. Translation between molecules "
-    "and natural language (MolT5). EMNLP 2022."
+    "Edwards, C., Zhai, C., Ji, H. Text2Mol. EMNLP 2021; "
+    "Edwards, C. et al. Translation between molecules and natural language (MolT5). EMNLP 2022."
 )
 DDI_CITATION = (
-    "Zitnik, M. et al. BioSNAP (ChCh-Miner), 2018; Zhang, W. et al. BMC Bioinformatics 18, 18 (2017) "
-    "(ZhangDDI); splits as used by MIRACLE (Wang, Y. et al. WWW 2021)."
+    "Zitnik, M. et al. BioSNAP (ChCh-Miner), 2018; "
+    "Zhang, W. et al. BMC Bioinformatics 18, 18 (2017) (ZhangDDI); "
+    "splits as used by MIRACLE (Wang, Y. et al. WWW 2021)."
 )
 
 
@@ -98,7 +102,9 @@ def _read_tu(spec: DatasetSpec) -> pd.DataFrame:
 
 def _read_liver(spec: DatasetSpec) -> pd.DataFrame:
     df = pd.read_csv(fetch_file(spec.files[0]))
-    attributions = np.load(fetch_file(spec.files[1]), allow_pickle=True)["attributions"]  # pinned, hash-checked
+    attributions = np.load(fetch_file(spec.files[1]), allow_pickle=True)[
+        "attributions"
+    ]  # pinned, hash-checked
     if len(attributions) != len(df):
         raise ValueError(f"Liver attributions have {len(attributions)} rows, Liver.csv {len(df)}")
     alerts = [c for c in df.columns if c.startswith("Alert ")]
@@ -121,7 +127,9 @@ def _read_chebi20(spec: DatasetSpec) -> pd.DataFrame:
     frames = []
     for key in spec.files:
         split = key.rsplit("/", 1)[1].removesuffix(".txt")
-        df = pd.read_csv(fetch_file(key), sep="\t", quoting=3, dtype={"CID": str}, keep_default_na=False)
+        df = pd.read_csv(
+            fetch_file(key), sep="\t", quoting=3, dtype={"CID": str}, keep_default_na=False
+        )
         df = df.rename(columns={"CID": "id", "SMILES": "smiles_raw", "description": "text"})
         df["split"] = {"validation": "valid"}.get(split, split)
         frames.append(df[["id", "smiles_raw", "text", "split"]])
@@ -176,7 +184,13 @@ def _read_combisolu(spec: DatasetSpec) -> pd.DataFrame:
 def _read_chromophore(spec: DatasetSpec) -> pd.DataFrame:
     df = pd.read_csv(fetch_file(spec.files[0]))
     target = spec.targets[0]
-    out = pd.DataFrame({"smiles_raw_1": df["Chromophore"], "smiles_raw_2": df["Solvent"], target: df.iloc[:, 2].astype(float)})
+    out = pd.DataFrame(
+        {
+            "smiles_raw_1": df["Chromophore"],
+            "smiles_raw_2": df["Solvent"],
+            target: df.iloc[:, 2].astype(float),
+        }
+    )
     out["id_1"] = out["smiles_raw_1"]
     out["id_2"] = out["smiles_raw_2"]
     return out
@@ -201,7 +215,11 @@ _MOLNET = {
     # name: (targets, task, description)
     "bbbp": (("bbbp",), "classification", "Blood-brain barrier penetration (binary)."),
     "bace": (("bace",), "classification", "BACE-1 inhibition (binary)."),
-    "clintox": (("FDA_APPROVED", "CT_TOX"), "classification", "FDA approval and clinical-trial toxicity (2 tasks)."),
+    "clintox": (
+        ("FDA_APPROVED", "CT_TOX"),
+        "classification",
+        "FDA approval and clinical-trial toxicity (2 tasks).",
+    ),
     "sider": (None, "classification", "Side-effect resource: 27 system-organ-class tasks."),
     "tox21": (None, "classification", "Tox21 challenge: 12 toxicity assays (missing labels)."),
     "hiv": (("hiv",), "classification", "HIV replication inhibition (binary)."),
@@ -250,9 +268,11 @@ for _name in ("MUTAG", "PTC_FR", "PTC_FM", "PTC_MM", "PTC_MR"):
             files=(f"explain/{_name}.csv",),
             reader=_read_tu,
             targets=("label",),
-            description=f"{_name}: mutagenicity / carcinogenicity with Group-SELFIES and ground-truth group types.",
+            description=f"{_name}: mutagenicity / carcinogenicity with Group-SELFIES and "
+            "ground-truth group types.",
             citation=TU_CITATION,
-            licence="TU datasets as preprocessed by linzehui19/Lamole (repository has no licence file).",
+            licence="TU datasets as preprocessed by linzehui19/Lamole "
+            "(repository has no licence file).",
         )
     )
 
@@ -264,8 +284,9 @@ _register(
         files=("explain/Liver.csv", "explain/Liver_attributions.npz"),
         reader=_read_liver,
         targets=("label",),
-        description="LiverTox hepatotoxicity (3 classes: label 0/1/2 = class -1/0/1) with 12 structural alerts and "
-        "atom-level ground-truth attributions (node_atts, RDKit order of smiles_raw).",
+        description="LiverTox hepatotoxicity (3 classes: label 0/1/2 = class -1/0/1) "
+        "with 12 structural alerts and atom-level ground-truth attributions "
+        "(node_atts, RDKit order of smiles_raw).",
         citation="LiverTox (NIH); Lamole (linzehui19/Lamole).",
         licence="LiverTox is public domain (NIH); preprocessing repository has no licence file.",
     )
@@ -277,7 +298,8 @@ _register(
         task="generation",
         files=("chebi20/validation.txt", "chebi20/test.txt"),
         reader=_read_chebi20,
-        description="ChEBI-20 molecule-caption pairs: upstream validation (3,301) and test (3,300) splits.",
+        description="ChEBI-20 molecule-caption pairs: "
+        "upstream validation (3,301) and test (3,300) splits.",
         citation=CHEBI20_CITATION,
         licence="CC BY 4.0 (ChEBI).",
     )
@@ -289,7 +311,8 @@ _register(
         task="generation",
         files=("chebi20/train.txt", "chebi20/validation.txt", "chebi20/test.txt"),
         reader=_read_chebi20,
-        description="ChEBI-20 with the 26,407-pair train split (upstream only: needs the internet once).",
+        description="ChEBI-20 with the 26,407-pair train split "
+        "(upstream only: needs the internet once).",
         citation=CHEBI20_CITATION,
         licence="CC BY 4.0 (ChEBI).",
     )
@@ -302,7 +325,8 @@ for _direction, _file in (("mol2cap", "smiles2caption"), ("cap2mol", "caption2sm
             task="generation",
             files=(f"chebi20/molt5-base-{_file}.txt",),
             reader=_read_molt5_outputs,
-            description=f"MolT5-base outputs on the ChEBI-20 test split ({_direction}); a published peer's predictions.",
+            description=f"MolT5-base outputs on the ChEBI-20 test split ({_direction}); "
+            "a published peer's predictions.",
             citation=CHEBI20_CITATION,
             licence="blender-nlp/MolT5, BSD-3-Clause.",
             extra={"direction": _direction},
@@ -320,8 +344,13 @@ for _name, _prefix, _splits in (
             files=tuple(f"ddi/{_prefix}_{s}.csv" for s in _splits),
             reader=_read_ddi,
             targets=("label",),
-            description=f"{_prefix} drug-drug interaction pairs (1 = interacts, 0 = sampled negative), upstream splits "
-            + ("train/valid/test." if _name == "chchminer" else "valid/test (train is upstream only; valid and test overlap)."),
+            description=f"{_prefix} drug-drug interaction pairs "
+            "(1 = interacts, 0 = sampled negative), upstream splits "
+            + (
+                "train/valid/test."
+                if _name == "chchminer"
+                else "valid/test (train is upstream only; valid and test overlap)."
+            ),
             citation=DDI_CITATION,
             licence="BioSNAP / DrugBank-derived pairs via isjakewong/MIRACLE.",
             smiles_columns=("smiles_1", "smiles_2"),
@@ -335,7 +364,8 @@ _register(
         files=("solvation/CombiSolu-Exp.csv",),
         reader=_read_combisolu,
         targets=("logS",),
-        description="CombiSolu-Exp: experimental solubility logS (mol/L) of solute (1) in solvent (2) at a temperature (K).",
+        description="CombiSolu-Exp: experimental solubility logS (mol/L) "
+        "of solute (1) in solvent (2) at a temperature (K).",
         citation="Vermeire, F. H., Chung, Y., Green, W. H. J. Am. Chem. Soc. 144, 10785 (2022).",
         licence="via cxy0206/ChemSpaceAlign (MIT).",
         smiles_columns=("smiles_1", "smiles_2"),
@@ -350,7 +380,8 @@ _register(
         reader=_read_freesolv_pairs,
         targets=("freesolv",),
         description="FreeSolv hydration free energy (kcal/mol) as solute (1) - water (2) pairs.",
-        citation=MOLECULENET_CITATION + " Mobley, D. L., Guthrie, J. P. J. Comput. Aided Mol. Des. 28, 711 (2014).",
+        citation=MOLECULENET_CITATION
+        + " Mobley, D. L., Guthrie, J. P. J. Comput. Aided Mol. Des. 28, 711 (2014).",
         licence="FreeSolv (CC BY 4.0) via MoleculeNet.",
         smiles_columns=("smiles_1", "smiles_2"),
     )
@@ -368,9 +399,11 @@ for _name, _file, _target, _desc in (
             files=(f"chromophore/{_file}.csv",),
             reader=_read_chromophore,
             targets=(_target,),
-            description=f"Chromophore (1) - solvent (2) {_desc}. Caveats: 'gas' solvents and solvent == chromophore "
+            description=f"Chromophore (1) - solvent (2) {_desc}. "
+            "Caveats: 'gas' solvents and solvent == chromophore "
             "(solid state) rows are reported as invalid / kept as in the data.",
-            citation="Joung, J. F. et al. Sci. Data 7, 295 (2020); processed by CGIB (Lee, N. et al. ICML 2023).",
+            citation="Joung, J. F. et al. Sci. Data 7, 295 (2020); "
+            "processed by CGIB (Lee, N. et al. ICML 2023).",
             licence="CC BY 4.0 per the data paper (unverified); CGIB repository MIT.",
             smiles_columns=("smiles_1", "smiles_2"),
         )
@@ -402,7 +435,8 @@ def get_spec(name: str) -> DatasetSpec:
         close = difflib.get_close_matches(key, list(_SPECS), n=3, cutoff=0.5)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         raise UnknownDatasetError(
-            f"unknown dataset {name!r}.{hint} Registered: {', '.join(sorted(_SPECS))} (`molkit data list`)."
+            f"unknown dataset {name!r}.{hint} "
+            f"Registered: {', '.join(sorted(_SPECS))} (`molkit data list`)."
         )
     return _SPECS[key]
 
@@ -418,14 +452,21 @@ def _standardise_column(df: pd.DataFrame, raw: str, out: str, invalid: list[dict
     reasons = dict(zip(report["smiles"], report["reason"], strict=True)) if len(report) else {}
     for idx, v in zip(df.index, values, strict=True):
         if mapping[v] is None:
-            invalid.append({"row": int(idx), "column": raw, "smiles": v, "reason": reasons.get(v, "unparsable")})
+            invalid.append(
+                {
+                    "row": int(idx),
+                    "column": raw,
+                    "smiles": v,
+                    "reason": reasons.get(v, "unparsable"),
+                }
+            )
 
 
 def load_dataset(name: str, on_invalid: str = "drop") -> pd.DataFrame:
     """Load a registered dataset as a DataFrame in its kind's schema (see the module docstring).
 
-    ``on_invalid``: ``"drop"`` (default; dropped rows are reported in a warning and ``df.attrs["invalid"]``),
-    ``"keep"`` (rows kept with ``smiles = None``) or ``"raise"``.
+    ``on_invalid``: ``"drop"`` (default; dropped rows are reported in a warning and
+    ``df.attrs["invalid"]``), ``"keep"`` (rows kept with ``smiles = None``) or ``"raise"``.
     """
     if on_invalid not in ("drop", "keep", "raise"):
         raise ValueError(f"on_invalid must be 'drop', 'keep' or 'raise', not {on_invalid!r}")
@@ -442,13 +483,20 @@ def load_dataset(name: str, on_invalid: str = "drop") -> pd.DataFrame:
     report = pd.DataFrame(invalid, columns=["row", "column", "smiles", "reason"])
     bad_rows = sorted(set(report["row"]))
     if bad_rows:
-        examples = "; ".join(f"row {r.row} {r.smiles!r}: {r.reason}" for r in report.head(3).itertuples())
-        message = f"{spec.name}: {len(bad_rows)} of {len(df)} rows have SMILES that RDKit cannot parse ({examples})"
+        examples = "; ".join(
+            f"row {r.row} {r.smiles!r}: {r.reason}" for r in report.head(3).itertuples()
+        )
+        message = (
+            f"{spec.name}: {len(bad_rows)} of {len(df)} rows "
+            f"have SMILES that RDKit cannot parse ({examples})"
+        )
         if on_invalid == "raise":
             raise ValueError(message + ". Pass on_invalid='drop' or 'keep' to load the rest.")
         if on_invalid == "drop":
             df = df.drop(index=bad_rows).reset_index(drop=True)
-            warnings.warn(message + "; these rows were dropped (see df.attrs['invalid']).", stacklevel=2)
+            warnings.warn(
+                message + "; these rows were dropped (see df.attrs['invalid']).", stacklevel=2
+            )
         else:
             warnings.warn(message + "; kept with smiles=None.", stacklevel=2)
     targets = spec.targets or (_molnet_targets(spec.name) if spec.name in _MOLNET else ())

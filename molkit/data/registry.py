@@ -42,7 +42,8 @@ class DataUnavailableError(DataError):
 
 @dataclass(frozen=True)
 class RegisteredFile:
-    """One registered file: ``key`` is its path relative to the mirror root (e.g. ``moleculenet/bbbp.csv``)."""
+    """One registered file: ``key`` is its path relative to the mirror root (e.g.
+    ``moleculenet/bbbp.csv``)."""
 
     key: str
     url: str
@@ -96,7 +97,8 @@ def _check_hash(entry: RegisteredFile, path: Path, where: str) -> None:
     if digest != entry.sha256:
         raise DataHashError(
             f"sha256 mismatch for {entry.key} in the {where} ({path}): expected {entry.sha256}, "
-            f"got {digest}. The file is corrupt or a different version; delete it and fetch it again "
+            f"got {digest}. The file is corrupt or a different version; "
+            "delete it and fetch it again "
             f"(`molkit data fetch`), or restore the pinned copy from {entry.url}."
         )
     _VERIFIED[memo] = digest
@@ -109,7 +111,9 @@ def _lookup(key: str) -> RegisteredFile:
 
         close = difflib.get_close_matches(key, list(files), n=3, cutoff=0.4)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise KeyError(f"unknown data file {key!r}.{hint} `molkit data list --files` lists them all.")
+        raise KeyError(
+            f"unknown data file {key!r}.{hint} `molkit data list --files` lists them all."
+        )
     return files[key]
 
 
@@ -126,7 +130,9 @@ def fetch_file(key: str) -> Path:
         _check_hash(entry, cached, "download cache")
         return cached
     if os.environ.get(OFFLINE_ENV, "").strip() not in ("", "0"):
-        raise DataUnavailableError(_missing_message(entry, mirror, "downloads are disabled (MOLKIT_OFFLINE is set)"))
+        raise DataUnavailableError(
+            _missing_message(entry, mirror, "downloads are disabled (MOLKIT_OFFLINE is set)")
+        )
     return _download(entry, mirror)
 
 
@@ -137,9 +143,12 @@ def _missing_message(entry: RegisteredFile, mirror: Path | None, why: str) -> st
         else f"no offline mirror is set ({MIRROR_ENV} is empty)"
     )
     return (
-        f"cannot get data file {entry.key}: {where}, it is not in the cache {data_cache_dir()}, and {why}. "
-        f"Upstream URL: {entry.url}. Fix: connect to the internet, or set {MIRROR_ENV} to a folder that holds "
-        f"{entry.key} (e.g. `export {MIRROR_ENV}=../shared/data`), or place the file at {data_cache_dir() / entry.key}."
+        f"cannot get data file {entry.key}: {where}, "
+        f"it is not in the cache {data_cache_dir()}, and {why}. "
+        f"Upstream URL: {entry.url}. Fix: connect to the internet, "
+        f"or set {MIRROR_ENV} to a folder that holds "
+        f"{entry.key} (e.g. `export {MIRROR_ENV}=../shared/data`), "
+        f"or place the file at {data_cache_dir() / entry.key}."
     )
 
 
@@ -159,9 +168,13 @@ def _download(entry: RegisteredFile, mirror: Path | None) -> Path:
         )
     except ValueError as exc:  # pooch's hash mismatch
         raise DataHashError(
-            f"downloaded {entry.key} from {entry.url} but its sha256 is not the registered {entry.sha256}: {exc}. "
-            "Upstream changed or the download was corrupted; report it, or set MOLKIT_DATA_MIRROR to a pinned copy."
+            f"downloaded {entry.key} from {entry.url} "
+            f"but its sha256 is not the registered {entry.sha256}: {exc}. "
+            "Upstream changed or the download was corrupted; "
+            "report it, or set MOLKIT_DATA_MIRROR to a pinned copy."
         ) from exc
     except Exception as exc:  # network errors of every kind
-        raise DataUnavailableError(_missing_message(entry, mirror, f"the download failed ({type(exc).__name__}: {exc})")) from exc
+        raise DataUnavailableError(
+            _missing_message(entry, mirror, f"the download failed ({type(exc).__name__}: {exc})")
+        ) from exc
     return Path(path)

@@ -16,7 +16,10 @@ Split = dict[str, np.ndarray]
 
 def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
-        raise ValueError(f"fractions must be three non-negative numbers summing to 1 (train, valid, test), got {tuple(fractions)}")
+        raise ValueError(
+            "fractions must be three non-negative numbers summing to 1 (train, valid, test), "
+            f"got {tuple(fractions)}"
+        )
     return tuple(float(f) for f in fractions)  # type: ignore[return-value]
 
 
@@ -50,12 +53,13 @@ def scaffold_split(
 ) -> Split:
     """Bemis-Murcko scaffold split; no scaffold is shared between two parts.
 
-    ``balanced=False`` (default): the deterministic MoleculeNet / DeepChem ``ScaffoldSplitter`` convention:
-    scaffold sets sorted by size, largest first, ties to the set whose first molecule comes later (DeepChem sorts
-    by (size, first index) in reverse), fill train until it would exceed
+    ``balanced=False`` (default): the deterministic MoleculeNet / DeepChem ``ScaffoldSplitter``
+    convention: scaffold sets sorted by size, largest first, ties to the set whose first molecule
+    comes later (DeepChem sorts by (size, first index) in reverse), fill train until it would exceed
     its share, then valid, then test; no seed involved.
-    ``balanced=True``: chemprop's ``scaffold_balanced``: sets larger than half the valid/test size go first,
-    the rest in a seeded random order, so different seeds give different (still scaffold-disjoint) splits.
+    ``balanced=True``: chemprop's ``scaffold_balanced``: sets larger than half the valid/test size
+    go first, the rest in a seeded random order, so different seeds give different (still
+    scaffold-disjoint) splits.
     """
     f_train, f_valid, f_test = _check_fractions(fractions)
     groups: dict[str, list[int]] = defaultdict(list)
@@ -84,7 +88,10 @@ def scaffold_split(
                 valid += idx
         else:
             train += idx
-    return {k: np.array(sorted(v), dtype=int) for k, v in (("train", train), ("valid", valid), ("test", test))}
+    return {
+        k: np.array(sorted(v), dtype=int)
+        for k, v in (("train", train), ("valid", valid), ("test", test))
+    }
 
 
 def predefined_split(labels: Sequence[str], valid_from_train: float = 0.0, seed: int = 0) -> Split:
@@ -95,7 +102,9 @@ def predefined_split(labels: Sequence[str], valid_from_train: float = 0.0, seed:
     labels = np.asarray([str(x).lower() for x in labels])
     unknown = set(labels) - {"train", "valid", "test"}
     if unknown:
-        raise ValueError(f"predefined split labels must be train/valid/test, found {sorted(unknown)}")
+        raise ValueError(
+            f"predefined split labels must be train/valid/test, found {sorted(unknown)}"
+        )
     out = {k: np.flatnonzero(labels == k) for k in ("train", "valid", "test")}
     if valid_from_train and len(out["valid"]) == 0:
         rng = np.random.default_rng(seed)
@@ -105,7 +114,9 @@ def predefined_split(labels: Sequence[str], valid_from_train: float = 0.0, seed:
     return out
 
 
-def group_split(groups: Sequence, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> Split:
+def group_split(
+    groups: Sequence, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
+) -> Split:
     """Seeded split that keeps every group (e.g. a solute, a chromophore) within one part."""
     f_train, f_valid, _ = _check_fractions(fractions)
     keys = list(dict.fromkeys(groups))
@@ -126,9 +137,18 @@ def group_split(groups: Sequence, fractions: Sequence[float] = (0.8, 0.1, 0.1), 
     return {k: np.array(sorted(v), dtype=int) for k, v in parts.items()}
 
 
-def make_split(method: str, *, smiles: Sequence[str] | None = None, n: int | None = None, labels=None, groups=None,
-               fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> Split:
-    """Dispatch by name: ``random`` (n or smiles), ``scaffold`` / ``scaffold_balanced`` (smiles), ``predefined`` (labels), ``group`` (groups)."""
+def make_split(
+    method: str,
+    *,
+    smiles: Sequence[str] | None = None,
+    n: int | None = None,
+    labels=None,
+    groups=None,
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+) -> Split:
+    """Dispatch by name: ``random`` (n or smiles), ``scaffold`` / ``scaffold_balanced`` (smiles),
+    ``predefined`` (labels), ``group`` (groups)."""
     if method == "random":
         return random_split(n if n is not None else len(smiles), fractions, seed)
     if method == "scaffold":
@@ -140,15 +160,18 @@ def make_split(method: str, *, smiles: Sequence[str] | None = None, n: int | Non
     if method == "group":
         return group_split(groups, fractions, seed)
     raise ValueError(
-        f"unknown split method {method!r}; choose 'random', 'scaffold', 'scaffold_balanced', 'predefined' or 'group'"
+        f"unknown split method {method!r}; "
+        "choose 'random', 'scaffold', 'scaffold_balanced', 'predefined' or 'group'"
     )
 
 
-def subsample(n_total: int, n: int | None, seed: int = 0, rng: np.random.Generator | None = None) -> np.ndarray:
+def subsample(
+    n_total: int, n: int | None, seed: int = 0, rng: np.random.Generator | None = None
+) -> np.ndarray:
     """Sorted indices of a seeded sample of ``n`` of ``n_total`` items without replacement (all of
-    them when ``n`` is None or not smaller). Pass ``rng`` to draw several samples from one generator:
-    each call draws from it, whatever ``n``, so a sequence of samples does not depend on which of
-    them took everything."""
+    them when ``n`` is None or not smaller). Pass ``rng`` to draw several samples from one
+    generator: each call draws from it, whatever ``n``, so a sequence of samples does not depend on
+    which of them took everything."""
     if n is not None and n < 0:
         raise ValueError(f"n must be >= 0 or None, not {n}")
     k = n_total if n is None else min(n, n_total)

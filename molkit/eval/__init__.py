@@ -1,7 +1,9 @@
 """Evaluation: metrics (classification, regression, text, molecules) and explanation scoring.
 
-- `molkit.eval.metrics`: classification / regression metrics, masked multi-task ROC-AUC, mean ± std tables.
-- `molkit.eval.text`: MolT5-style caption (BLEU, ROUGE, METEOR) and molecule (validity, FTS, exact match) metrics.
+- `molkit.eval.metrics`: classification / regression metrics, masked multi-task ROC-AUC,
+  mean ± std tables.
+- `molkit.eval.text`: MolT5-style caption (BLEU, ROUGE, METEOR) and molecule (validity, FTS, exact
+  match) metrics.
 - `molkit.eval.explain`: scoring explanations against ground-truth substructures.
 """
 

@@ -24,7 +24,8 @@ def atom_auc(scores: Sequence[float], truth: Sequence[int]) -> float:
     t = np.asarray(truth).astype(bool).ravel()
     if s.shape != t.shape:
         raise ValueError(
-            f"{s.size} atom scores for a ground truth over {t.size} atoms: both must follow the same atom order"
+            f"{s.size} atom scores for a ground truth over {t.size} atoms: "
+            "both must follow the same atom order"
         )
     n_pos, n_neg = int(t.sum()), int((~t).sum())
     if n_pos == 0 or n_neg == 0:
@@ -52,6 +53,7 @@ def explanation_auc(
 
 
 def random_attributions(n_atoms: Sequence[int], seed: int = 0) -> list[np.ndarray]:
-    """Uniform random atom scores, one array per molecule: the chance baseline of explanation AUC."""
+    """Uniform random atom scores, one array per molecule: the chance baseline of
+    explanation AUC."""
     rng = np.random.default_rng(seed)
     return [rng.random(int(n)) for n in n_atoms]

@@ -1,4 +1,5 @@
-"""Classification and regression metrics, multi-task with missing labels masked (chemprop's convention)."""
+"""Classification and regression metrics, multi-task with missing labels masked
+(chemprop's convention)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,10 @@ def roc_auc_masked(y_true, y_score) -> list[float]:
         mask = ~np.isnan(y_true[:, t])
         labels = y_true[mask, t]
         if len(np.unique(labels)) < 2:
-            warnings.warn(f"task {t}: only one class among {mask.sum()} labels, ROC-AUC undefined (NaN)", stacklevel=2)
+            warnings.warn(
+                f"task {t}: only one class among {mask.sum()} labels, ROC-AUC undefined (NaN)",
+                stacklevel=2,
+            )
             out.append(float("nan"))
         else:
             out.append(float(roc_auc_score(labels, y_score[mask, t])))
@@ -75,25 +79,35 @@ def summarize(results, by=("dataset", "method", "metric"), value: str = "value")
 def mean_pm_std(results, index="method", columns=("dataset", "metric"), digits: int = 3):
     """A pivot table of 'mean ± std' strings, for notebooks' results tables."""
     s = summarize(results, by=(index, *columns))
-    s["cell"] = [f"{m:.{digits}f} ± {sd:.{digits}f}" if c > 1 else f"{m:.{digits}f}" for m, sd, c in zip(s["mean"], s["std"], s["count"], strict=True)]
-    return s.pivot_table(index=index, columns=list(columns), values="cell", aggfunc="first", sort=False)
+    s["cell"] = [
+        f"{m:.{digits}f} ± {sd:.{digits}f}" if c > 1 else f"{m:.{digits}f}"
+        for m, sd, c in zip(s["mean"], s["std"], s["count"], strict=True)
+    ]
+    return s.pivot_table(
+        index=index, columns=list(columns), values="cell", aggfunc="first", sort=False
+    )
 
 
-def paired_bootstrap(y_true, pred_a, pred_b, metric, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict[str, float]:
+def paired_bootstrap(
+    y_true, pred_a, pred_b, metric, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> dict[str, float]:
     """Is model A better than model B on the same test items? A paired bootstrap over the items.
 
-    ``metric(y_true, y_pred) -> float`` (e.g. ``lambda y, p: regression_metrics(y, p)["rmse"]``). Resamples
-    the test items with replacement ``n_boot`` times, scoring both models on each resample; returns
-    ``a``, ``b`` and ``diff = a - b`` on the full test set, the ``level`` percentile interval of the
-    difference (``low``, ``high``), ``p_lower``, the share of resamples where A's metric is lower than
-    B's (for RMSE: A better; for ROC-AUC: A worse), and ``n``, the resamples used (those where the metric
-    is undefined, e.g. a ROC-AUC drawn with one class, are skipped). A verdict from a few dozen test items
-    can so state its uncertainty: an interval that straddles 0 means the test set cannot tell A from B.
+    ``metric(y_true, y_pred) -> float`` (e.g. ``lambda y, p: regression_metrics(y, p)["rmse"]``).
+    Resamples the test items with replacement ``n_boot`` times, scoring both models on each
+    resample; returns ``a``, ``b`` and ``diff = a - b`` on the full test set, the ``level``
+    percentile interval of the difference (``low``, ``high``), ``p_lower``, the share of resamples
+    where A's metric is lower than B's (for RMSE: A better; for ROC-AUC: A worse), and ``n``, the
+    resamples used (those where the metric is undefined, e.g. a ROC-AUC drawn with one class, are
+    skipped). A verdict from a few dozen test items can so state its uncertainty: an interval that
+    straddles 0 means the test set cannot tell A from B.
     """
     y_true, pred_a, pred_b = (np.asarray(v, dtype=float).ravel() for v in (y_true, pred_a, pred_b))
     if not len(y_true) == len(pred_a) == len(pred_b):
-        raise ValueError(f"y_true, pred_a and pred_b must have one value per item (lengths {len(y_true)}, "
-                         f"{len(pred_a)}, {len(pred_b)})")
+        raise ValueError(
+            f"y_true, pred_a and pred_b must have one value per item (lengths {len(y_true)}, "
+            f"{len(pred_a)}, {len(pred_b)})"
+        )
     if len(y_true) < 2:
         raise ValueError("a paired bootstrap needs at least 2 test items")
     if not 0 < level < 1:
@@ -110,7 +124,7 @@ def paired_bootstrap(y_true, pred_a, pred_b, metric, n_boot: int = 2000, seed: i
     diffs = np.asarray(diffs)
     a, b = float(metric(y_true, pred_a)), float(metric(y_true, pred_b))
     tail = (1 - level) / 2
-    low, high = (np.quantile(diffs, [tail, 1 - tail]) if len(diffs) else (np.nan, np.nan))
+    low, high = np.quantile(diffs, [tail, 1 - tail]) if len(diffs) else (np.nan, np.nan)
     return {
         "a": a,
         "b": b,
@@ -123,9 +137,9 @@ def paired_bootstrap(y_true, pred_a, pred_b, metric, n_boot: int = 2000, seed: i
 
 
 def task_metrics(kind: str, y_true, y_pred) -> dict[str, float]:
-    """The metrics of a task kind, in one place: ``classification`` (scores are class-1 probabilities;
-    one column or several tasks): ``roc_auc`` (mean over tasks with a defined AUC) and, for one task,
-    ``accuracy`` and ``f1``; ``regression``: ``mae``, ``rmse``, ``r2``."""
+    """The metrics of a task kind, in one place: ``classification`` (scores are class-1
+    probabilities; one column or several tasks): ``roc_auc`` (mean over tasks with a defined AUC)
+    and, for one task, ``accuracy`` and ``f1``; ``regression``: ``mae``, ``rmse``, ``r2``."""
     if kind == "classification":
         y_true = np.asarray(y_true, dtype=float)
         y_pred = np.asarray(y_pred, dtype=float)

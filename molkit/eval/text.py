@@ -1,11 +1,12 @@
 """Text and molecule generation metrics: molecule -> caption and caption -> molecule (ChEBI-20).
 
-They follow MolT5's evaluation scripts (``text_translation_metrics.py``, ``mol_translation_metrics.py``,
-``fingerprint_metrics.py``), with one documented difference: MolT5 splits captions with SciBERT's
-WordPiece tokenizer for BLEU and METEOR; molkit uses a plain lower-cased word/punctuation tokenizer
-(:func:`word_tokenize`, regex ``\\w+|[^\\w\\s]``), because SciBERT's vocabulary is not available offline.
-WordPiece splits rare chemical words into sub-words, which changes BLEU/METEOR by a few points;
-ROUGE is computed on the raw strings with ``rouge_score``'s own tokenizer, exactly as MolT5 does.
+They follow MolT5's evaluation scripts (``text_translation_metrics.py``,
+``mol_translation_metrics.py``, ``fingerprint_metrics.py``), with one documented difference: MolT5
+splits captions with SciBERT's WordPiece tokenizer for BLEU and METEOR; molkit uses a plain
+lower-cased word/punctuation tokenizer (:func:`word_tokenize`, regex ``\\w+|[^\\w\\s]``), because
+SciBERT's vocabulary is not available offline. WordPiece splits rare chemical words into sub-words,
+which changes BLEU/METEOR by a few points; ROUGE is computed on the raw strings with
+``rouge_score``'s own tokenizer, exactly as MolT5 does.
 
 * mol2cap: corpus BLEU-2/4 (NLTK), mean ROUGE-1/2/L F1 (``rouge_score``, no stemming), mean METEOR
   (NLTK; needs WordNet: ``scripts/install_wordnet.sh`` offline, ``nltk.download('wordnet')`` online;
@@ -36,7 +37,15 @@ __all__ = [
 ]
 
 CAPTION_METRICS = ("bleu2", "bleu4", "rouge1", "rouge2", "rougeL", "meteor")
-MOLECULE_METRICS = ("bleu", "exact_match", "levenshtein", "maccs_fts", "rdk_fts", "morgan_fts", "validity")
+MOLECULE_METRICS = (
+    "bleu",
+    "exact_match",
+    "levenshtein",
+    "maccs_fts",
+    "rdk_fts",
+    "morgan_fts",
+    "validity",
+)
 
 _WORD = re.compile(r"\w+|[^\w\s]")
 
@@ -54,7 +63,10 @@ def _meteor_status() -> str:
         wordnet.ensure_loaded()
         wordnet.synsets("molecule")
     except LookupError:
-        return "WordNet not found: run scripts/install_wordnet.sh (offline) or nltk.download('wordnet')"
+        return (
+            "WordNet not found: run scripts/install_wordnet.sh (offline) "
+            "or nltk.download('wordnet')"
+        )
     except Exception as exc:  # a broken corpus folder: say what broke
         return f"WordNet could not be read ({type(exc).__name__}: {exc})"
     return ""
@@ -98,7 +110,9 @@ def caption_metrics(
     if meteor_available():
         from nltk.translate.meteor_score import meteor_score
 
-        out["meteor"] = float(np.mean([meteor_score(r, h) for r, h in zip(refs, hyps, strict=True)]))
+        out["meteor"] = float(
+            np.mean([meteor_score(r, h) for r, h in zip(refs, hyps, strict=True)])
+        )
     else:
         warnings.warn(f"METEOR unavailable (NaN): {_meteor_status()}", stacklevel=2)
         out["meteor"] = float("nan")
@@ -125,7 +139,9 @@ def _fingerprint(mol, kind: str):
     raise ValueError(f"fingerprint kind must be 'maccs', 'rdk' or 'morgan', got {kind!r}")
 
 
-def molecule_similarity(predictions: Sequence[str], references: Sequence[str], kind: str = "morgan") -> np.ndarray:
+def molecule_similarity(
+    predictions: Sequence[str], references: Sequence[str], kind: str = "morgan"
+) -> np.ndarray:
     """Per-pair Tanimoto similarity (n,) of ``kind`` fingerprints ("maccs", "rdk", "morgan"); NaN
     where a prediction (or reference) does not parse."""
     from rdkit import DataStructs
@@ -163,7 +179,11 @@ def molecule_metrics(predictions: Sequence[str], references: Sequence[str]) -> d
     out = {
         "bleu": float(bleu),
         "exact_match": exact / len(predictions),
-        "levenshtein": float(np.mean([Levenshtein.distance(p, r) for p, r in zip(predictions, references, strict=True)])),
+        "levenshtein": float(
+            np.mean(
+                [Levenshtein.distance(p, r) for p, r in zip(predictions, references, strict=True)]
+            )
+        ),
         "validity": valid / len(predictions),
     }
     for kind in ("maccs", "rdk", "morgan"):

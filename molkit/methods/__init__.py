@@ -1,1 +1,2 @@
-"""Methods: one module per paper (molex, icma, lardo, moltc), built from data, chem, models, eval."""
+"""Methods: one module per paper (molex, icma, lardo, moltc),
+built from data, chem, models, eval."""

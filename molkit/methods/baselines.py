@@ -40,14 +40,24 @@ class MorganFingerprint(TransformerMixin, BaseEstimator):
     def transform(self, X: Sequence[str]) -> np.ndarray:
         from molkit.chem import morgan_bits
 
-        return np.asarray(morgan_bits(list(X), radius=self.radius, n_bits=self.n_bits, progress=False), dtype=np.float32)
+        return np.asarray(
+            morgan_bits(list(X), radius=self.radius, n_bits=self.n_bits, progress=False),
+            dtype=np.float32,
+        )
 
 
-def morgan_model(estimator: str, task: Task = "classification", radius: int = 2, n_bits: int = 2048,
-                 seed: int = 0, **params: Any):
-    """``Pipeline(MorganFingerprint, estimator)``. ``estimator``: ``lr`` (logistic / ridge regression),
-    ``rf`` (random forest, 300 trees unless ``n_estimators`` is given) or ``gbm`` (histogram gradient
-    boosting); ``params`` go to the estimator. Fit on SMILES, predict on SMILES."""
+def morgan_model(
+    estimator: str,
+    task: Task = "classification",
+    radius: int = 2,
+    n_bits: int = 2048,
+    seed: int = 0,
+    **params: Any,
+):
+    """``Pipeline(MorganFingerprint, estimator)``. ``estimator``: ``lr`` (logistic / ridge
+    regression), ``rf`` (random forest, 300 trees unless ``n_estimators`` is given) or ``gbm``
+    (histogram gradient boosting); ``params`` go to the estimator. Fit on SMILES, predict on
+    SMILES."""
     from sklearn.pipeline import Pipeline
 
     _check_task(task)
@@ -55,7 +65,11 @@ def morgan_model(estimator: str, task: Task = "classification", radius: int = 2,
     if estimator == "lr":
         from sklearn.linear_model import LogisticRegression, Ridge
 
-        model = LogisticRegression(**{"max_iter": 5000, **params}) if classification else Ridge(**params)
+        model = (
+            LogisticRegression(**{"max_iter": 5000, **params})
+            if classification
+            else Ridge(**params)
+        )
     elif estimator == "rf":
         from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
@@ -68,10 +82,14 @@ def morgan_model(estimator: str, task: Task = "classification", radius: int = 2,
         model = cls(**{"random_state": seed, **params})
     else:
         raise ValueError(f"estimator must be one of {MORGAN_ESTIMATORS}, not {estimator!r}")
-    return Pipeline([("morgan", MorganFingerprint(radius=radius, n_bits=n_bits)), (estimator, model)])
+    return Pipeline(
+        [("morgan", MorganFingerprint(radius=radius, n_bits=n_bits)), (estimator, model)]
+    )
 
 
-def linear_probe(task: Task = "classification", C: float = 1.0, alpha: float = 1.0, max_iter: int = 2000):
+def linear_probe(
+    task: Task = "classification", C: float = 1.0, alpha: float = 1.0, max_iter: int = 2000
+):
     """A frozen representation's probe: ``StandardScaler`` then logistic regression (classification,
     inverse regularisation ``C``) or ridge regression (regression, ``alpha``)."""
     from sklearn.linear_model import LogisticRegression, Ridge
@@ -79,7 +97,11 @@ def linear_probe(task: Task = "classification", C: float = 1.0, alpha: float = 1
     from sklearn.preprocessing import StandardScaler
 
     _check_task(task)
-    head = LogisticRegression(C=C, max_iter=max_iter) if task == "classification" else Ridge(alpha=alpha)
+    head = (
+        LogisticRegression(C=C, max_iter=max_iter)
+        if task == "classification"
+        else Ridge(alpha=alpha)
+    )
     return make_pipeline(StandardScaler(), head)
 
 
@@ -89,13 +111,17 @@ def training_mean(task: Task = "regression"):
     from sklearn.dummy import DummyClassifier, DummyRegressor
 
     _check_task(task)
-    return DummyClassifier(strategy="prior") if task == "classification" else DummyRegressor(strategy="mean")
+    return (
+        DummyClassifier(strategy="prior")
+        if task == "classification"
+        else DummyRegressor(strategy="mean")
+    )
 
 
 class DrugPrior(ClassifierMixin, BaseEstimator):
-    """Per-molecule prior with no chemistry, for pairs: score(a, b) = rate(a) * rate(b), where rate is
-    a molecule's positive rate over the training pairs it appears in (either position), shrunk towards
-    the global rate with ``smoothing`` pseudo-pairs; unseen molecules get the global rate.
+    """Per-molecule prior with no chemistry, for pairs: score(a, b) = rate(a) * rate(b), where rate
+    is a molecule's positive rate over the training pairs it appears in (either position), shrunk
+    towards the global rate with ``smoothing`` pseudo-pairs; unseen molecules get the global rate.
     ``X`` is a sequence of (a, b) pairs (or an (n, 2) array)."""
 
     def __init__(self, smoothing: float = 1.0):
@@ -122,7 +148,9 @@ class DrugPrior(ClassifierMixin, BaseEstimator):
             raise RuntimeError("call DrugPrior.fit(pairs, y) first")
         a, b = _pair_columns(X)
         g = self.global_rate_
-        p = np.array([self.rates_.get(x, g) * self.rates_.get(z, g) for x, z in zip(a, b, strict=True)])
+        p = np.array(
+            [self.rates_.get(x, g) * self.rates_.get(z, g) for x, z in zip(a, b, strict=True)]
+        )
         return np.column_stack([1 - p, p])
 
     def predict(self, X: Sequence[Sequence[str]]) -> np.ndarray:
@@ -136,26 +164,47 @@ def _pair_columns(X: Sequence[Sequence[str]]) -> tuple[list[str], list[str]]:
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
-def fit_gradient_boosting(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_valid: np.ndarray,
-                          task: Task = "classification", max_iter: int = 300, learning_rate: float = 0.1,
-                          seed: int = 0):
+def fit_gradient_boosting(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_valid: np.ndarray,
+    y_valid: np.ndarray,
+    task: Task = "classification",
+    max_iter: int = 300,
+    learning_rate: float = 0.1,
+    seed: int = 0,
+):
     """Histogram gradient boosting (scikit-learn) with early stopping on the given validation part
     (10 rounds without improvement). Returns the fitted estimator."""
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
     _check_task(task)
-    cls = HistGradientBoostingClassifier if task == "classification" else HistGradientBoostingRegressor
-    model = cls(max_iter=max_iter, learning_rate=learning_rate, early_stopping=True, n_iter_no_change=10,
-                random_state=seed)
+    cls = (
+        HistGradientBoostingClassifier
+        if task == "classification"
+        else HistGradientBoostingRegressor
+    )
+    model = cls(
+        max_iter=max_iter,
+        learning_rate=learning_rate,
+        early_stopping=True,
+        n_iter_no_change=10,
+        random_state=seed,
+    )
     return model.fit(x_train, y_train, X_val=x_valid, y_val=y_valid)
 
 
-def fit_predict_per_task(make_model: Callable[[], Any], x_train: np.ndarray, y_train: np.ndarray,
-                         x_test: np.ndarray, task: Task = "classification") -> np.ndarray:
-    """One fresh ``make_model()`` per column of ``y_train`` (n, t), fitted on that task's labelled rows
-    (NaN skipped); returns (n_test, t): class-1 probabilities (0 where a task's training labels hold no
-    positive) or predictions. A fitted random forest predicts with one thread: threads would add the
-    trees' votes in any order and change the last digits from run to run."""
+def fit_predict_per_task(
+    make_model: Callable[[], Any],
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    task: Task = "classification",
+) -> np.ndarray:
+    """One fresh ``make_model()`` per column of ``y_train`` (n, t), fitted on that task's labelled
+    rows (NaN skipped); returns (n_test, t): class-1 probabilities (0 where a task's training labels
+    hold no positive) or predictions. A fitted random forest predicts with one thread: threads would
+    add the trees' votes in any order and change the last digits from run to run."""
     _check_task(task)
     y_train = np.asarray(y_train, dtype=float).reshape(len(x_train), -1)
     out = np.full((len(x_test), y_train.shape[1]), np.nan)
@@ -178,11 +227,21 @@ def fit_predict_per_task(make_model: Callable[[], Any], x_train: np.ndarray, y_t
 class GINBaseline(BaseEstimator):
     """A GIN trained from scratch on graphs (`molkit.models.gnn`: ``GraphPredictor`` +
     ``train_graph_model``, early stopping on the validation part). ``fit(graphs, y, valid_graphs,
-    y_valid)``; ``predict(graphs)`` returns (n, n_tasks) probabilities (classification) or values."""
+    y_valid)``; ``predict(graphs)`` returns (n, n_tasks) probabilities (classification) or
+    values."""
 
-    def __init__(self, task: Task = "classification", num_layers: int = 5, hidden: int = 300,
-                 dropout: float = 0.1, epochs: int = 100, patience: int = 10, lr: float = 1e-3,
-                 batch_size: int = 32, seed: int = 0):
+    def __init__(
+        self,
+        task: Task = "classification",
+        num_layers: int = 5,
+        hidden: int = 300,
+        dropout: float = 0.1,
+        epochs: int = 100,
+        patience: int = 10,
+        lr: float = 1e-3,
+        batch_size: int = 32,
+        seed: int = 0,
+    ):
         self.task = task
         self.num_layers = num_layers
         self.hidden = hidden
@@ -193,8 +252,13 @@ class GINBaseline(BaseEstimator):
         self.batch_size = batch_size
         self.seed = seed
 
-    def fit(self, graphs: Sequence, y: np.ndarray, valid_graphs: Sequence | None = None,
-            y_valid: np.ndarray | None = None) -> GINBaseline:
+    def fit(
+        self,
+        graphs: Sequence,
+        y: np.ndarray,
+        valid_graphs: Sequence | None = None,
+        y_valid: np.ndarray | None = None,
+    ) -> GINBaseline:
         import torch
 
         from molkit.models.gnn import GraphPredictor, train_graph_model
@@ -202,12 +266,22 @@ class GINBaseline(BaseEstimator):
         _check_task(self.task)
         y = np.asarray(y, dtype=float).reshape(len(graphs), -1)
         torch.manual_seed(self.seed)
-        self.model_ = GraphPredictor(y.shape[1], num_layers=self.num_layers, hidden=self.hidden,
-                                     dropout=self.dropout)
+        self.model_ = GraphPredictor(
+            y.shape[1], num_layers=self.num_layers, hidden=self.hidden, dropout=self.dropout
+        )
         self.history_ = train_graph_model(
-            self.model_, list(graphs), y, list(valid_graphs) if valid_graphs is not None else None,
-            y_valid, task=self.task, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
-            patience=self.patience, seed=self.seed, progress=False,
+            self.model_,
+            list(graphs),
+            y,
+            list(valid_graphs) if valid_graphs is not None else None,
+            y_valid,
+            task=self.task,
+            epochs=self.epochs,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            patience=self.patience,
+            seed=self.seed,
+            progress=False,
         )
         return self
 

@@ -1,11 +1,11 @@
 """The contract every method shares: typed `Settings` per profile, `Results` with claim rows.
 
-A method's ``experiment.py`` declares one frozen `Settings` subclass (its fields typed, one value set
-per profile in ``PROFILES``) and one function per Practical section of its notebook, each taking the
-settings and returning `Results`: tidy result rows, artefacts (tables, models, texts the notebook
-shows) and `Claim` rows. The functions are pure: they never write the record. The notebook records
-what they return (`molkit.record_results`), and ``molkit run`` gathers every notebook's claims into
-``papermill_runs/<profile>/CLAIMS.md``.
+A method's ``experiment.py`` declares one frozen `Settings` subclass (its fields typed, one value
+set per profile in ``PROFILES``) and one function per Practical section of its notebook, each taking
+the settings and returning `Results`: tidy result rows, artefacts (tables, models, texts the
+notebook shows) and `Claim` rows. The functions are pure: they never write the record. The notebook
+records what they return (`molkit.record_results`), and ``molkit run`` gathers every notebook's
+claims into ``papermill_runs/<profile>/CLAIMS.md``.
 
 >>> from dataclasses import dataclass
 >>> @dataclass(frozen=True)
@@ -30,7 +30,18 @@ import numpy as np
 
 PROFILE_NAMES = ("smoke", "default", "full")
 ROW_COLUMNS = ("dataset", "method", "metric", "value", "seed", "split", "note")
-CLAIM_COLUMNS = ("paper", "claim", "paper_figure", "metric", "ours", "low", "high", "verdict", "n", "detail")
+CLAIM_COLUMNS = (
+    "paper",
+    "claim",
+    "paper_figure",
+    "metric",
+    "ours",
+    "low",
+    "high",
+    "verdict",
+    "n",
+    "detail",
+)
 
 #: Verdicts, computed from a paired interval (never typed in markdown).
 HOLDS = "holds"
@@ -58,7 +69,9 @@ class Settings:
     def for_profile(cls, profile: str) -> Settings:
         """The settings of ``profile`` (``smoke``, ``default`` or ``full``)."""
         if profile not in PROFILE_NAMES:
-            raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILE_NAMES)}")
+            raise ValueError(
+                f"unknown profile {profile!r}; choose one of {', '.join(PROFILE_NAMES)}"
+            )
         values = dict(cls.PROFILES.get(profile, {}))
         unknown = sorted(set(values) - set(cls.field_names()))
         if unknown:
@@ -66,9 +79,9 @@ class Settings:
         return cls(profile=profile, **values)._checked()
 
     def with_overrides(self, overrides: Mapping[str, Any] | None = None, **kwargs: Any) -> Settings:
-        """A copy with the given fields replaced; a ``None`` value keeps the profile's value (that is
-        how a notebook parameter left at ``None`` reads). An unknown name is an error that lists the
-        valid ones, raised before any work starts."""
+        """A copy with the given fields replaced; a ``None`` value keeps the profile's value (that
+        is how a notebook parameter left at ``None`` reads). An unknown name is an error that lists
+        the valid ones, raised before any work starts."""
         changes = {**(overrides or {}), **kwargs}
         valid = self.field_names()
         unknown = sorted(k for k in changes if k not in valid)
@@ -121,7 +134,9 @@ def _matches(value: Any, hint: Any) -> bool:
             return False
         if len(args) == 2 and args[1] is Ellipsis:
             return all(_matches(v, args[0]) for v in value)
-        return len(args) == len(value) and all(_matches(v, a) for v, a in zip(value, args, strict=True))
+        return len(args) == len(value) and all(
+            _matches(v, a) for v, a in zip(value, args, strict=True)
+        )
     if origin is not None:
         return isinstance(value, origin)
     if hint is float:
@@ -186,10 +201,16 @@ def paired_claim(
 
     boot = paired_bootstrap(y_true, pred_method, pred_baseline, metric, n_boot=n_boot, seed=seed)
     return Claim(
-        paper=paper, claim=claim, paper_figure=paper_figure, metric=metric_name, ours=boot["diff"],
-        low=boot["low"], high=boot["high"],
+        paper=paper,
+        claim=claim,
+        paper_figure=paper_figure,
+        metric=metric_name,
+        ours=boot["diff"],
+        low=boot["low"],
+        high=boot["high"],
         verdict=verdict_from_interval(boot["low"], boot["high"], higher_is_better),
-        n=len(np.asarray(y_true).ravel()), detail=detail,
+        n=len(np.asarray(y_true).ravel()),
+        detail=detail,
     )
 
 
@@ -205,16 +226,35 @@ class Results:
     artefacts: dict[str, Any] = field(default_factory=dict)
     claims: list[Claim] = field(default_factory=list)
 
-    def add_row(self, dataset: str, method: str, metric: str, value: float, seed: int = 0, split: str = "",
-                note: str = "") -> None:
-        self.rows.append({"dataset": dataset, "method": method, "metric": metric, "value": float(value),
-                          "seed": int(seed), "split": split, "note": note})
+    def add_row(
+        self,
+        dataset: str,
+        method: str,
+        metric: str,
+        value: float,
+        seed: int = 0,
+        split: str = "",
+        note: str = "",
+    ) -> None:
+        self.rows.append(
+            {
+                "dataset": dataset,
+                "method": method,
+                "metric": metric,
+                "value": float(value),
+                "seed": int(seed),
+                "split": split,
+                "note": note,
+            }
+        )
 
     def add_rows(self, rows: Iterable[Mapping[str, Any]]) -> None:
         for row in rows:
             unknown = set(row) - set(ROW_COLUMNS)
             if unknown:
-                raise ValueError(f"result rows take the columns {ROW_COLUMNS}, not {sorted(unknown)}")
+                raise ValueError(
+                    f"result rows take the columns {ROW_COLUMNS}, not {sorted(unknown)}"
+                )
             self.add_row(**row)
 
     def frame(self):
@@ -229,5 +269,8 @@ class Results:
         return pd.DataFrame([c.as_row() for c in self.claims], columns=list(CLAIM_COLUMNS))
 
     def __add__(self, other: Results) -> Results:
-        return Results(rows=self.rows + other.rows, artefacts={**self.artefacts, **other.artefacts},
-                       claims=self.claims + other.claims)
+        return Results(
+            rows=self.rows + other.rows,
+            artefacts={**self.artefacts, **other.artefacts},
+            claims=self.claims + other.claims,
+        )

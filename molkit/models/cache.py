@@ -21,7 +21,15 @@ import numpy as np
 
 from molkit._io import atomic_path, atomic_write_bytes, atomic_write_text, sha256_file
 
-__all__ = ["CACHE_ENV", "EmbeddingStore", "atomic_path", "atomic_write_bytes", "atomic_write_text", "cache_dir", "sha256_file"]
+__all__ = [
+    "CACHE_ENV",
+    "EmbeddingStore",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "cache_dir",
+    "sha256_file",
+]
 
 CACHE_ENV = "MOLKIT_CACHE"
 

@@ -4,10 +4,10 @@
 >>> X = encoder.embed(["a sentence", "another one"])         # (2, 384) float32, L2-normalised
 
 `Encoder.embed` batches texts by length, runs under ``torch.no_grad`` and the precision policy
-(`molkit.models.runtime.autocast`: bf16 where native under ``auto``), and keeps every vector in an `EmbeddingStore` under
-``cache_dir("embeddings")``, keyed by the model's weights, its tokenizer, the pooling, the
-maximum length and the precision: a later call (from any notebook) only computes texts it has
-not seen.
+(`molkit.models.runtime.autocast`: bf16 where native under ``auto``), and keeps every vector in an
+`EmbeddingStore` under ``cache_dir("embeddings")``, keyed by the model's weights, its tokenizer, the
+pooling, the maximum length and the precision: a later call (from any notebook) only computes texts
+it has not seen.
 """
 
 from __future__ import annotations
@@ -245,7 +245,9 @@ class Encoder:
         return self._tokenizer_id
 
     def _precision(self) -> str:
-        return "bf16-autocast" if resolved_precision(self.device) == "bf16" else str(self.model.dtype)
+        return (
+            "bf16-autocast" if resolved_precision(self.device) == "bf16" else str(self.model.dtype)
+        )
 
     def cache_store(self, pooling: str | None = None) -> EmbeddingStore:
         """The `EmbeddingStore` for this encoder's current weights and ``pooling``."""

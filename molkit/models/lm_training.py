@@ -3,7 +3,8 @@
 The pieces, in the order a method uses them:
 
 * :func:`load_lm`: `molkit.models.causal_lm.load_causal_lm` with float32 weights for training: a
-  registry name (``smollm2-135m-instruct``), a local folder or a Hugging Face id -> ``(model, tokenizer)``.
+  registry name (``smollm2-135m-instruct``), a local folder or a Hugging Face id ->
+  ``(model, tokenizer)``.
 * :class:`FewShotTemplate` and :func:`fit_fewshot_prompt`: prompts made of solved examples followed
   by a query, dropping the first examples until the prompt fits a token budget.
 * :func:`encode_example`: prompt + answer -> token ids with an **answer-only loss mask** (labels
@@ -79,7 +80,8 @@ def load_lm(name_or_path: str | os.PathLike, device: str | torch.device | None =
     model, tokenizer = load_causal_lm(name_or_path, dtype=torch.float32, device=device)
     if tokenizer.eos_token_id is None:
         raise ValueError(
-            f"{name_or_path}: the tokenizer has no EOS token; set tokenizer.eos_token before training"
+            f"{name_or_path}: the tokenizer has no EOS token; "
+            "set tokenizer.eos_token before training"
         )
     return model, tokenizer
 
@@ -160,10 +162,11 @@ def encode_example(
     """Tokenise ``prompt`` (with the tokenizer's special prefix, e.g. BOS) and ``answer`` (plus EOS)
     separately and concatenate them; the loss covers only the answer tokens.
 
-    Too long for ``max_length``: the answer keeps at most ``max_length - 1`` tokens (cut at its end),
-    then the prompt loses tokens from its left, after any BOS prefix, so the query nearest the answer
-    survives. ``extra_positions`` index the prompt tokens and move with that cut; cutting one away is
-    an error. With ``answer=""`` and ``add_eos=False`` the example is a bare prompt for generation.
+    Too long for ``max_length``: the answer keeps at most ``max_length - 1`` tokens (cut at its
+    end), then the prompt loses tokens from its left, after any BOS prefix, so the query nearest the
+    answer survives. ``extra_positions`` index the prompt tokens and move with that cut; cutting one
+    away is an error. With ``answer=""`` and ``add_eos=False`` the example is a bare prompt for
+    generation.
     """
     prompt_ids = list(tokenizer(prompt)["input_ids"])
     answer_ids = list(tokenizer(answer, add_special_tokens=False)["input_ids"]) if answer else []
@@ -183,7 +186,8 @@ def encode_example(
         cut = slice(keep_prefix, keep_prefix + excess)
         if any(cut.start <= p < cut.stop for p in positions):
             raise ValueError(
-                f"max_length {max_length} cuts away extra embedding positions; raise max_length or shorten the prompt"
+                f"max_length {max_length} cuts away extra embedding positions; "
+                "raise max_length or shorten the prompt"
             )
         prompt_ids = prompt_ids[: cut.start] + prompt_ids[cut.stop :]
         positions = [p - excess if p >= cut.stop else p for p in positions]
@@ -230,7 +234,8 @@ def splice_embeddings(
             continue
         if vec.shape != (len(pos), embeds.shape[-1]):
             raise ValueError(
-                f"row {b}: vectors of shape {tuple(vec.shape)}, expected ({len(pos)}, {embeds.shape[-1]})"
+                f"row {b}: vectors of shape {tuple(vec.shape)}, "
+                f"expected ({len(pos)}, {embeds.shape[-1]})"
             )
         embeds[b, torch.as_tensor(pos, device=embeds.device)] = vec.to(embeds.dtype)
     return embeds
@@ -301,7 +306,8 @@ class TrainReport:
 def _length_grouped_batches(
     lengths: np.ndarray, batch_size: int, rng: np.random.Generator
 ) -> list[np.ndarray]:
-    """Shuffled batches of similar lengths: shuffle, sort within windows of 32 batches, shuffle batches."""
+    """Shuffled batches of similar lengths: shuffle, sort within windows of 32 batches, shuffle
+    batches."""
     order = rng.permutation(len(lengths))
     window = batch_size * 32
     batches = []
@@ -364,7 +370,9 @@ def train_causal_lm(
     extra = list(extra_parameters)
     params = model_params + extra
     if not params:
-        raise ValueError("nothing to train: no model parameter requires grad and no extra_parameters were given")
+        raise ValueError(
+            "nothing to train: no model parameter requires grad and no extra_parameters were given"
+        )
     groups = [{"params": model_params}] if model_params else []
     if extra:
         groups.append({"params": extra, "lr": config.lr if extra_lr is None else extra_lr})
@@ -493,7 +501,7 @@ def generate_texts(
     return outputs
 
 
-# ---------------------------------------------------------------- tiny random models for tests and smoke runs
+# -------------------------------------------------- tiny random models for tests and smoke runs
 
 
 def save_tiny_random_lm(
@@ -508,7 +516,8 @@ def save_tiny_random_lm(
     seed: int = 0,
 ) -> Path:
     """Save a randomly initialised causal LM (``llama``, ``opt`` or ``mistral``) with a byte-level
-    BPE tokenizer trained on ``corpus`` into ``path``; :func:`load_lm` loads it like any checkpoint."""
+    BPE tokenizer trained on ``corpus`` into ``path``; :func:`load_lm` loads it like any
+    checkpoint."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import (
         LlamaConfig,
@@ -615,4 +624,8 @@ def resolve_lm(name: str, corpus: Sequence[str], workdir: str | os.PathLike, **t
     id) is returned unchanged."""
     if name != SMOKE_LM:
         return name
-    return str(save_tiny_random_lm(Path(workdir) / SMOKE_LM, list(corpus), **{"architecture": "llama", **tiny}))
+    return str(
+        save_tiny_random_lm(
+            Path(workdir) / SMOKE_LM, list(corpus), **{"architecture": "llama", **tiny}
+        )
+    )

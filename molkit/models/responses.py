@@ -121,7 +121,8 @@ def read_records(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
             header = record["header"]
             if header.get("format") != FORMAT or int(header.get("version", 0)) > FORMAT_VERSION:
                 raise ValueError(
-                    f"{path}: format {header.get('format')!r} version {header.get('version')!r} is not "
+                    f"{path}: format {header.get('format')!r} "
+                    f"version {header.get('version')!r} is not "
                     f"{FORMAT!r} <= {FORMAT_VERSION}; update molkit to read it"
                 )
             continue
@@ -133,8 +134,9 @@ def read_records(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
 
 @dataclass
 class GenerationStats:
-    """What one :meth:`ResponseCache.generate` call did: ``misses`` distinct prompts generated, ``hits`` the
-    other prompts (served without a model call), generation ``seconds`` and ``new_tokens``."""
+    """What one :meth:`ResponseCache.generate` call did: ``misses`` distinct prompts generated,
+    ``hits`` the other prompts (served without a model call), generation ``seconds`` and
+    ``new_tokens``."""
 
     hits: int = 0
     misses: int = 0
@@ -147,12 +149,14 @@ class GenerationStats:
 
 
 class ResponseCache:
-    """Responses keyed by (model id, prompt hash, generation settings); replay files + one writable file.
+    """Responses keyed by (model id, prompt hash, generation settings); replay files + one writable
+    file.
 
     ``path``: the writable ``.jsonl`` file new responses are appended to (created on first write);
-    ``None`` keeps new responses in memory only; the default is ``<molkit cache>/responses/responses.jsonl``
-    when ``path="default"``. ``replay``: read-only ``.jsonl(.gz)`` files consulted first (later files and
-    the writable file win on a duplicate key).
+    ``None`` keeps new responses in memory only; the default is
+    ``<molkit cache>/responses/responses.jsonl`` when ``path="default"``. ``replay``: read-only
+    ``.jsonl(.gz)`` files consulted first (later files and the writable file win on a duplicate
+    key).
     """
 
     def __init__(
@@ -243,10 +247,11 @@ class ResponseCache:
     ) -> tuple[list[str], GenerationStats]:
         """Responses for ``prompts`` in order: cached ones replayed, the rest from ``generate_fn``.
 
-        ``generate_fn(prompts)`` returns the texts (or ``(texts, new_token_counts)``) for a list of at most
-        ``batch_size`` prompts; it is only called for misses (each distinct prompt once), and every batch
-        is written to the cache before the next starts. ``offline=True`` raises instead of calling the model
-        (a replay that must not generate). Returns ``(responses, stats)``.
+        ``generate_fn(prompts)`` returns the texts (or ``(texts, new_token_counts)``) for a list of
+        at most ``batch_size`` prompts; it is only called for misses (each distinct prompt once),
+        and every batch is written to the cache before the next starts. ``offline=True`` raises
+        instead of calling the model (a replay that must not generate). Returns
+        ``(responses, stats)``.
         """
         import time
 
@@ -261,8 +266,10 @@ class ResponseCache:
         stats = GenerationStats(hits=len(prompts) - len(todo), misses=len(todo))
         if todo and offline:
             raise LookupError(
-                f"{len(todo)} of {len(prompts)} prompts for {model!r} with settings {settings} are not in the "
-                f"response cache (replay files: {[str(p) for p in self.replay]}); regenerate them or allow generation"
+                f"{len(todo)} of {len(prompts)} prompts for {model!r} "
+                f"with settings {settings} are not in the "
+                f"response cache (replay files: {[str(p) for p in self.replay]}); "
+                "regenerate them or allow generation"
             )
         # similar lengths in one batch: less padding
         pending = sorted(todo.items(), key=lambda item: len(_canonical(_plain_prompt(item[1]))))
@@ -298,10 +305,11 @@ class ResponseCache:
         keys: Iterable[str] | None = None,
         **header: Any,
     ) -> Path:
-        """Write a versioned, deterministic ``.jsonl.gz`` (header line + records sorted by key) for shipping.
+        """Write a versioned, deterministic ``.jsonl.gz`` (header line + records sorted by key) for
+        shipping.
 
-        ``model`` / ``keys`` select records; ``header`` adds fields to the header line (e.g. the command
-        that regenerates the file). Returns the path.
+        ``model`` / ``keys`` select records; ``header`` adds fields to the header line (e.g. the
+        command that regenerates the file). Returns the path.
         """
         path = Path(path)
         if not path.name.endswith(".jsonl.gz"):

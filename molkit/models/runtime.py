@@ -79,7 +79,8 @@ def check_precision(value: str) -> str:
     if text not in PRECISIONS:
         raise ValueError(
             f"unknown precision {value!r}; choose one of {', '.join(PRECISIONS)} "
-            f"(molkit.setup(precision=...), the notebook's `precision` parameter or ${PRECISION_ENV})"
+            "(molkit.setup(precision=...), the notebook's `precision` parameter "
+            f"or ${PRECISION_ENV})"
         )
     return text
 
@@ -100,7 +101,8 @@ def set_precision(value: str | None) -> str:
 
 
 def resolved_precision(device: str | torch.device | None = None) -> str:
-    """``"bf16"`` or ``"fp32"``: what the policy means on ``device`` (default: `default_device()`)."""
+    """``"bf16"`` or ``"fp32"``: what the policy means on ``device`` (default:
+    `default_device()`)."""
     requested = requested_precision()
     if requested == "auto":
         return "bf16" if bf16_supported(device) else "fp32"
@@ -109,7 +111,8 @@ def resolved_precision(device: str | torch.device | None = None) -> str:
 
 @contextlib.contextmanager
 def use_precision(value: str | None) -> Iterator[str]:
-    """Within the block the policy is ``value`` (``None``: unchanged); yields the resolved precision."""
+    """Within the block the policy is ``value`` (``None``: unchanged); yields the resolved
+    precision."""
     global _PRECISION
     previous = _PRECISION
     if value is not None:
@@ -146,7 +149,12 @@ def inference_dtype(
 def cpu_flags() -> dict[str, bool]:
     """The x86 CPU features that decide molkit's speed and precision (``avx2``, ``avx512f``,
     ``avx512_bf16``, ``amx_bf16``), from torch's capability probe or else ``/proc/cpuinfo``."""
-    names = {"avx2": "avx2", "avx512f": "avx512_f", "avx512_bf16": "avx512_bf16", "amx_bf16": "amx_bf16"}
+    names = {
+        "avx2": "avx2",
+        "avx512f": "avx512_f",
+        "avx512_bf16": "avx512_bf16",
+        "amx_bf16": "amx_bf16",
+    }
     get_capabilities = getattr(torch.cpu, "get_capabilities", None)
     if get_capabilities is not None:
         caps = get_capabilities()
@@ -172,7 +180,8 @@ def cpu_name() -> str:
 
 
 def set_threads(n: int | None = None) -> int:
-    """Set torch's intra-op threads to ``n`` (default: the CPUs this process may use); returns it."""
+    """Set torch's intra-op threads to ``n`` (default: the CPUs this process may use); returns
+    it."""
     if n is None:
         n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     n = max(1, int(n or 1))

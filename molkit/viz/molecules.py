@@ -5,8 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-def draw_molecules(smiles: Sequence[str], legends: Sequence[str] | None = None, per_row: int = 4,
-                   size: tuple[int, int] = (260, 200), highlight_atoms: Sequence[Sequence[int]] | None = None):
+def draw_molecules(
+    smiles: Sequence[str],
+    legends: Sequence[str] | None = None,
+    per_row: int = 4,
+    size: tuple[int, int] = (260, 200),
+    highlight_atoms: Sequence[Sequence[int]] | None = None,
+):
     """A grid image (PIL) of molecules with optional legends and highlighted atom lists."""
     from rdkit.Chem import Draw
 
@@ -18,13 +23,18 @@ def draw_molecules(smiles: Sequence[str], legends: Sequence[str] | None = None, 
         molsPerRow=per_row,
         subImgSize=size,
         legends=list(legends) if legends is not None else None,
-        highlightAtomLists=[list(a) for a in highlight_atoms] if highlight_atoms is not None else None,
+        highlightAtomLists=[list(a) for a in highlight_atoms]
+        if highlight_atoms is not None
+        else None,
         returnPNG=False,
     )
 
 
-def draw_highlighted(smiles: str, atom_weights: Sequence[float], legend: str = "", size: tuple[int, int] = (360, 280)):
-    """One molecule with atoms coloured by signed weights (red positive, blue negative); returns a PIL image."""
+def draw_highlighted(
+    smiles: str, atom_weights: Sequence[float], legend: str = "", size: tuple[int, int] = (360, 280)
+):
+    """One molecule with atoms coloured by signed weights (red positive, blue negative); returns a
+    PIL image."""
     import io
 
     from PIL import Image
@@ -42,10 +52,18 @@ def draw_highlighted(smiles: str, atom_weights: Sequence[float], legend: str = "
         if w == 0:
             continue
         a = min(1.0, abs(w) / scale)
-        colours[i] = (1.0, 1.0 - 0.7 * a, 1.0 - 0.7 * a) if w > 0 else (1.0 - 0.7 * a, 1.0 - 0.7 * a, 1.0)
+        colours[i] = (
+            (1.0, 1.0 - 0.7 * a, 1.0 - 0.7 * a) if w > 0 else (1.0 - 0.7 * a, 1.0 - 0.7 * a, 1.0)
+        )
         radii[i] = 0.3 + 0.2 * a
     drawer = rdMolDraw2D.MolDraw2DCairo(*size)
-    drawer.DrawMolecule(mol, highlightAtoms=list(colours), highlightAtomColors=colours, highlightAtomRadii=radii,
-                        highlightBonds=[], legend=legend)
+    drawer.DrawMolecule(
+        mol,
+        highlightAtoms=list(colours),
+        highlightAtomColors=colours,
+        highlightAtomRadii=radii,
+        highlightBonds=[],
+        legend=legend,
+    )
     drawer.FinishDrawing()
     return Image.open(io.BytesIO(drawer.GetDrawingText()))

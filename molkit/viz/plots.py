@@ -5,8 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 
-def embedding_map(embeddings, values, title: str = "", label: str = "", method: str = "pca", seed: int = 0, ax=None):
-    """2-D map (PCA or t-SNE) of (n, d) embeddings coloured by ``values``; returns (figure, 2-D coordinates)."""
+def embedding_map(
+    embeddings,
+    values,
+    title: str = "",
+    label: str = "",
+    method: str = "pca",
+    seed: int = 0,
+    ax=None,
+):
+    """2-D map (PCA or t-SNE) of (n, d) embeddings coloured by ``values``; returns (figure, 2-D
+    coordinates)."""
     import matplotlib.pyplot as plt
 
     x = np.asarray(embeddings, dtype=np.float32)
@@ -17,7 +26,9 @@ def embedding_map(embeddings, values, title: str = "", label: str = "", method: 
     elif method == "tsne":
         from sklearn.manifold import TSNE
 
-        xy = TSNE(n_components=2, random_state=seed, init="pca", perplexity=min(30, max(5, len(x) // 10))).fit_transform(x)
+        xy = TSNE(
+            n_components=2, random_state=seed, init="pca", perplexity=min(30, max(5, len(x) // 10))
+        ).fit_transform(x)
     else:
         raise ValueError(f"method must be 'pca' or 'tsne', not {method!r}")
     if ax is None:
@@ -33,7 +44,8 @@ def embedding_map(embeddings, values, title: str = "", label: str = "", method: 
 
 
 def split_overview(split: dict, labels=None, title: str = ""):
-    """Bar chart of split sizes, with the positive rate of each part when binary ``labels`` are given."""
+    """Bar chart of split sizes, with the positive rate of each part when binary ``labels`` are
+    given."""
     import matplotlib.pyplot as plt
 
     names = list(split)
@@ -45,7 +57,12 @@ def split_overview(split: dict, labels=None, title: str = ""):
         for bar, k in zip(bars, names, strict=True):
             part = labels[split[k]]
             rate = np.nanmean(part) if len(part) else float("nan")
-            ax.annotate(f"{rate:.0%} pos.", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom")
+            ax.annotate(
+                f"{rate:.0%} pos.",
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center",
+                va="bottom",
+            )
     ax.set_ylabel("molecules")
     ax.set_title(title)
     return fig
