@@ -6,8 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from molkit.data.explain import explain_split, tu_ground_truth
 from molkit.eval.explain import atom_auc, explanation_auc, random_attributions
 from molkit.methods import molex
+from molkit.methods.experiment import CLAIM_COLUMNS, HOLDS, Results
+from molkit.models.prefix import encode_prefix, load_chemical_lm
 
 TOY_SMILES = [
     "c1ccccc1[N+](=O)[O-]",
@@ -49,52 +52,6 @@ def test_explanation_auc_skips_molecules_without_ground_truth():
     rand = random_attributions([3, 5], seed=1)
     assert [len(r) for r in rand] == [3, 5]
     assert np.allclose(rand[0], random_attributions([3, 5], seed=1)[0])
-
-
-# ------------------------------------------------------------------ data
-
-
-def test_tu_ground_truth_maps_group_types_to_atoms():
-    # 4-nitrotoluene: 0 C, ring 1-4 and 8-9, 5 N, 6 O, 7 O; Group-SELFIES labels benzene (0), nitro (1)
-    smiles = "Cc1ccc([N+](=O)[O-])cc1"
-    nitro_only = molex.tu_ground_truth(smiles, [0, 1], types=(1,), attached_benzene=False)
-    assert nitro_only.tolist() == [0, 0, 0, 0, 0, 1, 1, 1, 0, 0]
-    # Lamole's definition: the group and the benzene ring it is attached to
-    with_ring = molex.tu_ground_truth(smiles, [0, 1], types=(1,))
-    assert with_ring.tolist() == [0, 1, 1, 1, 1, 1, 1, 1, 1, 1]
-    # benzene not annotated in the row: the nitro group only
-    assert molex.tu_ground_truth(smiles, [1], types=(1,)).tolist() == nitro_only.tolist()
-    assert molex.tu_ground_truth(smiles, [0], types=(1,)) is None  # nitro not annotated
-    both = molex.tu_ground_truth(
-        "OC(=O)c1ccc(O)cc1", [0, 4, 6], types=(4, 6), attached_benzene=False
-    )
-    assert both.tolist() == [1, 1, 1, 0, 0, 0, 0, 1, 0, 0]
-
-
-def test_explain_split_is_stratified_and_keeps_a_given_test_part():
-    df = pd.DataFrame({"label": [0, 1] * 20})
-    split = molex.explain_split(df, seed=0, fractions=(0.6, 0.2, 0.2))
-    parts = [set(split[k]) for k in ("train", "valid", "test")]
-    assert sum(map(len, parts)) == 40 and not (
-        parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2]
-    )
-    assert df["label"].iloc[split["test"]].mean() == 0.5
-    df["split"] = ["test"] * 10 + ["train"] * 30
-    split = molex.explain_split(df, seed=3, fractions=(0.7, 0.1, 0.2))
-    assert split["test"].tolist() == list(range(10))
-    assert len(split["valid"]) == 4 and split["valid"].min() >= 10
-    with pytest.raises(ValueError, match="summing to 1"):
-        molex.explain_split(df, 0, (0.5, 0.5, 0.5))
-
-
-def test_load_explain_dataset_mutag_ground_truth(mirror):
-    df = molex.load_explain_dataset("mutag")
-    assert df.attrs["n_classes"] == 2 and df.attrs["explain_class"] == 1
-    assert df["truth"].isna().equals(df["label"] == 0)  # only mutagens carry a ground truth (nitro)
-    first = df.iloc[0]  # a nitro-phenanthrene: the nitro group and the ring it sits on are marked
-    assert first["truth"].sum() == 3 + 6 and len(first["truth"]) == 17
-    with pytest.raises(ValueError, match="choose one of"):
-        molex.load_explain_dataset("bbbp")
 
 
 # ------------------------------------------------------------------ n-grams and exact contributions
@@ -180,6 +137,8 @@ def test_reduction_is_affine_and_standardised(method):
 
 
 def test_calibration_reads_only_the_orthogonal_complement_and_stops_early():
+    from molkit.methods.molex.method import _standardiser
+
     rng = np.random.default_rng(4)
     X = rng.normal(size=(120, 12))
     y = (X[:, 0] + X[:, 7] - X[:, 9] > 0).astype(int)
@@ -194,7 +153,7 @@ def test_calibration_reads_only_the_orthogonal_complement_and_stops_early():
         calib_rounds=300,
         calib_patience=10,
     )
-    _, scale = molex._standardiser(X[:80])
+    _, scale = _standardiser(X[:80])
     main = model.reduction.A * scale[:, None]  # directions in standardised coordinates
     comp = model.complement.A * scale[:, None]
     assert np.abs(np.linalg.qr(main)[0].T @ comp).max() < 1e-8
@@ -210,11 +169,11 @@ def test_calibration_reads_only_the_orthogonal_complement_and_stops_early():
     )
 
 
-# ------------------------------------------------------------------ tiny LM: layers, fine-tuning, no test leakage
+# ----------------------------------------------- tiny LM: fine-tuning, no test leakage
 
 
 @pytest.fixture(scope="module")
-def tiny_lm(tmp_path_factory):
+def tiny_lm_path(tmp_path_factory):
     import torch
     from transformers import BertConfig, BertModel
 
@@ -236,7 +195,12 @@ def tiny_lm(tmp_path_factory):
         max_position_embeddings=64,
     )
     BertModel(config).save_pretrained(path)
-    return molex.load_chemical_lm(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tiny_lm_path):
+    return load_chemical_lm(tiny_lm_path)
 
 
 def test_prefix_then_top_layers_equals_the_whole_model(tiny_lm):
@@ -244,7 +208,7 @@ def test_prefix_then_top_layers_equals_the_whole_model(tiny_lm):
 
     model, tok = tiny_lm
     texts = ["CCO", "c1ccccc1[N+](=O)[O-]", "CC(=O)O"]
-    prefix = molex.encode_prefix(model, tok, texts, n_trainable_layers=1, progress=False)
+    prefix = encode_prefix(model, tok, texts, n_trainable_layers=1, progress=False)
     assert prefix.n_frozen == 1 and [len(s) for s in prefix.states] == [5, 16, 9]
     clf = molex.IBClassifier(model, 2, n_trainable_layers=1, bottleneck_dim=4)
     ours = molex.embed_prefix(clf, prefix)
@@ -262,7 +226,7 @@ def test_finetune_ib_trains_a_copy(tiny_lm):
 
     model, tok = tiny_lm
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    prefix = molex.encode_prefix(model, tok, TOY_SMILES, n_trainable_layers=1, progress=False)
+    prefix = encode_prefix(model, tok, TOY_SMILES, n_trainable_layers=1, progress=False)
     y = np.array([1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1])
     clf, hist = molex.finetune_ib(
         model,
@@ -298,45 +262,119 @@ def _toy_frame(labels: np.ndarray) -> pd.DataFrame:
         {"smiles": TOY_SMILES, "label": labels, "split": ["train"] * 11 + ["test"] * 5}
     )
     df["truth"] = [
-        molex.tu_ground_truth(s, [1], (1,)) if y == 1 else None
+        tu_ground_truth(s, [1], (1,)) if y == 1 else None
         for s, y in zip(TOY_SMILES, labels, strict=True)
     ]
     df.attrs.update({"name": "toy", "n_classes": 2, "explain_class": 1})
     return df
 
 
+def _toy_settings(**changes) -> molex.Settings:
+    return molex.Settings.for_profile("smoke").with_overrides(
+        datasets=["toy"],
+        seeds=[0],
+        n_trainable_layers=1,
+        finetune_epochs=1,
+        ablation_datasets=["toy"],
+        n_components=2,
+        complement_components=2,
+        calib_rounds=5,
+        rf_trees=5,
+        gin_epochs=1,
+        gin_hidden=8,
+        bottleneck_dim=4,
+        split_fractions=(0.6, 0.2, 0.2),
+        **changes,
+    )
+
+
+TOY_LABELS = np.array([1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0])
+
+
 def test_permuting_test_labels_leaves_every_prediction_unchanged(tiny_lm):
-    sizes = {
-        **molex.PROFILE_SIZES["smoke"],
-        "seeds": [0],
-        "n_trainable_layers": 1,
-        "finetune_epochs": 1,
-        "ablation_datasets": ["toy"],
-        "n_components": 2,
-        "complement_components": 2,
-        "calib_rounds": 5,
-        "rf_trees": 5,
-        "gin_epochs": 1,
-        "gin_hidden": 8,
-        "bottleneck_dim": 4,
-        "split_fractions": (0.6, 0.2, 0.2),
-    }
-    labels = np.array([1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0])
-    permuted = labels.copy()
-    permuted[11:] = np.roll(labels[11:], 1)  # a permutation of the test labels that changes them
-    assert (permuted != labels).any()
-    first = molex.run_benchmark(_toy_frame(labels), sizes, lm=tiny_lm, progress=False)
-    second = molex.run_benchmark(_toy_frame(permuted), sizes, lm=tiny_lm, progress=False)
+    settings = _toy_settings()
+    permuted = TOY_LABELS.copy()
+    permuted[11:] = np.roll(
+        TOY_LABELS[11:], 1
+    )  # a permutation of the test labels that changes them
+    assert (permuted != TOY_LABELS).any()
+    first = molex.run_dataset(settings, _toy_frame(TOY_LABELS), tiny_lm)
+    second = molex.run_dataset(settings, _toy_frame(permuted), tiny_lm)
     assert {m for _, m in first.predictions} >= {
         "MoleX",
         "MoleX w/o calibration",
         "Fine-tuned LM",
         "GIN",
         "MoleX (no fine-tuning)",
+        "Training prior",
     }
     for key, proba in first.predictions.items():
         assert np.array_equal(proba, second.predictions[key]), key
     assert set(first.rows["metric"]) >= {"accuracy", "roc_auc", "explanation_auc", "n_parameters"}
+    assert first.labels[0].tolist() == TOY_LABELS[11:].tolist()
+
+
+def test_per_molecule_explanations_average_to_the_recorded_auc(tiny_lm):
+    run = molex.run_dataset(_toy_settings(), _toy_frame(TOY_LABELS), tiny_lm)
+    rows = run.rows.set_index(["method", "metric"])["value"]
+    for method in ("MoleX", "MoleX w/o calibration", "Morgan FP + LR", "Random attribution"):
+        for reading, metric in (("signed", "explanation_auc"), ("abs", "explanation_auc_abs")):
+            per_molecule = run.explanations[0, method, reading]
+            assert len(per_molecule) == 5  # one value per test molecule, NaN without ground truth
+            assert np.nanmean(per_molecule) == pytest.approx(rows[method, metric])
+    train = explain_split(_toy_frame(TOY_LABELS), 0, (0.6, 0.2, 0.2))["train"]
+    shares = np.bincount(TOY_LABELS[train], minlength=2) / len(train)
+    assert np.allclose(run.predictions[0, "Training prior"], shares)  # the training class shares
+
+
+def test_experiment_sections_return_results_and_claims(tiny_lm_path):
+    settings = _toy_settings(lm_model=str(tiny_lm_path), speed_molecules=8, n_boot=200)
+    data = Results(artefacts={"frames": {"toy": _toy_frame(TOY_LABELS)}})
+    texts = molex.ngram_texts(settings, data)
+    assert [r["metric"] for r in texts.rows] == ["unk_token_rate"] * 2
+    assert list(texts.artefacts["example"].columns) == ["group n-gram", "text for the LM", "atoms"]
+    bench = molex.benchmark(settings, data)
+    frame = bench.frame()
+    assert set(frame["dataset"]) == {"toy"} and set(frame["split"]) == {"test"}
+    assert frame.equals(bench.artefacts["runs"]["toy"].rows[frame.columns].astype(frame.dtypes))
+    expl = molex.explanation_scores(settings, bench)
+    speed = molex.throughput(settings, bench)
+    assert speed.artefacts["dataset"] == "toy" and len(speed.rows) == 6 + 8
+    calib = molex.calibration_gain(settings, bench)
+    assert [r["metric"] for r in calib.rows] == [
+        "accuracy_points",
+        "explanation_auc_points",
+        "explanation_auc_abs_points",
+    ]
+    claims = pd.concat([r.claims_frame() for r in (bench, expl, calib)], ignore_index=True)
+    assert list(claims.columns) == list(CLAIM_COLUMNS) and len(claims) == 6
+    assert set(claims["paper"]) == {molex.PAPER}
+    assert set(claims["verdict"]) <= {"holds", "contradicted", "undecided"}
+    decided = claims.dropna(subset=["low"])
+    assert (decided["low"] <= decided["ours"] + 1e-12).all()
+    assert (decided["ours"] <= decided["high"] + 1e-12).all()
+    assert claims["n"].tolist() == [5, 5, 5, 1, 1, 5]  # the toy test part, one seed
+    # one toy test molecule has a defined explanation AUC: too few for an interval
+    assert claims["verdict"].iloc[3] == "undecided" and np.isnan(claims["ours"].iloc[3])
+    comparison = molex.paper_comparison((bench + calib).frame(), speed.artefacts["summary"])
+    assert comparison["this run"].notna().sum() >= 4
+    targets = molex.targets_met(settings, frame, speed.artefacts["summary"], elapsed=1.0)
+    assert targets.dtype == bool and targets.iloc[-1]  # smoke profile, 1 s
+
+
+def test_accuracy_claim_is_a_paired_difference_on_the_same_molecules():
+    from molkit.methods.molex.benchmark import DatasetRun
+    from molkit.methods.molex.experiment import _accuracy_claim
+
+    y = np.array([0, 1] * 20)
+    right = np.eye(2)[y]
+    wrong = np.eye(2)[1 - y]
+    run = DatasetRun(pd.DataFrame(), {(0, "a"): right, (0, "b"): wrong}, pd.DataFrame(), {}, {})
+    run.labels[0] = y
+    settings = molex.Settings.for_profile("smoke").with_overrides(n_boot=200)
+    claim = _accuracy_claim(settings, {"d": run}, "a", "b", "a beats b", "not reported", "")
+    assert (claim.ours, claim.low, claim.high, claim.n) == (1.0, 1.0, 1.0, 40)
+    assert claim.verdict == HOLDS
 
 
 # ------------------------------------------------------------------ baselines' attributions
@@ -357,3 +395,39 @@ def test_classification_scores_known_answer():
     proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
     scores = molex.classification_scores([0, 1, 1, 0], proba)
     assert scores == {"accuracy": 0.5, "roc_auc": 0.75}
+
+
+# ------------------------------------------------------------------ settings
+
+
+def test_settings_profiles_hold_the_sizes_of_each_profile():
+    smoke, default, full = (molex.Settings.for_profile(p) for p in ("smoke", "default", "full"))
+    assert (smoke.datasets, smoke.seeds, smoke.max_molecules) == (("mutag",), (0,), 80)
+    assert (smoke.n_components, smoke.calib_rounds, smoke.rf_trees, smoke.lr) == (8, 30, 50, 1e-4)
+    assert default.datasets == ("mutag", "ptc_fr", "ptc_fm", "ptc_mm", "ptc_mr", "liver")
+    assert (default.seeds, default.lr, default.ablation_datasets) == (
+        (0, 1, 2),
+        5e-4,
+        ("mutag", "ptc_fr"),
+    )
+    assert default == molex.Settings(
+        profile="default"
+    )  # the field defaults are the default profile
+    assert (full.n_trainable_layers, full.finetune_epochs, full.gin_hidden) == (12, 20, 300)
+    assert full.seeds == (0, 1, 2, 3, 4) and full.ablation_datasets == full.datasets
+    assert {s.lm_model for s in (smoke, default, full)} == {"rxnfp-bert"}
+
+
+def test_settings_overrides_like_the_notebook_parameters():
+    smoke = molex.Settings.for_profile("smoke")
+    same = smoke.with_overrides(datasets=None, seeds=None, lm_model=None, beta=None)
+    assert same == smoke
+    changed = smoke.with_overrides(datasets=["mutag", "liver"], seeds=[1, 2], beta=0.01)
+    assert changed.datasets == ("mutag", "liver") and changed.seeds == (1, 2)
+    assert changed.beta == 0.01 and changed.profile == "smoke"
+    with pytest.raises(ValueError, match="valid settings: .*n_trainable_layers"):
+        smoke.with_overrides(n_trainable_layer=2)
+    with pytest.raises(TypeError, match="n_components"):
+        smoke.with_overrides(n_components="8")
+    with pytest.raises(TypeError, match="pooling"):
+        smoke.with_overrides(pooling="max")

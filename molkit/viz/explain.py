@@ -26,7 +26,8 @@ def attribution_grid(
     n = len(smiles)
     if not (len(attributions) == len(truths) == n):
         raise ValueError(
-            f"{n} molecules, {len(attributions)} attributions and {len(truths)} ground truths must be aligned"
+            f"{n} molecules, {len(attributions)} attributions and {len(truths)} ground truths "
+            "must be aligned"
         )
     fig, axes = plt.subplots(n, 2, figsize=(7, 2.8 * n), squeeze=False)
     for i, (s, a, t) in enumerate(zip(smiles, attributions, truths, strict=True)):

@@ -1,0 +1,494 @@
+"""MoleX's algorithm: information-bottleneck fine-tuning of the LM's top layers, the sparse
+(EFPCA-inspired) reduction, the explainable logistic regression and residual calibration.
+
+Every map after the n-gram embeddings is affine, so a fitted `MolexModel` is one map
+``logits = x @ W + c`` over the summed n-gram features (`molkit.methods.molex.ngrams`), and each
+n-gram's contribution is ``e_g @ W`` (`MolexModel.ngram_contributions`).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from molkit._progress import tqdm
+from molkit.models.prefix import PrefixStates, bucketed_order, pool, run_layers
+from molkit.models.runtime import autocast
+
+__all__ = [
+    "FineTuneHistory",
+    "IBClassifier",
+    "LinearReduction",
+    "MolexModel",
+    "classification_scores",
+    "embed_prefix",
+    "finetune_ib",
+    "fit_molex",
+    "fit_reduction",
+    "predict_proba_lm",
+    "sparse_loadings",
+]
+
+# --------------------------------------------------------------------------- the LM with a VIB head
+
+
+class IBClassifier(nn.Module):
+    """The LM's top layers + pooling + variational information bottleneck head.
+
+    ``h = pool(top_layers(prefix states))``; ``mu, log_var = linear(h)``;
+    ``z ~ N(mu, exp(log_var))`` in training (``mu`` in evaluation); ``logits = linear(z)`` over
+    ``n_classes``. ``forward`` returns (logits (B, n_classes), KL to N(0, I) per example (B,)).
+    """
+
+    def __init__(
+        self,
+        model,
+        n_classes: int,
+        n_trainable_layers: int,
+        bottleneck_dim: int = 64,
+        pooling: str = "mean",
+    ):
+        super().__init__()
+        n_layers = len(model.encoder.layer)
+        self.config = model.config
+        self.layers = copy.deepcopy(model.encoder.layer[n_layers - n_trainable_layers :])
+        hidden = model.config.hidden_size
+        self.mu = nn.Linear(hidden, bottleneck_dim)
+        self.log_var = nn.Linear(hidden, bottleneck_dim)
+        self.head = nn.Linear(bottleneck_dim, n_classes)
+        self.pooling = pooling
+        self.n_frozen = n_layers - n_trainable_layers
+        self.n_classes = n_classes
+
+    def embed(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Pooled LM embedding (B, hidden) of prefix states: the vector MoleX sums per n-gram.
+        The layers run under the precision policy (`molkit.models.runtime.autocast`)."""
+        with autocast(hidden.device):
+            out = run_layers(self.layers, self.config, hidden, mask)
+        return pool(out.float(), mask, self.pooling)
+
+    def forward(
+        self, hidden: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.embed(hidden, mask)
+        mu, log_var = self.mu(h), self.log_var(h).clamp(-10, 10)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * log_var) if self.training else mu
+        kl = 0.5 * (mu.pow(2) + log_var.exp() - 1 - log_var).sum(-1)
+        return self.head(z), kl
+
+
+@dataclass
+class FineTuneHistory:
+    """Per-epoch losses of `finetune_ib` and the epoch whose weights were kept."""
+
+    records: pd.DataFrame
+    best_epoch: int
+
+
+@torch.no_grad()
+def embed_prefix(clf: IBClassifier, prefix: PrefixStates, batch_size: int = 128) -> np.ndarray:
+    """Pooled embeddings (n, hidden) float32 of prefix states through ``clf``'s top layers."""
+    clf.eval()
+    out = np.zeros((len(prefix), clf.config.hidden_size), dtype=np.float32)
+    for idx, hidden, mask in prefix.batches(batch_size):
+        out[idx] = clf.embed(hidden, mask).numpy()
+    return out
+
+
+@torch.no_grad()
+def _predict_logits(clf: IBClassifier, prefix: PrefixStates, batch_size: int = 128) -> np.ndarray:
+    clf.eval()
+    out = np.zeros((len(prefix), clf.n_classes), dtype=np.float32)
+    for idx, hidden, mask in prefix.batches(batch_size):
+        out[idx] = clf(hidden, mask)[0].numpy()
+    return out
+
+
+def finetune_ib(
+    model,
+    train: PrefixStates,
+    y_train: np.ndarray,
+    valid: PrefixStates,
+    y_valid: np.ndarray,
+    n_classes: int,
+    n_trainable_layers: int,
+    beta: float = 1e-3,
+    epochs: int = 8,
+    patience: int = 2,
+    lr: float = 1e-4,
+    head_lr: float = 1e-3,
+    batch_size: int = 32,
+    bottleneck_dim: int = 64,
+    pooling: str = "mean",
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[IBClassifier, FineTuneHistory]:
+    """Fine-tune the top ``n_trainable_layers`` of ``model`` with a VIB head on the training
+    split: loss = cross-entropy + ``beta`` * KL(N(mu, sigma^2) || N(0, I)). ``beta = 0`` is plain
+    fine-tuning with the same head. ``epochs = 0`` returns the untrained head on the pretrained
+    layers. Keeps the epoch with the lowest validation cross-entropy (early stopping after
+    ``patience`` epochs without improvement). ``model`` itself is not modified."""
+    if (
+        train.n_frozen != valid.n_frozen
+        or train.n_frozen != len(model.encoder.layer) - n_trainable_layers
+    ):
+        raise ValueError(
+            "prefix states were computed for another number of trainable layers; "
+            "rerun encode_prefix"
+        )
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    clf = IBClassifier(model, n_classes, n_trainable_layers, bottleneck_dim, pooling)
+    head_params = [*clf.mu.parameters(), *clf.log_var.parameters(), *clf.head.parameters()]
+    optimiser = torch.optim.AdamW(
+        [{"params": clf.layers.parameters(), "lr": lr}, {"params": head_params, "lr": head_lr}],
+        weight_decay=0.01,
+    )
+    y_tr = torch.as_tensor(np.asarray(y_train), dtype=torch.long)
+    y_va = torch.as_tensor(np.asarray(y_valid), dtype=torch.long)
+    ce = nn.CrossEntropyLoss()
+    rows, best, best_epoch, best_state, stale = (
+        [],
+        float("inf"),
+        0,
+        copy.deepcopy(clf.state_dict()),
+        0,
+    )
+    for epoch in tqdm(
+        range(1, epochs + 1), desc=f"IB fine-tuning (beta={beta:g})", disable=not progress
+    ):
+        clf.train()
+        total_ce = total_kl = 0.0
+        for idx, hidden, mask in train.batches(
+            batch_size, order=bucketed_order(train, batch_size, rng)
+        ):
+            logits, kl = clf(hidden, mask)
+            loss_ce = ce(logits, y_tr[idx])
+            loss = loss_ce + beta * kl.mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total_ce += loss_ce.item() * len(idx)
+            total_kl += kl.mean().item() * len(idx)
+        valid_ce = float(ce(torch.from_numpy(_predict_logits(clf, valid)), y_va))
+        rows.append(
+            {
+                "epoch": epoch,
+                "train_ce": total_ce / len(train),
+                "train_kl": total_kl / len(train),
+                "valid_ce": valid_ce,
+            }
+        )
+        if valid_ce < best:
+            best, best_epoch, best_state, stale = (
+                valid_ce,
+                epoch,
+                copy.deepcopy(clf.state_dict()),
+                0,
+            )
+        else:
+            stale += 1
+            if stale >= patience:
+                break
+    clf.load_state_dict(best_state)
+    clf.eval()
+    return clf, FineTuneHistory(pd.DataFrame(rows), best_epoch)
+
+
+def predict_proba_lm(clf: IBClassifier, prefix: PrefixStates) -> np.ndarray:
+    """Class probabilities (n, n_classes) of the fine-tuned LM classifier (bottleneck mean)."""
+    return torch.softmax(torch.from_numpy(_predict_logits(clf, prefix)), -1).numpy()
+
+
+# --------------------------------------------------------------------------- the linear model
+
+
+@dataclass
+class LinearReduction:
+    """An affine reduction ``z = x @ A + b`` (A: (d, k)), fit on training rows and standardised
+    so every output has mean 0, variance 1 on them. ``loadings`` (k, d) are the components
+    (sparse for ``method="sparse"``)."""
+
+    A: np.ndarray
+    b: np.ndarray
+    loadings: np.ndarray
+    method: str
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(X, dtype=np.float64) @ self.A + self.b
+
+    @property
+    def n_components(self) -> int:
+        return self.A.shape[1]
+
+    @property
+    def sparsity(self) -> float:
+        """Fraction of exactly-zero loadings."""
+        return float(np.mean(self.loadings == 0))
+
+
+def _standardiser(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = X.mean(0)
+    scale = X.std(0)
+    return mean, np.where(scale > 1e-12, scale, 1.0)
+
+
+def _affine(
+    mean: np.ndarray,
+    scale: np.ndarray,
+    M: np.ndarray,
+    X: np.ndarray,
+    loadings: np.ndarray,
+    method: str,
+) -> LinearReduction:
+    """Compose x -> ((x - mean) / scale) @ M -> standardised, as one affine map."""
+    A = M / scale[:, None]
+    b = -(mean / scale) @ M
+    z = X @ A + b
+    z_mean, z_scale = _standardiser(z)
+    return LinearReduction(A / z_scale, (b - z_mean) / z_scale, loadings, method)
+
+
+def sparse_loadings(
+    X: np.ndarray, n_components: int, alpha: float = 0.3, max_iter: int = 1000, tol: float = 1e-8
+) -> np.ndarray:
+    """Sparse principal loadings (k, d) of centred X (n, d), one rank-1 component at a time
+    (sPCA-rSVD, Shen & Huang 2008): alternate ``u = Xv / |Xv|`` and ``v = S(X^T u) / |S(X^T u)|``
+    with S the soft threshold at ``alpha`` times the largest entry (``alpha`` in [0, 1): 0 gives
+    ordinary principal axes, larger values zero more loadings), then deflate X by ``X v v^T``.
+    Each loading has unit norm; the sign makes its largest entry positive."""
+    if not 0 <= alpha < 1:
+        raise ValueError(f"alpha is a relative soft threshold in [0, 1), got {alpha}")
+    R = np.array(X, dtype=np.float64)
+    out = np.zeros((n_components, R.shape[1]))
+    for j in range(n_components):
+        v = R[
+            np.argmax(np.linalg.norm(R, axis=1))
+        ]  # start from the longest row: never orthogonal to the top axis
+        v = v / max(np.linalg.norm(v), 1e-300)
+        for _ in range(max_iter):
+            u = R @ v
+            norm = np.linalg.norm(u)
+            if norm == 0:
+                break
+            w = R.T @ (u / norm)
+            w = np.sign(w) * np.maximum(np.abs(w) - alpha * np.abs(w).max(), 0)
+            v_new = w / max(np.linalg.norm(w), 1e-300)
+            done = np.linalg.norm(v_new - v) < tol
+            v = v_new
+            if done:
+                break
+        v = v if v[np.argmax(np.abs(v))] >= 0 else -v
+        out[j] = v
+        R = R - np.outer(R @ v, v)
+    return out
+
+
+def fit_reduction(
+    X: np.ndarray, n_components: int, method: str = "sparse", alpha: float = 0.3, seed: int = 0
+) -> LinearReduction:
+    """Fit the dimensionality reduction on training features X (n, d), standardised per column.
+
+    ``method="sparse"``: the EFPCA-inspired reduction: scores are projections on L1-sparse
+    loadings (`sparse_loadings`, relative soft threshold ``alpha``). ``method="pca"``: plain PCA.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    k = int(min(n_components, X.shape[0] - 1, X.shape[1]))
+    if k < 1:
+        raise ValueError(f"cannot fit {n_components} components on {X.shape[0]} rows")
+    mean, scale = _standardiser(X)
+    Xs = (X - mean) / scale
+    if method == "sparse":
+        loadings = sparse_loadings(Xs, k, alpha)
+    elif method == "pca":
+        from sklearn.decomposition import PCA
+
+        loadings = PCA(n_components=k, random_state=seed).fit(Xs).components_
+    else:
+        raise ValueError(f"method must be 'sparse' or 'pca', not {method!r}")
+    return _affine(mean, scale, loadings.T, X, loadings, method)
+
+
+def _complement(
+    X: np.ndarray, main: LinearReduction, n_components: int, seed: int = 0
+) -> LinearReduction:
+    """PCA of the training features projected onto the orthogonal complement of the directions
+    the main reduction reads (the column space of ``main.A``), as an affine map on raw x."""
+    from sklearn.decomposition import PCA
+
+    mean, scale = _standardiser(X)
+    Xs = (X - mean) / scale
+    Q, _ = np.linalg.qr(main.A * scale[:, None])  # main.A in standardised coordinates
+    P = np.eye(X.shape[1]) - Q @ Q.T
+    k = int(min(n_components, X.shape[0] - 1, X.shape[1] - Q.shape[1]))
+    V = PCA(n_components=k, random_state=seed).fit(Xs @ P).components_
+    return _affine(mean, scale, P @ V.T, X, V, "complement")
+
+
+def _proba(F: np.ndarray, n_classes: int) -> np.ndarray:
+    if n_classes == 2:
+        p1 = 1 / (1 + np.exp(-np.clip(F[:, 0], -50, 50)))
+        return np.column_stack([1 - p1, p1])
+    F = F - F.max(1, keepdims=True)
+    e = np.exp(F)
+    return e / e.sum(1, keepdims=True)
+
+
+def _log_loss(y: np.ndarray, P: np.ndarray) -> float:
+    return float(-np.mean(np.log(np.clip(P[np.arange(len(y)), y], 1e-12, 1))))
+
+
+def _targets(y: np.ndarray, n_classes: int) -> np.ndarray:
+    if n_classes == 2:
+        return y.astype(float)[:, None]
+    return np.eye(n_classes)[y]
+
+
+@dataclass
+class MolexModel:
+    """A fitted MoleX model: reduction + logistic regression (+ residual calibration).
+
+    Scores (n, n_out) are logits: one column for binary tasks (class 1), one per class otherwise.
+    ``calibration`` holds the complement reduction and its accumulated linear map, or None.
+    """
+
+    reduction: LinearReduction
+    coef: np.ndarray
+    intercept: np.ndarray
+    n_classes: int
+    complement: LinearReduction | None = None
+    calib_coef: np.ndarray | None = None
+    calib_intercept: np.ndarray | None = None
+    history: pd.DataFrame = field(default_factory=pd.DataFrame)
+    calib_rounds: int = 0
+
+    def weights(self, calibrated: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """The whole model as one affine map of the summed n-gram features:
+        (W (d, n_out), c (n_out,))."""
+        W = self.reduction.A @ self.coef
+        c = self.reduction.b @ self.coef + self.intercept
+        if calibrated and self.complement is not None and self.calib_coef is not None:
+            W = W + self.complement.A @ self.calib_coef
+            c = c + self.complement.b @ self.calib_coef + self.calib_intercept
+        return W, c
+
+    def decision_function(self, X: np.ndarray, calibrated: bool = True) -> np.ndarray:
+        W, c = self.weights(calibrated)
+        return np.asarray(X, dtype=np.float64) @ W + c
+
+    def predict_proba(self, X: np.ndarray, calibrated: bool = True) -> np.ndarray:
+        return _proba(self.decision_function(X, calibrated), self.n_classes)
+
+    def predict(self, X: np.ndarray, calibrated: bool = True) -> np.ndarray:
+        return self.predict_proba(X, calibrated).argmax(1)
+
+    def ngram_contributions(
+        self, centred_embeddings: np.ndarray, target: int = 1, calibrated: bool = True
+    ) -> np.ndarray:
+        """Each n-gram's contribution (n_texts,) to the score of class ``target``: its centred
+        embedding times W (for more than two classes: that class's logit minus the mean logit)."""
+        W, _ = self.weights(calibrated)
+        if self.n_classes > 2:
+            W = W[:, [target]] - W.mean(1, keepdims=True)
+        return (np.asarray(centred_embeddings, dtype=np.float64) @ W)[:, 0]
+
+    @property
+    def n_parameters(self) -> int:
+        """Weights of the deployed affine map: W (d x n_out) + c (n_out)."""
+        W, c = self.weights()
+        return int(W.size + c.size)
+
+
+def fit_molex(
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_valid: np.ndarray,
+    y_valid: np.ndarray,
+    n_classes: int,
+    n_components: int = 16,
+    reduction: str = "sparse",
+    sparse_alpha: float = 0.3,
+    logreg_c: float = 1.0,
+    calibrate: bool = True,
+    complement_components: int = 32,
+    calib_rounds: int = 200,
+    calib_lr: float = 0.3,
+    calib_ridge: float = 1.0,
+    calib_patience: int = 20,
+    seed: int = 0,
+) -> MolexModel:
+    """Fit MoleX on training features (validation features only steer calibration's early stop).
+
+    Residual calibration: with F the training logits, each round fits a ridge regression of the
+    training residuals (one-hot labels minus probabilities) on the complement features u and
+    adds ``calib_lr`` times it to F (a gradient-boosting step with linear learners); the number
+    of rounds with the lowest validation log-loss is kept (0 means calibration is switched off).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    y_train, y_valid = np.asarray(y_train, dtype=int), np.asarray(y_valid, dtype=int)
+    red = fit_reduction(X_train, n_components, reduction, sparse_alpha, seed=seed)
+    lr = LogisticRegression(C=logreg_c, max_iter=5000).fit(red.transform(X_train), y_train)
+    model = MolexModel(red, lr.coef_.T.copy(), lr.intercept_.copy(), n_classes)
+    if not calibrate:
+        return model
+    comp = _complement(np.asarray(X_train, dtype=np.float64), red, complement_components, seed)
+    U_tr = np.column_stack([comp.transform(X_train), np.ones(len(X_train))])
+    U_va = np.column_stack([comp.transform(X_valid), np.ones(len(X_valid))])
+    F_tr, F_va = model.decision_function(X_train), model.decision_function(X_valid)
+    T_tr = _targets(y_train, n_classes)
+    gram = U_tr.T @ U_tr + calib_ridge * np.eye(U_tr.shape[1])
+    acc = np.zeros((U_tr.shape[1], F_tr.shape[1]))
+    best_loss, best_round, best_acc = _log_loss(y_valid, _proba(F_va, n_classes)), 0, acc.copy()
+    rows = [
+        {
+            "round": 0,
+            "train_loss": _log_loss(y_train, _proba(F_tr, n_classes)),
+            "valid_loss": best_loss,
+        }
+    ]
+    for r in range(1, calib_rounds + 1):
+        residual = T_tr - (
+            _proba(F_tr, n_classes)[:, 1:] if n_classes == 2 else _proba(F_tr, n_classes)
+        )
+        step = calib_lr * np.linalg.solve(gram, U_tr.T @ residual)
+        acc += step
+        F_tr, F_va = F_tr + U_tr @ step, F_va + U_va @ step
+        valid_loss = _log_loss(y_valid, _proba(F_va, n_classes))
+        rows.append(
+            {
+                "round": r,
+                "train_loss": _log_loss(y_train, _proba(F_tr, n_classes)),
+                "valid_loss": valid_loss,
+            }
+        )
+        if valid_loss < best_loss - 1e-9:
+            best_loss, best_round, best_acc = valid_loss, r, acc.copy()
+        elif r - best_round >= calib_patience:
+            break
+    model.complement = comp
+    model.calib_coef, model.calib_intercept = best_acc[:-1], best_acc[-1]
+    model.history, model.calib_rounds = pd.DataFrame(rows), best_round
+    return model
+
+
+def classification_scores(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """Accuracy (argmax) and ROC-AUC (binary; macro one-vs-rest for more classes) of
+    (n, n_classes) probabilities."""
+    from sklearn.metrics import roc_auc_score
+
+    y, proba = np.asarray(y, dtype=int), np.asarray(proba, dtype=float)
+    acc = float(np.mean(proba.argmax(1) == y))
+    if len(np.unique(y)) < proba.shape[1]:
+        return {"accuracy": acc, "roc_auc": float("nan")}
+    auc = (
+        roc_auc_score(y, proba[:, 1])
+        if proba.shape[1] == 2
+        else roc_auc_score(y, proba, multi_class="ovr", average="macro")
+    )
+    return {"accuracy": acc, "roc_auc": float(auc)}
