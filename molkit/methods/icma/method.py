@@ -1,5 +1,6 @@
-"""ICMA: in-context molecule adaptation (Li et al., *Large Language Models are In-Context Molecule
-Learners*, arXiv 2403.04197), molecule -> caption (``mol2cap``) and caption -> molecule (``cap2mol``).
+"""ICMA: in-context molecule adaptation (Li et al., *Large Language Models are In-Context
+Molecule Learners*, arXiv 2403.04197), molecule -> caption (``mol2cap``) and caption -> molecule
+(``cap2mol``).
 
 1. **Hybrid context retrieval** (:class:`BM25Retriever`, :class:`FingerprintRetriever`,
    :class:`GraphRetriever`): cap2mol retrieves pool pairs whose captions match the query caption
@@ -8,23 +9,27 @@ Learners*, arXiv 2403.04197), molecule -> caption (``mol2cap``) and caption -> m
    topological fingerprint, which is what the official code's "morgan" option computes) or by
    cosine similarity of GIN graph embeddings. The paper uses Mole-BERT, which is not available
    offline; :func:`pretrain_gin` pre-trains ``molkit.models.gnn.GIN`` on the pool's molecules with
-   attribute masking (Hu et al. 2020: hide the element of 15 % of the atoms, predict it from the
-   node embeddings) and the graph embedding is the mean of the node embeddings.
-   A training query never retrieves itself, nor any pool entry of the same molecule
+   attribute masking (``molkit.models.gnn.attribute_masking_pretrain``: hide the element of 15 % of
+   the atoms, predict it from the node embeddings) and the graph embedding is the mean of the node
+   embeddings. A training query never retrieves itself, nor any pool entry of the same molecule
    (:func:`same_molecule_exclusions`); the pool never holds a test molecule (:func:`load_chebi20`).
 2. **Post-retrieval re-ranking** (:func:`rerank`): *random walk* (training prompts only) picks
-   ``k`` of the top ``candidates`` by walking down the ranked list from the top: at each candidate
-   a coin with probability ``p_skip`` decides to step past it, otherwise it is taken; the walk stops
-   when ``k`` are taken; if the list runs out first, the highest-ranked candidates not yet taken fill
-   the remaining slots. The order of the taken examples stays the ranked order. (The released code
-   has no random walk; this rule implements the paper's description: the model sees lower-ranked
-   examples during training, with a chance that decays geometrically with the rank.) *Sequence
-   reversal* then orders the examples from least to most similar, so the most similar example sits
-   last, right before the query, as the official code does.
-3. **In-context molecule tuning**: prompts of ``k`` examples in the official template's shape
-   (:data:`TEMPLATES`) followed by the query; the loss covers only the answer tokens
-   (``molkit.models.lm_training``). Examples that do not fit the cut-off are dropped from the front
-   (the least similar ones after reversal).
+   ``k`` of the top ``candidates`` by walking down the ranked list from the top: at each
+   candidate a coin with probability ``p_skip`` decides to step past it, otherwise it is taken; the
+   walk stops when ``k`` are taken; if the list runs out first, the highest-ranked candidates not
+   yet taken fill the remaining slots. The order of the taken examples stays the ranked order.
+   (The released code has no random walk; this rule implements the paper's description: the model
+   sees lower-ranked examples during training, with a chance that decays geometrically with the
+   rank.) *Sequence reversal* then orders the examples from least to most similar, so the most
+   similar example sits last, right before the query, as the official code does.
+3. **In-context molecule tuning** (:func:`build_prompts`, :func:`fine_tune_and_generate`): prompts
+   of ``k`` examples in the official template's shape (:data:`TEMPLATES`) followed by the query; the
+   loss covers only the answer tokens (``molkit.models.lm_training``). Examples that do not fit the
+   cut-off are dropped from the front (the least similar ones after reversal).
+
+Evaluation: corpus metrics per direction (:func:`evaluate_direction`) and per-item scores for paired
+comparisons (:func:`per_item_scores`); the trivial baseline copies the best-retrieved output
+(:func:`retrieval_only`).
 
 Data here: ChEBI-20's 26,407-pair train split is upstream only, so the ``smoke`` and ``default``
 profiles train and retrieve from the 3,301-pair validation split and test on the official test
@@ -43,7 +48,7 @@ import pandas as pd
 from molkit.models.lm_training import FewShotTemplate
 
 __all__ = [
-    "PROFILE_SIZES",
+    "DIRECTIONS",
     "PAPER_RESULTS",
     "TEMPLATES",
     "Neighbours",
@@ -56,109 +61,63 @@ __all__ = [
     "rerank",
     "random_walk",
     "search",
+    "references",
     "build_prompts",
     "retrieval_only",
     "evaluate_direction",
+    "per_item_scores",
+    "PER_ITEM_METRIC",
+    "mean_score",
     "LMRun",
     "fine_tune_and_generate",
     "clean_generation",
-    "resolve_lm",
     "molt5_predictions",
-    "draw_translations",
     "paper_table",
 ]
 
-#: Sizes per profile. Default: sized for a shared 2-core AVX2 CPU without bf16, where full fine-tuning
-#: of SmolLM2-135M measured ~15-25 tokens/s (both directions, ICMA and direct fine-tuning at the same
-#: number of training examples); on a CPU with bf16/AMX (~195 tokens/s) raise ``n_train`` tenfold.
-PROFILE_SIZES: dict[str, dict] = {
-    "smoke": {
-        "dataset": "chebi20",
-        "lm_model": "tiny-random-llama",
-        "n_train": 8,
-        "n_test": 4,
-        "n_retrieval_eval": 200,
-        "k": 2,
-        "cutoff": 256,
-        "max_new_tokens_mol2cap": 16,
-        "max_new_tokens_cap2mol": 16,
-        "epochs": 1.0,
-        "lr": 1e-3,
-        "batch_size": 4,
-        "grad_accum": 1,
-        "lora": False,
-        "gen_batch_size": 4,
-        "mol2cap_retriever": "gin",
-        "mol_retrievers": ["morgan", "gin"],
-        "random_walk_p": 0.3,
-        "random_walk_candidates": 4,
-        "gin_layers": 2,
-        "gin_hidden": 32,
-        "gin_epochs": 1,
-        "test_time_ablations": ["no_reversal"],
-    },
-    "default": {
-        "dataset": "chebi20",
-        "lm_model": "smollm2-135m-instruct",
-        "n_train": 24,
-        "n_test": 16,
-        "n_retrieval_eval": None,
-        "k": 1,
-        "cutoff": 384,
-        "max_new_tokens_mol2cap": 128,
-        "max_new_tokens_cap2mol": 96,
-        "epochs": 1.0,
-        "lr": 1e-4,
-        "batch_size": 2,
-        "grad_accum": 1,
-        "lora": False,
-        "gen_batch_size": 8,
-        "mol2cap_retriever": "morgan",
-        "mol_retrievers": ["morgan", "rdkit", "gin"],
-        "random_walk_p": 0.3,
-        "random_walk_candidates": 4,
-        "gin_layers": 3,
-        "gin_hidden": 64,
-        "gin_epochs": 2,
-        "test_time_ablations": [],
-    },
-    "full": {
-        "dataset": "chebi20-full",
-        "lm_model": "facebook/galactica-125m",
-        "n_train": None,
-        "n_test": None,
-        "n_retrieval_eval": None,
-        "k": 2,
-        "cutoff": 1024,
-        "max_new_tokens_mol2cap": 256,
-        "max_new_tokens_cap2mol": 256,
-        "epochs": 1.0,
-        "lr": 2e-5,
-        "batch_size": 8,
-        "grad_accum": 4,
-        "lora": True,
-        "gen_batch_size": 32,
-        "mol2cap_retriever": "gin",
-        "mol_retrievers": ["morgan", "rdkit", "gin"],
-        "random_walk_p": 0.3,
-        "random_walk_candidates": 6,
-        "gin_layers": 5,
-        "gin_hidden": 300,
-        "gin_epochs": 50,
-        "test_time_ablations": ["no_reversal", "morgan_contexts", "rdkit_contexts"],
-    },
-}
+DIRECTIONS = ("mol2cap", "cap2mol")
 
-#: Published ChEBI-20 test numbers quoted by the issue (ICMA paper Tables; MolT5 paper for MolT5-base).
+#: Published ChEBI-20 test numbers quoted by the issue (ICMA paper Tables; MolT5 paper for
+#: MolT5-base).
 PAPER_RESULTS = pd.DataFrame(
     [
-        ("mol2cap", "ICMA (Mistral-7B)", {"bleu2": 0.651, "bleu4": 0.581, "rougeL": 0.625, "meteor": 0.661}),
-        ("mol2cap", "Mistral-7B direct fine-tuning", {"bleu2": 0.566, "bleu4": 0.478, "rougeL": 0.547, "meteor": 0.572}),
-        ("mol2cap", "MolT5-large", {"bleu2": 0.594, "bleu4": 0.508, "rougeL": 0.594, "meteor": 0.614}),
-        ("mol2cap", "MolT5-base (MolT5 paper)", {"bleu2": 0.540, "bleu4": 0.457, "rouge1": 0.634, "rouge2": 0.485,
-                                                 "rougeL": 0.578, "meteor": 0.569}),
-        ("cap2mol", "ICMA (Mistral-7B)", {"exact_match": 0.460, "morgan_fts": 0.789, "validity": 0.958}),
-        ("cap2mol", "Mistral-7B direct fine-tuning", {"exact_match": 0.234, "morgan_fts": 0.649, "validity": 0.918}),
+        (
+            "mol2cap",
+            "ICMA (Mistral-7B)",
+            {"bleu2": 0.651, "bleu4": 0.581, "rougeL": 0.625, "meteor": 0.661},
+        ),
+        (
+            "mol2cap",
+            "Mistral-7B direct fine-tuning",
+            {"bleu2": 0.566, "bleu4": 0.478, "rougeL": 0.547, "meteor": 0.572},
+        ),
+        (
+            "mol2cap",
+            "MolT5-large",
+            {"bleu2": 0.594, "bleu4": 0.508, "rougeL": 0.594, "meteor": 0.614},
+        ),
+        (
+            "mol2cap",
+            "MolT5-base (MolT5 paper)",
+            {
+                "bleu2": 0.540,
+                "bleu4": 0.457,
+                "rouge1": 0.634,
+                "rouge2": 0.485,
+                "rougeL": 0.578,
+                "meteor": 0.569,
+            },
+        ),
+        (
+            "cap2mol",
+            "ICMA (Mistral-7B)",
+            {"exact_match": 0.460, "morgan_fts": 0.789, "validity": 0.958},
+        ),
+        (
+            "cap2mol",
+            "Mistral-7B direct fine-tuning",
+            {"exact_match": 0.234, "morgan_fts": 0.649, "validity": 0.918},
+        ),
         ("cap2mol", "MolT5-large", {"exact_match": 0.311, "morgan_fts": 0.684, "validity": 0.905}),
     ],
     columns=["direction", "method", "metrics"],
@@ -169,21 +128,19 @@ TEMPLATES: dict[str, FewShotTemplate] = {
         example="Generate a caption for the molecule: {input}\nCaption: {output}",
         query="Generate a caption for the molecule: {input}\nCaption:",
         query_after_examples=(
-            "Based on the above examples, analyse the similarities and differences between the examples and "
-            "finally generate a caption for the molecule: {input}\nCaption:"
+            "Based on the above examples, analyse the similarities and differences between the "
+            "examples and finally generate a caption for the molecule: {input}\nCaption:"
         ),
     ),
     "cap2mol": FewShotTemplate(
         example="Generate a molecule for the caption: {input}\nMolecule: {output}",
         query="Generate a molecule for the caption: {input}\nMolecule:",
         query_after_examples=(
-            "Based on the above examples, analyse the similarities and differences between the examples and "
-            "finally generate a molecule for the caption: {input}\nMolecule:"
+            "Based on the above examples, analyse the similarities and differences between the "
+            "examples and finally generate a molecule for the caption: {input}\nMolecule:"
         ),
     ),
 }
-
-DIRECTIONS = ("mol2cap", "cap2mol")
 
 
 def _check_direction(direction: str) -> None:
@@ -213,8 +170,8 @@ def load_chebi20(dataset: str = "chebi20") -> tuple[pd.DataFrame, pd.DataFrame, 
     overlap = pool["smiles"].isin(set(test["smiles"]))
     pool = pool[~overlap].reset_index(drop=True)
     note = (
-        f"pool = ChEBI-20 {pool_split} split ({len(pool)} pairs after removing {int(overlap.sum())} test molecules); "
-        f"test = official test split ({len(test)} pairs)"
+        f"pool = ChEBI-20 {pool_split} split ({len(pool)} pairs after removing "
+        f"{int(overlap.sum())} test molecules); test = official test split ({len(test)} pairs)"
     )
     return pool, test, note
 
@@ -222,7 +179,8 @@ def load_chebi20(dataset: str = "chebi20") -> tuple[pd.DataFrame, pd.DataFrame, 
 def same_molecule_exclusions(smiles: Sequence[str]) -> list[np.ndarray]:
     """For each pool entry i, the pool indices a training query i must not retrieve: itself and
     every entry with the same (canonical) SMILES."""
-    groups = pd.Series(np.arange(len(smiles))).groupby(np.asarray(smiles, dtype=object)).apply(np.asarray)
+    keys = np.asarray(smiles, dtype=object)
+    groups = pd.Series(np.arange(len(smiles))).groupby(keys).apply(np.asarray)
     return [groups[s] for s in smiles]
 
 
@@ -263,10 +221,14 @@ class BM25Retriever:
         quiet_library_logs(("bm25s",))  # bm25s sets its logger to DEBUG when imported
         self.n = len(texts)
         self._bm25 = bm25s.BM25()
-        self._bm25.index(bm25s.tokenize(list(texts), stopwords="en", show_progress=False), show_progress=False)
+        tokens = bm25s.tokenize(list(texts), stopwords="en", show_progress=False)
+        self._bm25.index(tokens, show_progress=False)
 
-    def search(self, queries: Sequence[str], k: int, exclude: Sequence[np.ndarray] | None = None) -> Neighbours:
-        """The ``k`` best pool captions per query; ``exclude[i]``: pool indices query i must skip."""
+    def search(
+        self, queries: Sequence[str], k: int, exclude: Sequence[np.ndarray] | None = None
+    ) -> Neighbours:
+        """The ``k`` best pool captions per query; ``exclude[i]``: the pool indices query i must
+        skip."""
         import bm25s
 
         extra = max((len(e) for e in exclude), default=0) if exclude is not None else 0
@@ -296,7 +258,9 @@ class FingerprintRetriever:
         self.kind = kind
         self._fps = fingerprint_objects(list(smiles), kind=kind, progress=False)
 
-    def search(self, smiles: Sequence[str], k: int, exclude: Sequence[np.ndarray] | None = None) -> Neighbours:
+    def search(
+        self, smiles: Sequence[str], k: int, exclude: Sequence[np.ndarray] | None = None
+    ) -> Neighbours:
         """The ``k`` pool molecules most similar to each query molecule."""
         from molkit.chem import fingerprint_objects, tanimoto_matrix
 
@@ -305,17 +269,25 @@ class FingerprintRetriever:
 
 
 def pretrain_gin(
-    graphs: Sequence, layers: int = 5, hidden: int = 128, epochs: int = 5, seed: int = 0, progress: bool = True
+    graphs: Sequence,
+    layers: int = 5,
+    hidden: int = 128,
+    epochs: int = 5,
+    seed: int = 0,
+    progress: bool = True,
 ):
-    """A ``GIN`` (mean pooling) pre-trained on the molecular ``graphs`` (``molkit.chem.graphs_from_smiles``)
-    by attribute masking; returns ``(gin, losses per epoch)``."""
+    """A ``GIN`` (mean pooling) pre-trained on the molecular ``graphs``
+    (``molkit.chem.graphs_from_smiles``) by attribute masking; returns
+    ``(gin, losses per epoch)``."""
     import torch
 
     from molkit.models.gnn import GIN, attribute_masking_pretrain
 
     torch.manual_seed(seed)
     gin = GIN(num_layers=layers, hidden=hidden, pooling="mean")
-    losses = attribute_masking_pretrain(gin, list(graphs), epochs=epochs, seed=seed, progress=progress)
+    losses = attribute_masking_pretrain(
+        gin, list(graphs), epochs=epochs, seed=seed, progress=progress
+    )
     return gin, losses
 
 
@@ -332,14 +304,24 @@ class GraphRetriever:
         emb = embed_graphs(self.gin, list(graphs))
         return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
 
-    def search(self, smiles: Sequence[str], k: int, exclude: Sequence[np.ndarray] | None = None) -> Neighbours:
-        """The ``k`` pool molecules whose embeddings are closest (cosine) to each query molecule's."""
+    def search(
+        self, smiles: Sequence[str], k: int, exclude: Sequence[np.ndarray] | None = None
+    ) -> Neighbours:
+        """The ``k`` pool molecules whose embeddings are closest (cosine) to each query
+        molecule's."""
         from molkit.chem import graphs_from_smiles
 
-        return _top_k(self._embed(graphs_from_smiles(list(smiles), progress=False)) @ self._emb.T, k, exclude)
+        queries = self._embed(graphs_from_smiles(list(smiles), progress=False))
+        return _top_k(queries @ self._emb.T, k, exclude)
 
 
-def search(direction: str, retriever, queries: pd.DataFrame, k: int, exclude: Sequence[np.ndarray] | None = None) -> Neighbours:
+def search(
+    direction: str,
+    retriever,
+    queries: pd.DataFrame,
+    k: int,
+    exclude: Sequence[np.ndarray] | None = None,
+) -> Neighbours:
     """Run ``retriever`` on the side of ``queries`` a direction retrieves by: canonical SMILES for
     mol2cap (fingerprint / graph retrievers), captions for cap2mol (BM25)."""
     _check_direction(direction)
@@ -376,12 +358,14 @@ def rerank(
 ) -> np.ndarray:
     """Context example indices (n, k) in prompt order from ranked ``neighbours`` (n, m >= k).
 
-    ``walk_p``: random-walk skip probability (``None``: plain top-k); ``reverse``: most similar last.
+    ``walk_p``: random-walk skip probability (``None``: plain top-k); ``reverse``: most similar
+    last.
     """
     if walk_p is None:
         chosen = neighbours.indices[:, :k]
     else:
-        chosen = random_walk(neighbours.indices, k, walk_p, rng if rng is not None else np.random.default_rng(0))
+        rng = rng if rng is not None else np.random.default_rng(0)
+        chosen = random_walk(neighbours.indices, k, walk_p, rng)
     return chosen[:, ::-1].copy() if reverse else chosen.copy()
 
 
@@ -392,6 +376,13 @@ def _io(direction: str, frame: pd.DataFrame) -> tuple[list[str], list[str]]:
     """(inputs, outputs) of a pool/test frame for a direction: SMILES as written and captions."""
     smiles, text = frame["smiles_raw"].astype(str).tolist(), frame["text"].astype(str).tolist()
     return (smiles, text) if direction == "mol2cap" else (text, smiles)
+
+
+def references(direction: str, frame: pd.DataFrame) -> list[str]:
+    """What a direction must produce for the rows of ``frame``: captions (mol2cap) or SMILES as
+    written (cap2mol)."""
+    _check_direction(direction)
+    return _io(direction, frame)[1]
 
 
 def build_prompts(
@@ -409,14 +400,14 @@ def build_prompts(
     the cut-off minus that query's answer length). Answers start with a space, as the LM writes them
     after "Caption:" / "Molecule:".
     """
+    from molkit.models.lm_training import fit_fewshot_prompt
+
     _check_direction(direction)
     template = TEMPLATES[direction]
     q_in, q_out = _io(direction, queries)
     p_in, p_out = _io(direction, pool)
     budgets = np.broadcast_to(np.asarray(max_prompt_tokens), (len(q_in),))
     prompts, kept = [], np.zeros(len(q_in), dtype=int)
-    from molkit.models.lm_training import fit_fewshot_prompt
-
     for i, query in enumerate(q_in):
         examples = [] if contexts is None else [(p_in[j], p_out[j]) for j in contexts[i]]
         prompt, kept[i] = fit_fewshot_prompt(tokenizer, template, examples, query, int(budgets[i]))
@@ -427,12 +418,53 @@ def build_prompts(
 # ---------------------------------------------------------------- evaluation
 
 
-def evaluate_direction(direction: str, predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+def evaluate_direction(
+    direction: str, predictions: Sequence[str], references: Sequence[str]
+) -> dict[str, float]:
     """mol2cap: caption metrics; cap2mol: molecule metrics (``molkit.eval.text``)."""
     from molkit.eval.text import caption_metrics, molecule_metrics
 
     _check_direction(direction)
-    return caption_metrics(predictions, references) if direction == "mol2cap" else molecule_metrics(predictions, references)
+    if direction == "mol2cap":
+        return caption_metrics(predictions, references)
+    return molecule_metrics(predictions, references)
+
+
+#: The per-item score of each direction that paired comparisons resample (see `per_item_scores`).
+PER_ITEM_METRIC = {
+    "mol2cap": "ROUGE-L F1 per caption (mean)",
+    "cap2mol": "Morgan Tanimoto per molecule, invalid = 0 (mean)",
+}
+
+
+def per_item_scores(
+    direction: str, predictions: Sequence[str], references: Sequence[str]
+) -> np.ndarray:
+    """One score per test item (n,), higher is better: mol2cap, the ROUGE-L F1 of each caption
+    (``rouge_score``, as in `caption_metrics`); cap2mol, the Tanimoto similarity of Morgan count
+    fingerprints (as ``morgan_fts``) with an invalid prediction scoring 0 (``morgan_fts`` instead
+    averages over valid predictions only)."""
+    from molkit.eval.text import molecule_similarity
+
+    _check_direction(direction)
+    if len(predictions) != len(references):
+        raise ValueError(f"got {len(predictions)} predictions for {len(references)} references")
+    if direction == "mol2cap":
+        from rouge_score import rouge_scorer
+
+        scorer = rouge_scorer.RougeScorer(["rougeL"])
+        pairs = zip(predictions, references, strict=True)
+        return np.array([scorer.score(str(r), str(p))["rougeL"].fmeasure for p, r in pairs])
+    sims = molecule_similarity(
+        [str(p).strip() for p in predictions], [str(r).strip() for r in references], "morgan"
+    )
+    return np.nan_to_num(sims, nan=0.0)
+
+
+def mean_score(_y: np.ndarray, scores: np.ndarray) -> float:
+    """The mean of per-item scores: the ``metric`` of a paired bootstrap over test items (its
+    ``y_true`` is unused: the scores already compare each item with its reference)."""
+    return float(np.mean(scores))
 
 
 def retrieval_only(direction: str, neighbours: Neighbours, pool: pd.DataFrame) -> list[str]:
@@ -457,20 +489,9 @@ class LMRun:
 
     @property
     def generation_tokens_per_second(self) -> float:
-        return self.generated_tokens / self.generation_seconds if self.generation_seconds > 0 else float("nan")
-
-
-def resolve_lm(name: str, corpus: Sequence[str], workdir) -> str:
-    """The LM to fine-tune: ``tiny-random-llama`` (smoke profile) becomes a tiny random Llama with a
-    BPE tokenizer trained on ``corpus``, saved under ``workdir``; any other name or path is returned
-    unchanged (a registry name, a folder or a Hugging Face id)."""
-    if name != "tiny-random-llama":
-        return name
-    from pathlib import Path
-
-    from molkit.models.lm_training import save_tiny_random_lm
-
-    return str(save_tiny_random_lm(Path(workdir) / "tiny-random-llama", corpus, "llama", vocab_size=1024))
+        if self.generation_seconds <= 0:
+            return float("nan")
+        return self.generated_tokens / self.generation_seconds
 
 
 def clean_generation(text: str) -> str:
@@ -483,19 +504,22 @@ def fine_tune_and_generate(
     train_prompts: Sequence[str],
     train_answers: Sequence[str],
     test_prompts: Sequence[str],
-    sizes: dict,
+    train,
+    cutoff: int,
     max_new_tokens: int,
-    seed: int = 0,
+    gen_batch_size: int,
+    lora: bool = False,
     extra_test_prompts: dict[str, Sequence[str]] | None = None,
     desc: str = "",
 ) -> tuple[LMRun, dict[str, list[str]]]:
-    """Load a fresh copy of the LM, fine-tune it (LoRA if ``sizes["lora"]``, else fully) on the
-    prompts with answer-only loss, then generate greedily for ``test_prompts`` and for each set of
-    ``extra_test_prompts`` (test-time ablations with the same trained model)."""
+    """Load a fresh copy of the LM, fine-tune it (LoRA if ``lora``, else fully) on the prompts with
+    answer-only loss (``train``: a ``molkit.models.lm_training.TrainConfig``; its seed also seeds
+    torch before the model loads; examples truncated to ``cutoff`` tokens), then generate greedily
+    for ``test_prompts`` and for each set of ``extra_test_prompts`` (test-time ablations with the
+    same trained model)."""
     import torch
 
     from molkit.models.lm_training import (
-        TrainConfig,
         apply_lora,
         encode_example,
         generate_texts,
@@ -503,29 +527,37 @@ def fine_tune_and_generate(
         train_causal_lm,
     )
 
-    torch.manual_seed(seed)
+    torch.manual_seed(train.seed)
     model, tok = load_lm(lm_path)
-    if sizes["lora"]:
+    if lora:
         model = apply_lora(model)
-    examples = [encode_example(tok, p, a, max_length=sizes["cutoff"]) for p, a in zip(train_prompts, train_answers, strict=True)]
-    config = TrainConfig(epochs=sizes["epochs"], lr=sizes["lr"], batch_size=sizes["batch_size"],
-                         grad_accum=sizes["grad_accum"], seed=seed)
-    report = train_causal_lm(model, examples, config, tok.pad_token_id)
+    pairs = zip(train_prompts, train_answers, strict=True)
+    examples = [encode_example(tok, p, a, max_length=cutoff) for p, a in pairs]
+    report = train_causal_lm(model, examples, train, tok.pad_token_id)
 
     def run(prompts: Sequence[str], label: str) -> tuple[list[str], float, int]:
         start = time.perf_counter()
-        outs = generate_texts(model, tok, prompts, max_new_tokens=max_new_tokens, batch_size=sizes["gen_batch_size"],
-                              desc=f"generating {label}")
+        outs = generate_texts(
+            model,
+            tok,
+            prompts,
+            max_new_tokens=max_new_tokens,
+            batch_size=gen_batch_size,
+            desc=f"generating {label}",
+        )
         seconds = time.perf_counter() - start
         n_tokens = sum(len(tok(o, add_special_tokens=False)["input_ids"]) for o in outs)
         return [clean_generation(o) for o in outs], seconds, n_tokens
 
     predictions, seconds, n_tokens = run(test_prompts, desc)
-    extra = {name: run(prompts, f"{desc} {name}")[0] for name, prompts in (extra_test_prompts or {}).items()}
+    extra = {
+        name: run(prompts, f"{desc} {name}")[0]
+        for name, prompts in (extra_test_prompts or {}).items()
+    }
     return LMRun(predictions, report, seconds, n_tokens), extra
 
 
-# ---------------------------------------------------------------- peers, tables, figures
+# ---------------------------------------------------------------- peers and published numbers
 
 
 def molt5_predictions(direction: str, queries: pd.DataFrame) -> list[str]:
@@ -540,7 +572,9 @@ def molt5_predictions(direction: str, queries: pd.DataFrame) -> list[str]:
     lookup = dict(zip(df[key].astype(str), df["prediction"].astype(str), strict=True))
     missing = [q for q in queries[key].astype(str) if q not in lookup]
     if missing:
-        raise KeyError(f"{len(missing)} queries have no MolT5-base output, e.g. {missing[0][:60]!r}")
+        raise KeyError(
+            f"{len(missing)} queries have no MolT5-base output, e.g. {missing[0][:60]!r}"
+        )
     return [lookup[q] for q in queries[key].astype(str)]
 
 
@@ -549,27 +583,3 @@ def paper_table(direction: str) -> pd.DataFrame:
     _check_direction(direction)
     rows = PAPER_RESULTS[PAPER_RESULTS["direction"] == direction]
     return pd.DataFrame(list(rows["metrics"]), index=list(rows["method"]))
-
-
-def draw_translations(truth: Sequence[str], predictions: dict[str, Sequence[str]], size: float = 2.2):
-    """A matplotlib figure: one row per molecule, the ground truth then each method's prediction
-    (an unparsable prediction is shown as text, marked invalid)."""
-    import matplotlib.pyplot as plt
-    from rdkit import Chem
-    from rdkit.Chem import Draw
-
-    columns = {"ground truth": list(truth), **{k: list(v) for k, v in predictions.items()}}
-    fig, axes = plt.subplots(len(truth), len(columns), figsize=(size * len(columns), size * len(truth)), squeeze=False)
-    for col, (name, smiles) in enumerate(columns.items()):
-        for row, smi in enumerate(smiles):
-            ax = axes[row, col]
-            ax.axis("off")
-            mol = Chem.MolFromSmiles(smi) if str(smi).strip() else None
-            if mol is None:
-                ax.text(0.5, 0.5, f"invalid SMILES\n{str(smi)[:40]}", ha="center", va="center", fontsize=7, wrap=True)
-            else:
-                ax.imshow(Draw.MolToImage(mol, size=(300, 300)))
-            if row == 0:
-                ax.set_title(name, fontsize=9)
-    fig.tight_layout()
-    return fig

@@ -1,0 +1,106 @@
+"""ICMA (Li et al., *Large Language Models are In-Context Molecule Learners*, arXiv 2403.04197):
+in-context molecule tuning for molecule <-> caption translation on ChEBI-20.
+
+``method``: retrieval (BM25; Morgan / RDKit fingerprints; attribute-masking GIN), re-ranking
+(random walk, sequence reversal), prompts, in-context tuning, evaluation. ``experiment``: the
+`Settings` per profile and one function per Practical section of ``02_icma.ipynb``.
+``claims``: the paper's claims as paired-bootstrap claim rows.
+``figures``: the notebook's figures.
+"""
+
+from molkit.methods.icma.claims import PAPER, paper_claims
+from molkit.methods.icma.experiment import (
+    ChebiData,
+    PromptSet,
+    Retrievers,
+    Settings,
+    build_prompt_sets,
+    build_retrievers,
+    check_metrics,
+    evaluate,
+    fine_tune,
+    load_data,
+    rerank_contexts,
+    retrieval_baselines,
+    settings_table,
+)
+from molkit.methods.icma.figures import (
+    draw_translations,
+    metrics_vs_baselines,
+    pipeline_diagram,
+    retrieval_quality,
+)
+from molkit.methods.icma.method import (
+    DIRECTIONS,
+    PAPER_RESULTS,
+    PER_ITEM_METRIC,
+    TEMPLATES,
+    BM25Retriever,
+    FingerprintRetriever,
+    GraphRetriever,
+    LMRun,
+    Neighbours,
+    build_prompts,
+    clean_generation,
+    evaluate_direction,
+    fine_tune_and_generate,
+    load_chebi20,
+    mean_score,
+    molt5_predictions,
+    paper_table,
+    per_item_scores,
+    pretrain_gin,
+    random_walk,
+    references,
+    rerank,
+    retrieval_only,
+    same_molecule_exclusions,
+    search,
+)
+
+__all__ = [
+    "DIRECTIONS",
+    "PAPER",
+    "PAPER_RESULTS",
+    "PER_ITEM_METRIC",
+    "TEMPLATES",
+    "BM25Retriever",
+    "ChebiData",
+    "FingerprintRetriever",
+    "GraphRetriever",
+    "LMRun",
+    "Neighbours",
+    "PromptSet",
+    "Retrievers",
+    "Settings",
+    "build_prompt_sets",
+    "build_prompts",
+    "build_retrievers",
+    "check_metrics",
+    "clean_generation",
+    "draw_translations",
+    "evaluate",
+    "evaluate_direction",
+    "fine_tune",
+    "fine_tune_and_generate",
+    "load_chebi20",
+    "load_data",
+    "mean_score",
+    "metrics_vs_baselines",
+    "molt5_predictions",
+    "paper_claims",
+    "paper_table",
+    "per_item_scores",
+    "pipeline_diagram",
+    "pretrain_gin",
+    "random_walk",
+    "references",
+    "rerank",
+    "rerank_contexts",
+    "retrieval_baselines",
+    "retrieval_only",
+    "retrieval_quality",
+    "same_molecule_exclusions",
+    "search",
+    "settings_table",
+]
