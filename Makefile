@@ -93,4 +93,4 @@ format: env
 .PHONY: responses
 # Regenerate molkit/resources/lardo_responses_v1.jsonl.gz (03_lardo's LLM texts; ~35 min on 2 CPU cores, resumable)
 responses: env
-	$(BIN)/python -m molkit.methods.lardo generate --profile default --threads 1
+	$(BIN)/molkit responses generate --profile default --threads 1

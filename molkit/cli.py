@@ -1,10 +1,12 @@
-"""``molkit`` command line: run notebooks, list and fetch datasets and models, benchmark."""
+"""``molkit`` command line: run notebooks, list and fetch datasets and models, benchmark,
+regenerate the shipped LLM responses."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def _parse_value(text: str):
@@ -19,7 +21,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     params = {k: _parse_value(v) for k, v in (args.parameter or [])}
     try:
-        run_notebooks(args.notebooks, profile=args.profile, parameters=params, keep_going=args.keep_going)
+        run_notebooks(
+            args.notebooks, profile=args.profile, parameters=params, keep_going=args.keep_going
+        )
     except (NotebookFailed, ValueError, FileNotFoundError) as exc:
         print(f"molkit run: {exc}", file=sys.stderr)
         return 1
@@ -36,17 +40,26 @@ def _cmd_data(args: argparse.Namespace) -> int:
         else:
             print(f"{'name':20s} {'kind':9s} {'task':15s} {'mirrored':9s} description")
             for row in list_datasets().itertuples():
-                print(f"{row.name:20s} {row.kind:9s} {row.task:15s} {'yes' if row.mirrored else 'no':9s} {row.description}")
+                mirrored = "yes" if row.mirrored else "no"
+                print(
+                    f"{row.name:20s} {row.kind:9s} {row.task:15s} {mirrored:9s} {row.description}"
+                )
         return 0
     if args.data_cmd == "info":
         spec = get_spec(args.name)
-        print(f"{spec.name}: {spec.description}\nkind: {spec.kind}, task: {spec.task}\nfiles: {', '.join(spec.files)}")
+        print(f"{spec.name}: {spec.description}\nkind: {spec.kind}, task: {spec.task}")
+        print(f"files: {', '.join(spec.files)}")
         print(f"citation: {spec.citation}\nlicence: {spec.licence}")
         return 0
     if not args.names and not args.all:
-        print("molkit data fetch: name datasets (see `molkit data list`) or pass --all", file=sys.stderr)
+        print(
+            "molkit data fetch: name datasets (see `molkit data list`) or pass --all",
+            file=sys.stderr,
+        )
         return 2
-    keys = list(registered_files()) if args.all else [k for n in args.names for k in get_spec(n).files]
+    keys = (
+        list(registered_files()) if args.all else [k for n in args.names for k in get_spec(n).files]
+    )
     status = 0
     for key in keys:
         try:
@@ -62,7 +75,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
     if args.models_cmd == "list":
         for entry in MODELS.values():
-            print(f"{entry.name:24s} {entry.kind:17s} {entry.parameters / 1e6:6.1f}M  {entry.licence}")
+            print(
+                f"{entry.name:24s} {entry.kind:17s} {entry.parameters / 1e6:6.1f}M  {entry.licence}"
+            )
         return 0
     for name in args.names or list(MODELS):
         print(f"{name}: {resolve_model_path(name)}")
@@ -76,16 +91,35 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_responses(args: argparse.Namespace) -> int:
+    from molkit.methods.lardo import generate_responses
+
+    generate_responses(args.profile, out=args.out, threads=args.threads)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="molkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="execute notebooks with papermill and update papermill_runs/<profile>/")
-    run.add_argument("notebooks", nargs="*", help="notebook stems (e.g. 02_icma or 02); all when omitted")
+    run = sub.add_parser(
+        "run", help="execute notebooks with papermill and update papermill_runs/<profile>/"
+    )
+    run.add_argument(
+        "notebooks", nargs="*", help="notebook stems (e.g. 02_icma or 02); all when omitted"
+    )
     run.add_argument("--profile", default="default", choices=("smoke", "default", "full"))
-    run.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                     help="extra papermill parameter (JSON value), e.g. -p n_seeds 5")
-    run.add_argument("--keep-going", action="store_true", help="run the remaining notebooks after a failure")
+    run.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="extra papermill parameter (JSON value), e.g. -p n_seeds 5",
+    )
+    run.add_argument(
+        "--keep-going", action="store_true", help="run the remaining notebooks after a failure"
+    )
     run.set_defaults(func=_cmd_run)
 
     data = sub.add_parser("data", help="list, describe and fetch datasets")
@@ -94,22 +128,48 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--files", action="store_true")
     di = dsub.add_parser("info", help="description, citation and licence of a dataset")
     di.add_argument("name")
-    df = dsub.add_parser("fetch", help="resolve datasets from the mirror or download them into the cache")
+    df = dsub.add_parser(
+        "fetch", help="resolve datasets from the mirror or download them into the cache"
+    )
     df.add_argument("names", nargs="*")
-    df.add_argument("--all", action="store_true", help="every registered file (upstream-only ones need the internet)")
+    df.add_argument(
+        "--all",
+        action="store_true",
+        help="every registered file (upstream-only ones need the internet)",
+    )
     data.set_defaults(func=_cmd_data)
 
-    models = sub.add_parser("models", help="list registered pretrained models, or verify and prepare them")
+    models = sub.add_parser(
+        "models", help="list registered pretrained models, or verify and prepare them"
+    )
     msub = models.add_subparsers(dest="models_cmd", required=True)
     msub.add_parser("list")
     mf = msub.add_parser("fetch", help="locate, hash-check and cache registered models")
     mf.add_argument("names", nargs="*")
     models.set_defaults(func=_cmd_models)
 
-    bench = sub.add_parser("bench", help="throughput benchmarks -> papermill_runs/<profile>/bench.json")
+    bench = sub.add_parser(
+        "bench", help="throughput benchmarks -> papermill_runs/<profile>/bench.json"
+    )
     bench.add_argument("--profile", default="default", choices=("smoke", "default", "full"))
     bench.add_argument("--quick", action="store_true", help="fewer repetitions (for tests)")
     bench.set_defaults(func=_cmd_bench)
+
+    responses = sub.add_parser("responses", help="the shipped LLM responses that notebooks replay")
+    rsub = responses.add_subparsers(dest="responses_cmd", required=True)
+    rg = rsub.add_parser(
+        "generate",
+        help="generate (resumably) and export the responses a profile of 03_lardo replays",
+    )
+    rg.add_argument("--profile", default="default", choices=("smoke", "default", "full"))
+    rg.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="the .jsonl.gz to write (default: molkit/resources/lardo_responses_v1.jsonl.gz)",
+    )
+    rg.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
+    responses.set_defaults(func=_cmd_responses)
     return parser
 
 

@@ -72,3 +72,22 @@ def test_fit_predict_per_task_skips_missing_labels():
         lambda: baselines.linear_probe("classification"), x, y, x[:5]
     )
     assert out.shape == (5, 2) and np.isfinite(out).all()
+
+
+def test_fit_predict_per_task_predicts_with_one_thread_inside_a_pipeline():
+    seen = []
+
+    def make():
+        model = baselines.morgan_model(
+            "rf", "classification", n_bits=128, n_estimators=5, n_jobs=-1
+        )
+        seen.append(model)
+        return model
+
+    baselines.fit_predict_per_task(
+        make,
+        np.array(SMILES, dtype=object),
+        AROMATIC[:, None].astype(float),
+        np.array(SMILES[:3], dtype=object),
+    )
+    assert seen[0].get_params()["rf__n_jobs"] == 1

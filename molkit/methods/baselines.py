@@ -213,8 +213,9 @@ def fit_predict_per_task(
         model = make_model()
         labels = y_train[mask, t].astype(int) if task == "classification" else y_train[mask, t]
         model.fit(x_train[mask], labels)
-        if "n_jobs" in model.get_params():
-            model.set_params(n_jobs=1)
+        jobs = [k for k in model.get_params() if k == "n_jobs" or k.endswith("__n_jobs")]
+        if jobs:  # also a Pipeline's step (rf__n_jobs)
+            model.set_params(**dict.fromkeys(jobs, 1))
         if task == "classification":
             proba = model.predict_proba(x_test)
             classes = list(model.classes_)
