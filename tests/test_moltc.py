@@ -1,104 +1,57 @@
-"""MolTC: pair data and splits, baselines, the Q-Former projector, CoT targets and parsing, graph tokens
-in a (tiny, random) causal LM."""
+"""MolTC: settings per profile, pair baselines, CoT targets and parsing, graph tokens in a (tiny,
+random) causal LM, and the experiment functions returning rows and claims."""
 
 import math
+from dataclasses import FrozenInstanceError
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from molkit.data.pairs import make_pair_split
 from molkit.methods import moltc
+from molkit.methods.experiment import CLAIM_COLUMNS, UNDECIDED, Results
+from molkit.methods.moltc import experiment as mx
+from molkit.models.graph_tokens import (
+    GRAPH_TOKEN,
+    GraphTokenEncoder,
+    QFormerProjector,
+    RoleProjectors,
+    add_graph_token,
+    encode_graph_examples,
+)
 
 SMILES = ["CCO", "c1ccccc1O", "CC(=O)O", "CCN", "O", "CCCl", "c1ccncc1", "CC(C)=O"]
 
-
-def _pairs(n_drugs=30, n_pairs=200, seed=0):
-    rng = np.random.default_rng(seed)
-    drugs = [f"D{i}" for i in range(n_drugs)]
-    rows = set()
-    while len(rows) < n_pairs:
-        a, b = rng.choice(n_drugs, 2, replace=False)
-        rows.add(moltc.pair_key(drugs[a], drugs[b]))
-    frame = pd.DataFrame(sorted(rows), columns=["smiles_1", "smiles_2"])
-    frame["label"] = rng.integers(0, 2, len(frame)).astype(float)
-    return frame
+# ---------------------------------------------------------------- settings
 
 
-def test_deduplicate_pairs_merges_swaps_and_drops_conflicts():
-    df = pd.DataFrame(
-        {
-            "smiles_1": ["A", "B", "A", "C", "D", "C"],
-            "smiles_2": ["B", "A", "C", "A", "E", "D"],
-            "label": [1.0, 1.0, 1.0, 0.0, 0.0, 1.0],
-        }
-    )
-    out, report = moltc.deduplicate_pairs(df)
-    # A-B twice with one label -> kept once; A-C with opposite labels -> dropped; D-E, C-D kept
-    assert sorted(map(tuple, out[["smiles_1", "smiles_2"]].to_numpy())) == [("A", "B"), ("C", "D"), ("D", "E")]
-    assert report == {"rows": 6, "unique_pairs": 4, "duplicate_rows": 2, "conflicting_pairs": 1, "kept": 3}
+def test_settings_profiles_and_overrides():
+    smoke, default, full = (moltc.Settings.for_profile(p) for p in ("smoke", "default", "full"))
+    assert smoke.lm_model == "tiny-random-llama" and smoke.seeds == (0,) and smoke.ddi_rows == 1200
+    assert smoke.regression_sets == ("freesolv-pairs", "combisolu") and smoke.gin_min_steps == 0
+    assert default.lm_model == "smollm2-135m-instruct" and default.seeds == (0, 1, 2)
+    assert default.ddi_rows is None and default.lm_train_pairs == 256 and default.num_beams == 1
+    assert full.lm_model == "facebook/galactica-1.3b" and full.num_beams == 5
+    assert full.lm_train_pairs is None and full.gbm_lr == 0.1
+    changed = smoke.with_overrides(lm_model=None, lm_train_pairs=16, seed=None)
+    assert changed.lm_model == "tiny-random-llama" and changed.lm_train_pairs == 16
+    assert smoke.with_overrides(seeds=[0, 1]).seeds == (0, 1)
+    with pytest.raises(ValueError, match="no setting 'lm'; valid settings: seed, ddi_rows"):
+        smoke.with_overrides(lm="x")
+    with pytest.raises(TypeError, match="lm_lr must be float"):
+        smoke.with_overrides(lm_lr="fast")
+    with pytest.raises(FrozenInstanceError):
+        smoke.seed = 3  # type: ignore[misc]
 
 
-def test_drug_cold_split_is_cold_seeded_and_checked():
-    df = _pairs()
-    split = moltc.drug_cold_split(df, (0.8, 0.1, 0.1), seed=0)
-    assert sorted(np.concatenate(list(split.values()))) == list(range(len(df)))
-    moltc.check_cold_split(df, split)  # does not raise
-    train_mols = set(df.smiles_1.iloc[split["train"]]) | set(df.smiles_2.iloc[split["train"]])
-    for i in split["test"]:
-        assert df.smiles_1[i] not in train_mols or df.smiles_2[i] not in train_mols
-    again = moltc.drug_cold_split(df, (0.8, 0.1, 0.1), seed=0)
-    other = moltc.drug_cold_split(df, (0.8, 0.1, 0.1), seed=1)
-    assert all(np.array_equal(split[k], again[k]) for k in split)
-    assert not all(np.array_equal(split[k], other[k]) for k in split)
-    # a random row split of the same pairs is not cold, and the check says so
-    with pytest.raises(ValueError, match="not cold"):
-        moltc.check_cold_split(df, moltc.make_pair_split(df, "random", seed=0))
-    # both molecules unseen: straddling pairs are left out, and the stricter check holds
-    both = moltc.make_pair_split(df, "drug_cold_both", seed=0)
-    moltc.check_cold_split(df, both, unseen="both")
-    assert 0 < sum(len(v) for v in both.values()) < len(df) and len(both["test"]) > 0
-    with pytest.raises(ValueError, match="one molecule in train"):
-        moltc.check_cold_split(df, split, unseen="both")
-    # duplicated (swapped) pairs are refused
-    swapped = pd.concat([df, df.iloc[:1].rename(columns={"smiles_1": "smiles_2", "smiles_2": "smiles_1"})])
-    with pytest.raises(ValueError, match="deduplicate_pairs"):
-        moltc.drug_cold_split(swapped.reset_index(drop=True))
-
-
-def test_split_overlap_counts_known_leaks():
-    df = pd.DataFrame(
-        {
-            "smiles_1": ["A", "B", "A", "B", "A", "X"],
-            "smiles_2": ["B", "A", "C", "A", "C", "Y"],
-            "label": [1.0, 0.0, 1.0, 1.0, 0.0, 1.0],
-        }
-    )
-    split = {"train": np.array([0, 1, 2]), "valid": np.array([], dtype=int), "test": np.array([3, 4, 5])}
-    report = moltc.split_overlap(df, split).set_index("part")
-    assert report.loc["train", "repeated_pairs"] == 1 and report.loc["train", "repeated_conflicting"] == 1
-    test = report.loc["test"]
-    assert test["pairs_in_train"] == 2  # B-A and A-C
-    assert test["opposite_label_in_train"] == 2  # A-B has label 0 in train; A-C has label 1 in train
-    assert test["new_molecule"] == 1 and test["both_molecules_in_train"] == 2
-    assert test["positive_rate"] == pytest.approx(2 / 3)
-
-
-def test_grouped_split_keeps_molecule_1_in_one_part():
-    df = _pairs(n_drugs=12, n_pairs=50)
-    split = moltc.make_pair_split(df, "grouped", seed=3)
-    parts = {k: set(df.smiles_1.iloc[v]) for k, v in split.items()}
-    assert not (parts["train"] & parts["test"]) and not (parts["train"] & parts["valid"])
-
-
-def test_drug_prior_is_the_product_of_training_rates():
-    prior = moltc.DrugPrior(smoothing=0.0).fit(["A", "A", "B"], ["B", "C", "C"], [1, 0, 1])
-    # rates: A 1/2, B 2/2, C 1/2; global 2/3 for unseen drugs
-    assert prior.predict(["A", "B", "Z"], ["C", "A", "B"]) == pytest.approx([0.25, 0.5, 2 / 3])
+# ---------------------------------------------------------------- pair baselines
 
 
 def test_pair_fingerprints_layout():
-    x = moltc.pair_fingerprints(["CCO", "c1ccccc1"], ["O", "CCO"], n_bits=64, extra=np.array([300.0, 310.0]))
+    extra = np.array([300.0, 310.0])
+    x = moltc.pair_fingerprints(["CCO", "c1ccccc1"], ["O", "CCO"], n_bits=64, extra=extra)
     assert x.shape == (2, 129) and x.dtype == np.float32
     assert np.array_equal(x[0, :64], x[1, 64:128])  # CCO as molecule 1, then as molecule 2
     assert list(x[:, -1]) == [300.0, 310.0]
@@ -119,6 +72,8 @@ def test_pair_graphs_and_pair_gin_roles():
     dense, mask = moltc.pair_node_embeddings(model.gin, batch)
     assert dense.shape == (2, 2, 7, 16)
     assert mask.sum(-1).tolist() == [[3, 7], [7, 3]]
+    with pytest.raises(ValueError, match="combine"):
+        moltc.PairGIN(1, combine="max")
 
 
 def test_fit_pair_gin_learns_a_separable_toy_task():
@@ -126,8 +81,10 @@ def test_fit_pair_gin_learns_a_separable_toy_task():
     b = ["O"] * 24
     y = np.array([1.0 if s.endswith("O") else 0.0 for s in a])
     graphs = moltc.pair_graphs(a, b)
-    fitted = moltc.fit_pair_gin(graphs, y, graphs, y, hidden=16, num_layers=2, epochs=20, lr=1e-2,
-                                batch_size=12, patience=20, progress=False)
+    fitted = moltc.fit_pair_gin(
+        graphs, y, graphs, y, hidden=16, num_layers=2, epochs=20, lr=1e-2, batch_size=12,
+        patience=20, progress=False,
+    )  # fmt: skip
     pred = fitted.predict(graphs)
     assert ((pred > 0.5) == (y > 0.5)).mean() == 1.0
 
@@ -135,75 +92,69 @@ def test_fit_pair_gin_learns_a_separable_toy_task():
 def test_fit_pair_gin_min_steps_raises_the_epochs_of_a_small_set():
     graphs = moltc.pair_graphs(["CCO", "CCN"] * 4, ["O"] * 8)
     y = np.arange(8, dtype=float)
-    fitted = moltc.fit_pair_gin(graphs, y, graphs, y, task="regression", hidden=8, num_layers=1, epochs=1, batch_size=4,
-                                patience=100, progress=False, min_steps=10)
+    kw = {"task": "regression", "hidden": 8, "num_layers": 1, "batch_size": 4, "patience": 100}
+    fitted = moltc.fit_pair_gin(graphs, y, graphs, y, epochs=1, progress=False, min_steps=10, **kw)
     assert len(fitted.history.records) == 5  # 2 batches an epoch: 5 epochs hold 10 steps
-    fitted = moltc.fit_pair_gin(graphs, y, graphs, y, task="regression", hidden=8, num_layers=1, epochs=3, batch_size=4,
-                                patience=100, progress=False, min_steps=2)
+    fitted = moltc.fit_pair_gin(graphs, y, graphs, y, epochs=3, progress=False, min_steps=2, **kw)
     assert len(fitted.history.records) == 3  # never fewer epochs than asked
 
 
-def _projector(**kw):
-    torch.manual_seed(0)
-    return moltc.QFormerProjector(atom_dim=6, out_dim=10, n_query=3, hidden=8, heads=2, n_layers=2, dropout=0.0, **kw).eval()
+def _ddi_frame(n_repeats=5):
+    df = pd.DataFrame({"smiles_1": SMILES * n_repeats, "smiles_2": SMILES[::-1] * n_repeats})
+    df["label"] = [float(i % 2) for i in range(len(df))]
+    return df
 
 
-def test_projector_shapes_and_padding_invariance():
-    proj = _projector()
-    atoms = torch.randn(2, 5, 6)
-    mask = torch.tensor([[True] * 5, [True, True, False, False, False]])
-    out = proj(atoms, mask)
-    assert out.shape == (2, 3, 10)
-    # padded atoms are invisible: changing them changes nothing
-    atoms2 = atoms.clone()
-    atoms2[1, 2:] = 100.0
-    assert torch.allclose(proj(atoms2, mask), out, atol=1e-6)
-    with pytest.raises(ValueError, match="mask"):
-        proj(atoms, mask[:, :3])
+def test_run_baselines_rows_and_predictions():
+    df = _ddi_frame()
+    split = make_pair_split(df, "random", seed=0, fractions=(0.5, 0.25, 0.25))
+    assert len(set(df.label.iloc[split["test"]])) == 2
+    settings = moltc.Settings.for_profile("smoke").with_overrides(n_bits=32, gbm_iter=5)
+    rows, preds = moltc.run_baselines(df, split, moltc.TASKS["chchminer"], settings, gin=False)
+    assert set(preds) == {"per-drug prior (no chemistry)", "Morgan + gradient boosting"}
+    assert all(len(p) == len(split["test"]) for p in preds.values())
+    assert set(rows.metric) == {"accuracy", "roc_auc", "f1", "seconds"}
+    # the prior is the product of the two drugs' training positive rates (shrunk to the global rate)
+    from molkit.methods.baselines import DrugPrior
+
+    tr, te = split["train"], split["test"]
+    pairs = list(zip(df.smiles_1, df.smiles_2, strict=True))
+    prior = DrugPrior().fit([pairs[i] for i in tr], df.label.iloc[tr])
+    expected = prior.predict_proba([pairs[i] for i in te])[:, 1]
+    assert np.array_equal(preds["per-drug prior (no chemistry)"], expected)
+    # regression: the training mean
+    fs = pd.DataFrame({"smiles_1": SMILES * 3, "smiles_2": ["O"] * 24, "freesolv": np.arange(24.0)})
+    split = make_pair_split(fs, "random", seed=0)
+    rows, preds = moltc.run_baselines(fs, split, moltc.TASKS["freesolv-pairs"], settings, gbm=False,
+                                      gin=False)  # fmt: skip
+    assert np.all(preds["training mean"] == fs.freesolv.iloc[split["train"]].mean())
+    assert set(rows.metric) == {"mae", "rmse", "r2", "seconds"}
 
 
-def test_init_projector_from_bert_copies_self_attention_and_ffn():
-    from transformers import BertConfig, BertModel
+def test_roc_auc_matches_scikit_learn_with_ties():
+    from sklearn.metrics import roc_auc_score
 
-    torch.manual_seed(0)
-    bert = BertModel(BertConfig(hidden_size=8, num_attention_heads=2, num_hidden_layers=2, intermediate_size=16,
-                                vocab_size=20, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).eval()
-    proj = moltc.QFormerProjector(atom_dim=6, out_dim=10, n_query=3, hidden=8, heads=2, n_layers=2,
-                                  intermediate=16, dropout=0.0).eval()
-    copied = moltc.init_projector_from_bert(proj, bert)
-    assert "layers.1.ffn_out.weight" in copied and not any("cross" in n for n in copied)
-    # the copied self-attention block computes what BERT's does
-    x = torch.randn(2, 3, 8)
-    layer = proj.layers[0]
-    ours = layer.self_norm(x + layer.self_attn(x, x, x, need_weights=False)[0])
-    theirs = bert.encoder.layer[0].attention(x)[0]
-    assert torch.allclose(ours, theirs, atol=1e-5)
-    with pytest.raises(ValueError, match="hidden"):
-        moltc.init_projector_from_bert(_projector(), BertModel(BertConfig(hidden_size=12, num_attention_heads=2,
-                                                                          num_hidden_layers=1, vocab_size=20)))
+    rng = np.random.default_rng(0)
+    for n in (4, 17, 64):
+        y = np.r_[0.0, 1.0, rng.integers(0, 2, n - 2)]
+        p = np.round(rng.random(n), 1)  # ties
+        assert mx.roc_auc_fast(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert math.isnan(mx.roc_auc_fast(np.ones(3), np.arange(3.0)))
 
 
-def test_role_projectors_shared_vs_separate():
-    atoms, mask = torch.randn(1, 4, 6), torch.ones(1, 4, dtype=torch.bool)
-    roles = moltc.RoleProjectors(_projector(), shared=True)
-    assert roles.shared and torch.equal(roles(atoms, mask, 0), roles(atoms, mask, 1))
-    roles.separate()
-    assert not roles.shared and len(roles.projectors) == 2
-    assert torch.equal(roles(atoms, mask, 0), roles(atoms, mask, 1))  # copies start equal
-    with torch.no_grad():
-        roles.projectors[1].queries.add_(0.5)  # fine-tuning moves the roles apart
-    assert not torch.allclose(roles(atoms, mask, 0), roles(atoms, mask, 1))
-    assert roles.projectors[0].queries.data_ptr() != roles.projectors[1].queries.data_ptr()
-    with pytest.raises(ValueError, match="role"):
-        roles(atoms, mask, 2)
+# ---------------------------------------------------------------- CoT targets and parsing
 
 
 def test_cot_targets_and_ranges():
     assert moltc.value_range(-3.87, 0.5) == (-4.0, -3.5)
     assert moltc.value_range(355.0, 10) == (350.0, 360.0)
     text = moltc.regression_target(-3.87, 0.5, quantity="The hydration free energy")
-    assert text == "The hydration free energy is above -4 and below -3.5, so the accurate value is -3.87."
-    assert moltc.regression_target(412.0, 10, decimals=0) == "The value is above 410 and below 420, so the accurate value is 412."
+    assert text == (
+        "The hydration free energy is above -4 and below -3.5, so the accurate value is -3.87."
+    )
+    assert moltc.regression_target(412.0, 10, decimals=0) == (
+        "The value is above 410 and below 420, so the accurate value is 412."
+    )
     assert moltc.regression_target(1.5, cot=False) == "The accurate value is 1.5."
     with pytest.raises(ValueError):
         moltc.regression_target(float("nan"))
@@ -213,7 +164,7 @@ def test_cot_targets_and_ranges():
 def test_parse_value_is_robust_and_counts_failures():
     cases = {
         "The value is above -4 and below -3.5, so the accurate value is -3.87.": -3.87,
-        "above \u22124 and below \u22123.5, so the accurate value is \u22123.9": -3.9,  # unicode minus
+        "above \u22124 and below \u22123.5, so the accurate value is \u22123.9": -3.9,  # minus
         "The value is above 410 and below 420, so the": 415.0,  # truncated: middle of the range
         "I think about 1,234.5 nm": 1234.5,
         "accurate value is 2e-1": 0.2,
@@ -243,6 +194,23 @@ def test_pretrain_target_states_properties_of_both_molecules():
     assert math.isfinite(moltc.parse_value("molecular weight 60.1"))
 
 
+def test_prompts_and_answers_per_row():
+    task = moltc.TASKS["combisolu"]
+    df = pd.DataFrame(
+        {"smiles_1": ["CCO"], "smiles_2": ["O"], "logS": [-1.23], "temperature": [298.2]}
+    )
+    (prompt,) = moltc.task_prompts(task, df, n_graph_tokens=2, max_smiles_chars=2)
+    assert prompt.startswith("Solute: CC... <graph><graph>\nSolvent: O <graph><graph>\n")
+    assert "at 298 K?" in prompt and prompt.endswith("Answer:")
+    (swapped,) = moltc.task_prompts(task, df, 0, None, swap=True)
+    assert swapped.startswith("Solute: O\nSolvent: CCO\n")
+    assert moltc.task_answers(task, df, cot=False) == ["The accurate value is -1.23."]
+    ddi = pd.DataFrame({"smiles_1": ["A"], "smiles_2": ["B"], "label": [1.0]})
+    assert moltc.task_answers(moltc.TASKS["chchminer"], ddi) == [moltc.DDI_ANSWERS[1]]
+    out = moltc.swap_consistency("classification", np.array([0.2, 0.7]), np.array([0.4, 0.3]))
+    assert out == {"swap_mean_abs_change": pytest.approx(0.3), "swap_label_agreement": 0.5}
+
+
 # ---------------------------------------------------------------- graph tokens in a tiny random LM
 
 
@@ -250,83 +218,62 @@ def test_pretrain_target_states_properties_of_both_molecules():
 def tiny_lm(tmp_path_factory):
     from molkit.models.lm_training import load_lm, save_tiny_random_lm
 
-    corpus = [moltc.pair_prompt(a, b, "Do these two drugs interact?") for a in SMILES for b in SMILES[:3]]
+    corpus = [
+        moltc.pair_prompt(a, b, "Do these two drugs interact?") for a in SMILES for b in SMILES[:3]
+    ]
     corpus += list(moltc.DDI_ANSWERS) + [moltc.regression_target(v) for v in (-3.2, 1.7, 0.4)]
-    path = save_tiny_random_lm(tmp_path_factory.mktemp("lm") / "tiny", corpus, hidden=32, layers=1, heads=2)
+    path = save_tiny_random_lm(
+        tmp_path_factory.mktemp("lm") / "tiny", corpus, hidden=32, layers=1, heads=2
+    )
     torch.manual_seed(0)
     model, tokenizer = load_lm(path, device="cpu")
-    graph_id = moltc.add_graph_token(model, tokenizer)
+    graph_id = add_graph_token(model, tokenizer)
     return model, tokenizer, graph_id
 
 
-def _graph_encoder(hidden, n_query=2, shared=False):
+def _graph_encoder(hidden, n_query=2):
     from molkit.models.gnn import GIN
 
     torch.manual_seed(0)
     gin = GIN(num_layers=2, hidden=16)
-    proj = moltc.QFormerProjector(atom_dim=16, out_dim=hidden, n_query=n_query, hidden=8, heads=2, n_layers=1, dropout=0.0)
-    roles = moltc.RoleProjectors(proj, shared=shared)
-    if not shared:
-        with torch.no_grad():
-            roles.projectors[1].queries.add_(1.0)  # as after role-specific fine-tuning
-    return moltc.GraphTokenEncoder(gin, roles)
+    proj = QFormerProjector(
+        atom_dim=16, out_dim=hidden, n_query=n_query, hidden=8, heads=2, n_layers=1, dropout=0.0
+    )
+    roles = RoleProjectors(proj, shared=False)
+    with torch.no_grad():
+        roles.projectors[1].queries.add_(1.0)  # as after role-specific fine-tuning
+    return GraphTokenEncoder(gin, roles)
 
 
-def test_graph_placeholders_are_single_positions(tiny_lm):
-    model, tokenizer, graph_id = tiny_lm
-    assert moltc.add_graph_token(model, tokenizer) == graph_id  # idempotent
+def test_pair_prompt_places_graph_tokens_after_each_molecule():
     prompt = moltc.pair_prompt("CCO", "O", "Q?", n_graph_tokens=3, max_smiles_chars=2)
-    assert "CC..." in prompt and prompt.count(moltc.GRAPH_TOKEN) == 6
-    pos = moltc.graph_positions(tokenizer, prompt, graph_id)
-    ids = tokenizer(prompt)["input_ids"]
-    assert len(pos) == 6 and all(ids[p] == graph_id for p in pos) and pos[2] + 1 < pos[3]
-
-
-def test_graph_tokens_are_spliced_at_their_positions(tiny_lm):
-    from molkit.models.lm_training import collate_examples, splice_embeddings
-
-    model, tokenizer, graph_id = tiny_lm
-    graph = _graph_encoder(model.config.hidden_size).eval()
-    prompts = [moltc.pair_prompt(a, b, "Q?", n_graph_tokens=2) for a, b in (("CCO", "O"), ("c1ccccc1O", "CCN"))]
-    examples = moltc.encode_pair_examples(tokenizer, prompts, ["A.", "B."], graph_id)
-    batch = collate_examples(examples, tokenizer.pad_token_id)
-    pairs = [("CCO", "O"), ("c1ccccc1O", "CCN")]
-    vectors = graph(pairs)
-    assert [tuple(v.shape) for v in vectors] == [(4, model.config.hidden_size)] * 2
-    embeds = splice_embeddings(model, batch["input_ids"], [e.extra_positions for e in examples], vectors)
-    plain = model.get_input_embeddings()(batch["input_ids"])
-    for row, e in enumerate(examples):
-        assert torch.allclose(embeds[row, e.extra_positions], vectors[row])
-        others = [i for i in range(embeds.shape[1]) if i not in e.extra_positions]
-        assert torch.equal(embeds[row, others], plain[row, others])
-    # answer-only loss: the prompt (graph positions included) carries no label
-    assert all(examples[0].labels[p] == -100 for p in examples[0].extra_positions)
-    # the role-separated encoder: swapping the molecules changes the tokens, not just their order
-    swapped = graph([("O", "CCO")])[0]
-    assert not torch.allclose(swapped[:2], vectors[0][2:])
-    shared = _graph_encoder(model.config.hidden_size, shared=True).eval()
-    a, b = shared([("CCO", "O")])[0], shared([("O", "CCO")])[0]
-    assert torch.allclose(a[:2], b[2:], atol=1e-6) and torch.allclose(a[2:], b[:2], atol=1e-6)
+    assert "CC..." in prompt and prompt.count(GRAPH_TOKEN) == 6
+    graph = "<graph>" * 3
+    assert prompt == f"Molecule 1: CC... {graph}\nMolecule 2: O {graph}\nQ?\nAnswer:"
 
 
 def test_answer_log_likelihoods_match_a_manual_computation(tiny_lm):
+    from molkit.models.lm_training import splice_embeddings
+
     model, tokenizer, graph_id = tiny_lm
     graph = _graph_encoder(model.config.hidden_size).eval()
     pairs = [("CCO", "O"), ("CCN", "CCO")]
     prompts = [moltc.pair_prompt(a, b, "Q?", n_graph_tokens=2) for a, b in pairs]
     answers = ["Yes, these two drugs interact.", "No."]
-    got = moltc.answer_log_likelihoods(model, tokenizer, prompts, answers, pairs, graph, graph_id, batch_size=2,
-                                       progress=False)
-    from molkit.models.lm_training import splice_embeddings
-
+    got = moltc.answer_log_likelihoods(
+        model, tokenizer, prompts, answers, pairs, graph, graph_id, batch_size=2, progress=False
+    )
     for i in range(2):  # one example at a time, no padding
-        (e,) = moltc.encode_pair_examples(tokenizer, [prompts[i]], [answers[i]], graph_id)
+        (e,) = encode_graph_examples(tokenizer, [prompts[i]], [answers[i]], graph_id)
         ids = torch.tensor([e.input_ids])
         with torch.no_grad():
             embeds = splice_embeddings(model, ids, [e.extra_positions], graph([pairs[i]]))
             logp = torch.log_softmax(model(inputs_embeds=embeds).logits[0].float(), -1)
-        expected = sum(float(logp[t - 1, e.input_ids[t]]) for t in range(e.prompt_length, len(e.input_ids)))
-        assert got[i] == pytest.approx(expected, abs=0.05 * abs(expected) + 1e-3)  # bf16 autocast where native
+        expected = sum(
+            float(logp[t - 1, e.input_ids[t]]) for t in range(e.prompt_length, len(e.input_ids))
+        )
+        # bf16 autocast where native
+        assert got[i] == pytest.approx(expected, abs=0.05 * abs(expected) + 1e-3)
     probs = moltc.score_ddi(model, tokenizer, prompts, pairs, graph, graph_id, progress=False)
     assert probs.shape == (2,) and np.all((probs > 0) & (probs < 1))
 
@@ -339,53 +286,190 @@ def test_train_pair_lm_lowers_the_answer_loss_and_generates(tiny_lm):
     pairs = [("CCO", "O"), ("CCN", "O")] * 4
     prompts = [moltc.pair_prompt(a, b, "Q?", n_graph_tokens=2) for a, b in pairs]
     answers = [moltc.regression_target(v) for v in (-3.2, 1.7) * 4]
-    before = moltc.answer_log_likelihoods(model, tokenizer, prompts, answers, pairs, graph, graph_id, progress=False)
+    args = (model, tokenizer, prompts, answers, pairs, graph, graph_id)
+    before = moltc.answer_log_likelihoods(*args, progress=False)
     queries_before = graph.projectors.projectors[0].queries.detach().clone()
-    report = moltc.train_pair_lm(model, tokenizer, prompts, answers, pairs, graph,
-                                 TrainConfig(epochs=6, lr=3e-3, batch_size=4, precision="fp32"), graph_id, progress=False)
-    after = moltc.answer_log_likelihoods(model, tokenizer, prompts, answers, pairs, graph, graph_id, progress=False)
+    config = TrainConfig(epochs=6, lr=3e-3, batch_size=4, precision="fp32")
+    report = moltc.train_pair_lm(
+        model, tokenizer, prompts, answers, pairs, graph, config, graph_id, progress=False
+    )
+    after = moltc.answer_log_likelihoods(*args, progress=False)
     assert after.mean() > before.mean() and report.tokens > 0
-    assert not torch.equal(queries_before, graph.projectors.projectors[0].queries)  # the projector trained
-    texts = moltc.generate_pair_answers(model, tokenizer, prompts[:2], pairs[:2], graph, graph_id, max_new_tokens=6,
-                                        progress=False)
+    assert not torch.equal(queries_before, graph.projectors.projectors[0].queries)  # it trained
+    with pytest.raises(ValueError, match="graph_token_id"):
+        moltc.train_pair_lm(model, tokenizer, prompts, answers, pairs, graph, config, None)
+    gen = (model, tokenizer, prompts[:2], pairs[:2], graph, graph_id)
+    texts = moltc.generate_pair_answers(*gen, max_new_tokens=6, progress=False)
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
-    beams = moltc.generate_pair_answers(model, tokenizer, prompts[:2], pairs[:2], graph, graph_id, max_new_tokens=6,
-                                        progress=False, num_beams=3)  # the official 5-beam decoding, smaller
+    # the official 5-beam decoding, smaller
+    beams = moltc.generate_pair_answers(*gen, max_new_tokens=6, progress=False, num_beams=3)
     assert len(beams) == 2 and all(isinstance(t, str) for t in beams)
 
 
-def test_run_baselines_rows_and_predictions():
-    df = pd.DataFrame({"smiles_1": SMILES * 5, "smiles_2": SMILES[::-1] * 5})
-    df["label"] = [float(i % 2) for i in range(len(df))]
-    split = moltc.make_pair_split(df, "random", seed=0, fractions=(0.5, 0.25, 0.25))
-    assert len(set(df.label.iloc[split["test"]])) == 2
-    sizes = {"n_bits": 32, "gbm_iter": 5}
-    rows, preds = moltc.run_baselines(df, split, moltc.TASKS["chchminer"], sizes, gin=False)
-    assert set(preds) == {"per-drug prior (no chemistry)", "Morgan + gradient boosting"}
-    assert all(len(p) == len(split["test"]) for p in preds.values())
-    assert set(rows.metric) == {"accuracy", "roc_auc", "f1", "seconds"}
-
-
 @pytest.mark.slow  # loads minilm-l6 for the projector's initialisation
-def test_pair_lm_session_runs_variants_from_saved_states(tiny_lm, tmp_path):
+def test_pair_lm_session_runs_variants_from_saved_states(tmp_path):
     from molkit.models.gnn import GIN
+    from molkit.models.lm_training import SMOKE_LM, resolve_lm
 
     task = moltc.TASKS["freesolv-pairs"]
-    df = pd.DataFrame({"smiles_1": SMILES, "smiles_2": ["O"] * len(SMILES), "freesolv": np.linspace(-5, 1, len(SMILES))})
+    df = pd.DataFrame(
+        {"smiles_1": SMILES, "smiles_2": ["O"] * len(SMILES), "freesolv": np.linspace(-5, 1, 8)}
+    )
     corpus = moltc.task_prompts(task, df, 8, 16) + moltc.task_answers(task, df)
-    path = moltc.save_smoke_lm(tmp_path / "lm", corpus)
-    sizes = {**moltc.PROFILE_SIZES["smoke"], "projector_hidden": 384, "projector_heads": 12, "projector_layers": 1}
+    corpus += list(moltc.DDI_ANSWERS)
+    path = resolve_lm(SMOKE_LM, corpus, tmp_path, vocab_size=384, hidden=64, layers=2, heads=4)
+    settings = moltc.Settings.for_profile("smoke").with_overrides(projector_layers=1)
     torch.manual_seed(0)
-    session = moltc.PairLMSession(path, GIN(num_layers=1, hidden=8), sizes, progress=False)
+    session = moltc.PairLMSession(path, GIN(num_layers=1, hidden=8), settings, progress=False)
+    variant = moltc.LM_VARIANTS["MolTC"]
     with pytest.raises(RuntimeError, match="pretrain"):
-        session.run("MolTC", moltc.LM_VARIANTS["MolTC"], task, df.iloc[:4], df.iloc[4:6])
+        session.run("MolTC", variant, task, df.iloc[:4], df.iloc[4:6])
     report = session.pretrain(SMILES, SMILES, 2)
     assert report.tokens > 0 and session.pretrained is not None
-    out = session.run("MolTC", moltc.LM_VARIANTS["MolTC"], task, df.iloc[:4], df.iloc[4:6], swap=True)
+    out = session.run("MolTC", variant, task, df.iloc[:4], df.iloc[4:6], swap=True)
     assert out["y_pred"].shape == (2,) and len(out["texts"]) == 2 and 0 <= out["n_unparsed"] <= 2
     assert out["y_pred_swapped"].shape == (2,) and set(out["metrics"]) == {"mae", "rmse", "r2"}
     # a variant without pre-training starts again from the initial adapters
     session.load_adapter_state(session.initial_state)
     assert all(torch.equal(v, session.initial_state[k]) for k, v in session.adapter_state().items())
-    smiles_only = session.run("SMILES", moltc.LM_VARIANTS["SMILES only (same LM, no graph tokens)"], task, df.iloc[:4], df.iloc[4:6])
-    assert "y_pred_swapped" not in smiles_only
+    smiles_only = moltc.LM_VARIANTS["SMILES only (same LM, no graph tokens)"]
+    out = session.run("SMILES", smiles_only, task, df.iloc[:4], df.iloc[4:6])
+    assert "y_pred_swapped" not in out
+
+
+# ---------------------------------------------------------------- experiment functions
+
+
+def _settings():
+    return moltc.Settings.for_profile("smoke").with_overrides(
+        n_bits=32, gbm_iter=5, gin_hidden=8, gin_layers=1, seeds=(0, 1)
+    )
+
+
+def test_ddi_upstream_records_the_overlap_of_each_part(mirror):
+    res = moltc.ddi_upstream(moltc.Settings.for_profile("smoke"))
+    frame = res.frame()
+    assert len(res.artefacts["ddi"]) == 1200 and len(frame) == 3 * len(mx.OVERLAP_METRICS)
+    assert frame.metric.tolist()[:2] == ["train: pairs", "train: repeated_conflicting"]
+    assert set(frame.split) == {"upstream"} and set(frame.method) == {"data"}
+    overlap = res.artefacts["overlap"].set_index("part")
+    assert overlap.loc["train", "pairs"] == frame.value.iloc[0]
+
+
+def test_ddi_sections_return_rows_in_the_recorded_order():
+    rng = np.random.default_rng(0)
+    drugs = SMILES + ["CCCC", "CC(C)O", "OCCO", "CCOC", "c1ccccc1", "CC#N", "CCS", "NCCO"]
+    pairs = {tuple(sorted(rng.choice(drugs, 2, replace=False))) for _ in range(150)}
+    ddi = pd.DataFrame(sorted(pairs), columns=["smiles_1", "smiles_2"])
+    ddi["label"] = rng.integers(0, 2, len(ddi)).astype(float)
+    ddi["split"] = rng.choice(["train", "valid", "test"], len(ddi), p=[0.7, 0.15, 0.15])
+    settings = _settings()
+    data = Results(artefacts={"ddi": ddi, "split": make_pair_split(ddi, "upstream")})
+    data = (
+        mx.ddi_upstream.__wrapped__(settings, ddi)
+        if hasattr(mx.ddi_upstream, "__wrapped__")
+        else data
+    )
+    upstream = moltc.upstream_baselines(settings, data)
+    frame = upstream.frame()
+    assert list(frame.note.unique()) == ["test part", "baseline wall time (s)"]
+    assert set(frame.method) == {"per-drug prior (no chemistry)", "Morgan + gradient boosting"}
+    cold = moltc.drug_cold(settings, data)
+    frame = cold.frame()
+    assert list(frame.metric[:5]) == [f"dedup: {k}" for k in cold.artefacts["dedup"]]
+    assert set(frame[frame.seed == 1].method) == {"per-drug prior (no chemistry)"}
+    assert "pair GIN" in set(frame[frame.seed == 0].method)
+    assert set(cold.artefacts["splits"]) == {0, 1} and len(cold.artefacts["y_test"]) > 0
+    both = moltc.both_unseen(settings, cold)
+    assert set(both.frame().split) == {"drug_cold_both"} and not both.claims
+    with pytest.raises(ValueError, match="not among seeds"):
+        moltc.drug_cold(settings.with_overrides(seed=5), data)
+
+
+class _FakeSession:
+    """A stand-in for `PairLMSession`: known predictions per variant, no LM."""
+
+    def __init__(self, predictions):
+        self.predictions = predictions
+
+    def run(self, name, variant, task, train, test, swap=False):
+        from molkit.eval.metrics import task_metrics
+
+        y = test[task.target].to_numpy(dtype=float)
+        p = self.predictions[name](y)
+        report = type("Report", (), {"tokens_per_second": 100.0})()
+        out = {"name": name, "y_true": y, "y_pred": p, "report": report, "pairs_per_s": 10.0,
+               "metrics": task_metrics(task.kind, y, p), "n_unparsed": 0,
+               "texts": [f"The accurate value is {v:.2f}." for v in p]}  # fmt: skip
+        if swap:
+            out["y_pred_swapped"] = p
+        return out
+
+
+def test_lm_sections_claim_against_the_trivial_baseline_first():
+    rng = np.random.default_rng(0)
+    n = 60
+    fs_train = pd.DataFrame({"smiles_1": ["CCO"] * n, "smiles_2": ["O"] * n,
+                             "freesolv": rng.normal(size=n)})  # fmt: skip
+    fs_test = fs_train.assign(freesolv=rng.normal(size=n))
+    noise = {name: 0.05 for name in moltc.LM_VARIANTS} | {"MolTC, no CoT": 1.0}
+    session = _FakeSession(
+        {name: (lambda y, s=s: y + rng.normal(scale=s, size=len(y))) for name, s in noise.items()}
+    )
+    lm_sets = {"freesolv-pairs": (fs_train, fs_test)}
+    pretraining = Results(artefacts={"session": session, "lm_sets": lm_sets})
+    settings = moltc.Settings.for_profile("smoke")
+    res = moltc.freesolv_lm(settings, pretraining)
+    assert (
+        len(res.claims) == 3 and res.claims[0].claim == "MolTC beats the training mean (FreeSolv)"
+    )
+    assert res.claims[0].verdict == "holds" and res.claims[0].ours < 0  # RMSE: lower is better
+    assert res.claims[2].verdict == "holds"  # CoT (noise 0.05) vs no CoT (noise 1.0)
+    assert res.claims[1].verdict == UNDECIDED  # equal noise: graph tokens vs SMILES only
+    assert list(res.claims_frame().columns) == list(CLAIM_COLUMNS)
+    frame = res.frame()
+    moltc_rows = frame[frame.method == "MolTC"].metric.tolist()
+    assert moltc_rows == ["mae", "rmse", "r2", "train tokens/s", "inference pairs/s",
+                          "swap_mean_abs_change", "unparsed answers"]  # fmt: skip
+    assert set(frame.note) == {f"LM fine-tuned on {n} pairs (1 epoch), scored on {n} test pairs"}
+    assert len(res.artefacts["vs_training_mean"]) == len(moltc.LM_VARIANTS)
+    assert len(res.artefacts["ablations"]) == 3 and len(res.artefacts["cot_examples"]) == 6
+    # DDI: MolTC is judged against the no-chemistry prior (fitted on the cold training part) first
+    ddi = pd.DataFrame({"smiles_1": [f"A{i}" for i in range(n)], "smiles_2": ["B"] * n,
+                        "label": (np.arange(n) % 2).astype(float)})  # fmt: skip
+    cold = Results(artefacts={"ddi_unique": ddi, "splits": {0: {"train": np.arange(n)}}})
+    probs = {
+        "MolTC": lambda y: 0.8 * y + 0.1,
+        "SMILES only (same LM, no graph tokens)": lambda y: np.full(len(y), 0.5),
+    }
+    unseen = ddi.assign(smiles_1=[f"C{i}" for i in range(n)])  # drug-cold: A_i are not tested
+    pretraining.artefacts.update(session=_FakeSession(probs), lm_sets={"chchminer": (ddi, unseen)})
+    res = moltc.ddi_lm(settings, pretraining, cold)
+    assert [c.metric for c in res.claims] == ["roc_auc", "roc_auc"]
+    assert res.claims[0].claim == "MolTC beats the no-chemistry prior (drug-cold DDI)"
+    assert res.claims[0].verdict == "holds" and res.claims[1].verdict == "holds"
+    assert res.artefacts["lm_prior_roc_auc"] == pytest.approx(0.5)  # unseen C_i: one score
+    lines = moltc.findings(res, settings)
+    assert any(line.startswith("LM on the drug-cold subset: MolTC 1.000") for line in lines)
+
+
+def test_results_table_and_figures():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    res = Results()
+    for seed, value in ((0, 0.6), (1, 0.7)):
+        res.add_row("chchminer", "prior", "roc_auc", value, seed, "drug_cold")
+    res.add_row("freesolv-pairs", "training mean", "rmse", 3.0, 0, "grouped")
+    res.add_row("chchminer", "data", "dedup: rows", 10, 0, "drug_cold")
+    table = moltc.results_table(res)
+    assert table.loc["prior", ("chchminer", "drug_cold", "roc_auc")] == "0.650 ± 0.071"
+    assert "data" not in table.index
+    assert len(moltc.figures.baseline_bars(res.frame()).axes) == 2
+    assert moltc.figures.pipeline() is not None
+    y = np.array([0.0, 1.0, 1.0, 0.0])
+    runs = {"MolTC": {"y_true": y, "y_pred": y * 0.5}}
+    assert moltc.figures.roc_curves(y, {"prior": y}, runs).axes
+    assert len(moltc.figures.parity_plots(y, {"GBM": y}, runs, ["MolTC"]).axes) == 2
+    frame = pd.DataFrame({"a": ["x"], "b": ["y"]})
+    assert moltc.figures.text_table(frame, "t").axes

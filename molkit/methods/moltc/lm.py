@@ -1,0 +1,380 @@
+"""MolTC's language-model stages: fine-tuning on pair prompts with graph tokens spliced in,
+log-likelihood scoring of the two DDI answers, generation, and ``PairLMSession``, which runs the
+pair pre-training once and every `LMVariant` from saved adapter states.
+
+The graph-token machinery (Q-Former projectors, role sharing, the encoder, placeholder positions)
+is generic and lives in `molkit.models.graph_tokens`.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from molkit.eval.metrics import task_metrics
+from molkit.methods.baselines import training_mean
+from molkit.methods.moltc.method import (
+    DDI_ANSWERS,
+    LMVariant,
+    PairTask,
+    pair_prompt,
+    parse_values,
+    pretrain_target,
+    task_answers,
+    task_prompts,
+)
+from molkit.models.graph_tokens import (
+    GraphTokenEncoder,
+    QFormerProjector,
+    RoleProjectors,
+    add_graph_token,
+    encode_graph_examples,
+    graph_positions,
+    init_projector_from_bert,
+)
+
+if TYPE_CHECKING:
+    from molkit.methods.moltc.experiment import Settings
+
+__all__ = [
+    "PairLMSession",
+    "answer_log_likelihoods",
+    "generate_pair_answers",
+    "score_ddi",
+    "train_pair_lm",
+]
+
+
+def _extra(graph: GraphTokenEncoder | None, pairs: Sequence[tuple[str, str]]):
+    if graph is None:
+        return None
+
+    def embeddings(indices):
+        return graph([pairs[i] for i in indices])
+
+    return embeddings
+
+
+def train_pair_lm(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    answers: Sequence[str],
+    pairs: Sequence[tuple[str, str]],
+    graph: GraphTokenEncoder | None,
+    config,
+    graph_token_id: int | None = None,
+    progress: bool = True,
+):
+    """Fine-tune (LoRA or full) on pair prompts with the answer-only loss, the graph tokens spliced
+    in and the projectors trained alongside (one AdamW, ``config.lr``). Returns
+    ``molkit.models.lm_training.TrainReport`` (tokens/s included)."""
+    from molkit.models.lm_training import train_causal_lm
+
+    if graph is not None and graph_token_id is None:
+        raise ValueError("graph tokens need graph_token_id (see add_graph_token)")
+    gid = graph_token_id if graph is not None else None
+    examples = encode_graph_examples(tokenizer, prompts, answers, gid)
+    extra_params = list(graph.projectors.parameters()) if graph is not None else []
+    if graph is not None:
+        graph.projectors.train()
+    try:
+        return train_causal_lm(
+            model, examples, config, tokenizer.pad_token_id, _extra(graph, pairs),
+            extra_parameters=extra_params, progress=progress,
+        )  # fmt: skip
+    finally:
+        if graph is not None:
+            graph.projectors.eval()
+
+
+@torch.no_grad()
+def answer_log_likelihoods(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    answers: Sequence[str],
+    pairs: Sequence[tuple[str, str]] | None = None,
+    graph: GraphTokenEncoder | None = None,
+    graph_token_id: int | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> np.ndarray:
+    """Sum of log-probabilities of each answer's tokens (EOS included) given its prompt, (n,)
+    float64."""
+    from molkit._progress import tqdm
+    from molkit.models.lm_training import IGNORE_INDEX, collate_examples, splice_embeddings
+    from molkit.models.runtime import autocast
+
+    gid = graph_token_id if graph is not None else None
+    examples = encode_graph_examples(tokenizer, prompts, answers, gid)
+    device = next(model.parameters()).device
+    out = np.zeros(len(examples))
+    model.eval()
+    starts = range(0, len(examples), batch_size)
+    for start in tqdm(starts, desc="scoring", disable=not progress, leave=False):
+        idx = list(range(start, min(start + batch_size, len(examples))))
+        batch = collate_examples([examples[i] for i in idx], tokenizer.pad_token_id)
+        ids = batch["input_ids"].to(device)
+        attention = batch["attention_mask"].to(device)
+        with autocast(device):
+            if graph is not None:
+                positions = [examples[i].extra_positions for i in idx]
+                vectors = graph([pairs[i] for i in idx])
+                embeds = splice_embeddings(model, ids, positions, vectors)
+                logits = model(inputs_embeds=embeds, attention_mask=attention).logits
+            else:
+                logits = model(input_ids=ids, attention_mask=attention).logits
+        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+        labels = batch["labels"][:, 1:].to(device)
+        mask = labels != IGNORE_INDEX
+        token_logp = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        out[idx] = (token_logp * mask).sum(1).double().cpu().numpy()
+    return out
+
+
+def score_ddi(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    pairs: Sequence[tuple[str, str]] | None = None,
+    graph: GraphTokenEncoder | None = None,
+    graph_token_id: int | None = None,
+    batch_size: int = 16,
+    answers: tuple[str, str] = DDI_ANSWERS,
+    progress: bool = True,
+) -> np.ndarray:
+    """P(interaction) per prompt (n,): a softmax over the log-likelihoods of the two answer
+    sentences, so ROC-AUC can be computed (string matching alone gives only a label)."""
+    n = len(prompts)
+    both = answer_log_likelihoods(
+        model, tokenizer, [*prompts, *prompts], [answers[0]] * n + [answers[1]] * n,
+        None if pairs is None else [*pairs, *pairs], graph, graph_token_id, batch_size, progress,
+    )  # fmt: skip
+    no, yes = both[:n], both[n:]
+    return 1.0 / (1.0 + np.exp(np.clip(no - yes, -700, 700)))
+
+
+def generate_pair_answers(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    pairs: Sequence[tuple[str, str]] | None = None,
+    graph: GraphTokenEncoder | None = None,
+    graph_token_id: int | None = None,
+    max_new_tokens: int = 32,
+    batch_size: int = 16,
+    progress: bool = True,
+    num_beams: int = 1,
+) -> list[str]:
+    """Answers (``molkit.models.lm_training.generate_texts``; greedy, or beam search with
+    ``num_beams``, MolTC's official decoding being 5 beams) with the graph tokens spliced in."""
+    from molkit.models.lm_training import generate_texts
+
+    beams = {"num_beams": num_beams} if num_beams > 1 else None
+    if graph is None:
+        return generate_texts(
+            model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+            progress=progress, generate_kwargs=beams,
+        )  # fmt: skip
+    positions = [graph_positions(tokenizer, p, graph_token_id) for p in prompts]
+    return generate_texts(
+        model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+        extra_positions=positions, extra_embeddings=_extra(graph, pairs), progress=progress,
+        generate_kwargs=beams,
+    )  # fmt: skip
+
+
+class PairLMSession:
+    """One LM (LoRA on q/v, r 8 / alpha 32, as MolTC) with the graph placeholder token, a frozen
+    GIN and the projector settings; runs MolTC's stages and the ablations from saved adapter
+    states.
+
+    ``settings`` is the method's `Settings` (read: ``projector_hidden``, ``projector_heads``,
+    ``projector_layers``, ``lm_lr``, ``lm_batch_size``, ``smiles_chars``, ``max_new_tokens``,
+    ``num_beams``). ``pretrain`` trains LoRA + one shared projector on random training pairs whose
+    target states both molecules' properties; ``run`` fine-tunes one `LMVariant` on a task and
+    evaluates it.
+    """
+
+    def __init__(
+        self,
+        lm_model: str,
+        gin,
+        settings: Settings,
+        seed: int = 0,
+        lora_r: int = 8,
+        lora_alpha: int = 32,
+        progress: bool = True,
+    ):
+        from molkit.models.lm_training import apply_lora, load_lm
+
+        torch.manual_seed(seed)
+        model, self.tokenizer = load_lm(lm_model)
+        self.graph_token_id = add_graph_token(model, self.tokenizer)
+        self.model = apply_lora(
+            model, r=lora_r, alpha=lora_alpha, dropout=0.05, target_modules=["q_proj", "v_proj"]
+        )
+        self.device = next(self.model.parameters()).device
+        self.gin, self.settings, self.seed = gin.to(self.device), settings, seed
+        self.progress = progress
+        self.hidden = model.config.hidden_size
+        self.initial_state = self.adapter_state()
+        self.pretrained: tuple[dict, dict] | None = None
+        self.pretrain_report = None
+        self._bert = None
+
+    def adapter_state(self) -> dict[str, Tensor]:
+        """A copy of the LM's trainable (LoRA) weights."""
+        return {k: v.detach().clone() for k, v in self.model.named_parameters() if v.requires_grad}
+
+    @torch.no_grad()
+    def load_adapter_state(self, state: dict[str, Tensor]) -> None:
+        params = dict(self.model.named_parameters())
+        for k, v in state.items():
+            params[k].copy_(v)
+
+    def new_projector(self, init: str = "minilm") -> QFormerProjector:
+        """A fresh projector, its BERT-shaped parts copied from registry ``minilm-l6``
+        (``init="minilm"``) or random."""
+        s = self.settings
+        torch.manual_seed(self.seed)
+        proj = QFormerProjector(
+            self.gin.out_dim, self.hidden, n_query=8, hidden=s.projector_hidden,
+            heads=s.projector_heads, n_layers=s.projector_layers,
+        )  # fmt: skip
+        if init == "minilm":
+            if self._bert is None:
+                from transformers import AutoModel
+
+                from molkit.models.registry import resolve_model_path
+
+                self._bert = AutoModel.from_pretrained(resolve_model_path("minilm-l6"))
+            init_projector_from_bert(proj, self._bert)
+        elif init != "random":
+            raise ValueError(f"init must be 'minilm' or 'random', not {init!r}")
+        return proj.to(self.device)
+
+    def _config(self, seed_offset: int = 0):
+        from molkit.models.lm_training import TrainConfig
+
+        s = self.settings
+        return TrainConfig(
+            epochs=1, lr=s.lm_lr, batch_size=s.lm_batch_size, warmup=0.1,
+            seed=self.seed + seed_offset,
+        )  # fmt: skip
+
+    def pretrain(self, smiles_1: Sequence[str], smiles_2: Sequence[str], n_pairs: int):
+        """MolTC's pair pre-training (shared projector): ``n_pairs`` random pairs of the given
+        molecules, target = both molecules' properties as text. Keeps the resulting adapter and
+        projector states."""
+        rng = np.random.default_rng(self.seed)
+        a = [smiles_1[i] for i in rng.integers(0, len(smiles_1), n_pairs)]
+        b = [smiles_2[i] for i in rng.integers(0, len(smiles_2), n_pairs)]
+        pairs = list(zip(a, b, strict=True))
+        graph = GraphTokenEncoder(
+            self.gin, RoleProjectors(self.new_projector("minilm"), shared=True)
+        )
+        prompts = [
+            pair_prompt(
+                x, y, "Describe both molecules.", n_graph_tokens=graph.n_query,
+                max_smiles_chars=self.settings.smiles_chars,
+            )
+            for x, y in pairs
+        ]  # fmt: skip
+        answers = [pretrain_target(x, y) for x, y in pairs]
+        self.load_adapter_state(self.initial_state)
+        self.pretrain_report = train_pair_lm(
+            self.model, self.tokenizer, prompts, answers, pairs, graph, self._config(1),
+            self.graph_token_id, self.progress,
+        )  # fmt: skip
+        projector = graph.projectors.projectors[0].state_dict()
+        self.pretrained = (self.adapter_state(), copy.deepcopy(projector))
+        return self.pretrain_report
+
+    def _graph_encoder(self, variant: LMVariant) -> GraphTokenEncoder | None:
+        if not variant.graph:
+            return None
+        proj = self.new_projector(variant.init)
+        if variant.pretrained:
+            if self.pretrained is None:
+                raise RuntimeError("run PairLMSession.pretrain(...) before a pre-trained variant")
+            proj.load_state_dict(self.pretrained[1])
+        roles = RoleProjectors(proj, shared=True)
+        if not variant.shared:
+            roles.separate()  # dynamic parameter sharing: one copy per role for fine-tuning
+        return GraphTokenEncoder(self.gin, roles)
+
+    def run(
+        self,
+        name: str,
+        variant: LMVariant,
+        task: PairTask,
+        train: pd.DataFrame,
+        test: pd.DataFrame,
+        swap: bool = False,
+    ) -> dict:
+        """Fine-tune ``variant`` on ``train`` (1 epoch) and evaluate on ``test``.
+
+        Returns ``report`` (tokens/s), ``y_true``, ``y_pred`` (P(interact) or parsed values,
+        unparsed filled with the training mean), ``texts`` (generated answers, regression),
+        ``n_unparsed``, ``pairs_per_s`` (inference), ``metrics`` and, with ``swap``, the same
+        predictions with the molecules swapped.
+        """
+        if variant.pretrained and self.pretrained is None:
+            raise RuntimeError("run PairLMSession.pretrain(...) before a pre-trained variant")
+        self.load_adapter_state(self.pretrained[0] if variant.pretrained else self.initial_state)
+        graph = self._graph_encoder(variant)
+        n_tokens = graph.n_query if graph is not None else 0
+        gid = self.graph_token_id if graph is not None else None
+        chars = self.settings.smiles_chars
+        pairs = list(zip(train["smiles_1"], train["smiles_2"], strict=True))
+        report = train_pair_lm(
+            self.model, self.tokenizer, task_prompts(task, train, n_tokens, chars),
+            task_answers(task, train, variant.cot), pairs, graph, self._config(), gid,
+            self.progress,
+        )  # fmt: skip
+        y_true = test[task.target].to_numpy(dtype=float)
+        out = {"name": name, "variant": variant, "report": report, "y_true": y_true}
+        y_train = train[task.target].to_numpy(dtype=float)
+        mean = training_mean("regression").fit(np.zeros((len(y_train), 1)), y_train)
+        fill = float(mean.predict(np.zeros((1, 1)))[0])  # for unparsed answers
+        start = time.perf_counter()
+        out.update(self._predict(task, test, graph, gid, n_tokens, fill, swap=False))
+        out["pairs_per_s"] = len(test) / (time.perf_counter() - start)
+        if swap:
+            swapped = self._predict(task, test, graph, gid, n_tokens, fill, swap=True)
+            out["y_pred_swapped"], out["texts_swapped"] = swapped["y_pred"], swapped.get("texts")
+        out["metrics"] = task_metrics(task.kind, out["y_true"], out["y_pred"])
+        return out
+
+    def _predict(self, task, test, graph, gid, n_tokens, fill: float, swap: bool) -> dict:
+        s = self.settings
+        prompts = task_prompts(task, test, n_tokens, s.smiles_chars, swap=swap)
+        first, second = ("smiles_2", "smiles_1") if swap else ("smiles_1", "smiles_2")
+        pairs = list(zip(test[first], test[second], strict=True))
+        bs = s.lm_batch_size
+        if task.kind == "classification":
+            probs = score_ddi(
+                self.model, self.tokenizer, prompts, pairs, graph, gid, batch_size=bs,
+                progress=self.progress,
+            )  # fmt: skip
+            return {"y_pred": probs}
+        texts = generate_pair_answers(
+            self.model, self.tokenizer, prompts, pairs, graph, gid,
+            max_new_tokens=s.max_new_tokens, batch_size=2 * bs, progress=self.progress,
+            num_beams=s.num_beams,
+        )  # fmt: skip
+        values, n_bad = parse_values(texts)
+        return {
+            "y_pred": np.where(np.isnan(values), fill, values),
+            "texts": texts,
+            "n_unparsed": n_bad,
+        }
