@@ -42,24 +42,16 @@ def git_commit(
     under ``paths`` differs from that commit (modified, staged or new and not ignored). Outside a
     git checkout (or without git): ``{"commit": "unknown", "dirty": None}``. Only ``paths`` are
     compared, so executed notebooks elsewhere never pass through a git filter here."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, timeout=timeout, check=True
+        ).stdout.strip()
+
     try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=True,
-        ).stdout.strip()
+        sha = git("rev-parse", "HEAD")
         present = [p for p in paths if (Path(root) / p).exists()]
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--", *present],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=True,
-        ).stdout.strip()
+        status = git("status", "--porcelain", "--", *present)
     except (OSError, subprocess.SubprocessError):
         return {"commit": "unknown", "dirty": None}
     return {"commit": sha or "unknown", "dirty": bool(status)}

@@ -46,3 +46,34 @@ def mirror() -> Path:
 def run_dir(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("MOLKIT_RUN_DIR", str(tmp_path / "run"))
     return tmp_path / "run"
+
+
+def save_tiny_smiles_bert(path: Path, smiles, num_layers: int = 2, extra_tokens=()) -> Path:
+    """A tiny random BERT with the regex SMILES tokenizer over ``smiles``' tokens, saved to ``path``
+    (MoleX and the frozen-prefix tests load it like the registry's rxnfp BERT)."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from molkit.models import RegexSmilesTokenizer, tokenize_smiles
+
+    tokens = sorted({t for s in smiles for t in tokenize_smiles(s)} | set(extra_tokens))
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    (path / "vocab.txt").write_text("\n".join([*specials, *tokens]) + "\n")
+    RegexSmilesTokenizer(path / "vocab.txt", max_length=64).save_pretrained(path)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(specials) + len(tokens),
+        hidden_size=16,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_smiles_bert():
+    """`save_tiny_smiles_bert`, for module fixtures."""
+    return save_tiny_smiles_bert

@@ -173,29 +173,9 @@ def test_calibration_reads_only_the_orthogonal_complement_and_stops_early():
 
 
 @pytest.fixture(scope="module")
-def tiny_lm_path(tmp_path_factory):
-    import torch
-    from transformers import BertConfig, BertModel
-
-    from molkit.models import RegexSmilesTokenizer, tokenize_smiles
-
+def tiny_lm_path(tmp_path_factory, tiny_smiles_bert):
     path = tmp_path_factory.mktemp("tiny_bert")
-    tokens = sorted({t for s in TOY_SMILES for t in tokenize_smiles(s)} | set("()=#123cCNOS"))
-    (path / "vocab.txt").write_text(
-        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *tokens]) + "\n"
-    )
-    RegexSmilesTokenizer(path / "vocab.txt", max_length=64).save_pretrained(path)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=5 + len(tokens),
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-    )
-    BertModel(config).save_pretrained(path)
-    return path
+    return tiny_smiles_bert(path, TOY_SMILES, num_layers=2, extra_tokens="()=#123cCNOS")
 
 
 @pytest.fixture(scope="module")

@@ -9,29 +9,10 @@ TEXTS = ["CCO", "c1ccccc1[N+](=O)[O-]", "CC(=O)O", "CCCCCCCCN"]
 
 
 @pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    import torch
-    from transformers import BertConfig, BertModel
-
-    from molkit.models import RegexSmilesTokenizer, tokenize_smiles
+def tiny_bert(tmp_path_factory, tiny_smiles_bert):
     from molkit.models.prefix import load_chemical_lm
 
-    path = tmp_path_factory.mktemp("tiny_prefix_bert")
-    tokens = sorted({t for s in TEXTS for t in tokenize_smiles(s)})
-    (path / "vocab.txt").write_text(
-        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *tokens]) + "\n"
-    )
-    RegexSmilesTokenizer(path / "vocab.txt", max_length=64).save_pretrained(path)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=5 + len(tokens),
-        hidden_size=16,
-        num_hidden_layers=3,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-    )
-    BertModel(config).save_pretrained(path)
+    path = tiny_smiles_bert(tmp_path_factory.mktemp("tiny_prefix_bert"), TEXTS, num_layers=3)
     return load_chemical_lm(path)
 
 
