@@ -157,7 +157,7 @@ def _commit(staging: Path, record: Path, stem: str) -> None:
     os.replace(staging / f"{stem}.ipynb", record / f"{stem}.ipynb")
 
 
-def _update_run_json(record: Path, profile: str, run: NotebookRun) -> None:
+def _update_run_json(record: Path, profile: str, run: NotebookRun, machine: dict) -> None:
     path = record / "run.json"
     data = json.loads(path.read_text()) if path.exists() else {}
     data.setdefault("profile", profile)
@@ -165,7 +165,7 @@ def _update_run_json(record: Path, profile: str, run: NotebookRun) -> None:
     data["notebooks"][run.notebook] = asdict(run)
     data["updated"] = run.finished
     data["packages"] = package_versions()
-    data["machine"] = machine_info()
+    data["machine"] = machine
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
@@ -328,7 +328,7 @@ def run_notebook(
     _commit(staging, record, stem)
     shutil.rmtree(staging, ignore_errors=True)
     (record / "failed" / f"{stem}.ipynb").unlink(missing_ok=True)
-    _update_run_json(record, profile, run)
+    _update_run_json(record, profile, run, machine)
     write_claims_md(record, profile)
     return run
 
