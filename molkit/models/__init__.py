@@ -10,6 +10,8 @@
 - `load_lm`, `apply_lora`, `TrainConfig`, `train_causal_lm`, `generate_texts`, `splice_embeddings`:
   fine-tuning a causal LM on prompt -> answer pairs (answer-only loss, LoRA, spliced-in embeddings).
 - `ResponseCache`: a replayable, hash-keyed store of LLM responses.
+- `train_cached`, `adapter_key`: `train_causal_lm` behind a cache of trained weights (LoRA adapters
+  or full weights) keyed by the initial weights, examples and settings; a rerun replays them.
 - `bf16_supported`, `autocast`, `default_device`, `set_threads`: run-time settings.
 """
 
@@ -46,6 +48,8 @@ _EXPORTS = {
     "generate_texts": "lm_training",
     "splice_embeddings": "lm_training",
     "ResponseCache": "responses",
+    "train_cached": "adapter_cache",
+    "adapter_key": "adapter_cache",
     "autocast": "runtime",
     "bf16_supported": "runtime",
     "default_device": "runtime",

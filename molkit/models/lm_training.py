@@ -291,12 +291,16 @@ class TrainConfig:
 @dataclass
 class TrainReport:
     """What a fine-tuning run did: per-step ``losses`` (mean answer-token cross-entropy),
-    ``tokens`` processed (non-padding, prompts included), ``seconds`` and ``tokens_per_second``."""
+    ``tokens`` processed (non-padding, prompts included), ``seconds`` and ``tokens_per_second``.
+    ``replayed``: the weights came from the trained-adapter cache
+    (`molkit.models.adapter_cache.train_cached`) and the numbers are those of the run that made
+    them; nothing was trained."""
 
     losses: list[float]
     tokens: int
     seconds: float
     steps: int
+    replayed: bool = False
 
     @property
     def tokens_per_second(self) -> float:
