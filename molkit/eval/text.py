@@ -11,10 +11,18 @@ which changes BLEU/METEOR by a few points; ROUGE is computed on the raw strings 
 * mol2cap: corpus BLEU-2/4 (NLTK), mean ROUGE-1/2/L F1 (``rouge_score``, no stemming), mean METEOR
   (NLTK; needs WordNet: ``scripts/install_wordnet.sh`` offline, ``nltk.download('wordnet')`` online;
   without it METEOR is NaN and :func:`meteor_available` says why).
-* cap2mol: character-level corpus BLEU, exact match (equal InChI), mean Levenshtein distance of the
-  SMILES strings, validity (share that RDKit parses; an empty string is invalid), and MACCS / RDK /
-  Morgan fingerprint Tanimoto similarity averaged over the valid predictions (MolT5's convention;
-  Morgan = unfolded radius-2 count fingerprints, RDK = RDKit topological fingerprint).
+* cap2mol: character-level corpus BLEU-4 (NLTK, as MolT5), exact match (equal InChI), mean
+  Levenshtein distance of the raw SMILES strings, validity (share that RDKit parses; an empty string
+  is invalid), and MACCS / RDK / Morgan fingerprint Tanimoto similarity (FTS; Morgan = unfolded
+  radius-2 count fingerprints, RDK = RDKit topological fingerprint) in two conventions:
+  ``<kind>_fts`` averages over the valid predictions only (MolT5's convention, the one papers
+  report), ``<kind>_fts_all`` averages over all predictions with an invalid one counted as 0 (so a
+  model cannot raise it by emitting fewer, easier valid molecules). On MolT5-base's published
+  outputs MolT5's own scripts give exactly this module's values in the same environment (and within
+  0.002 at their pinned RDKit 2022.03.2 / NLTK 3.7); ``tests/test_text_metrics.py`` records how
+  those values differ from the MolT5 paper's table, and why. One edge differs from MolT5's scripts:
+  they count an empty output as valid (RDKit parses ``""`` to an empty molecule), molkit does not
+  (no MolT5-base output is empty).
 """
 
 from __future__ import annotations
@@ -45,6 +53,9 @@ MOLECULE_METRICS = (
     "rdk_fts",
     "morgan_fts",
     "validity",
+    "maccs_fts_all",
+    "rdk_fts_all",
+    "morgan_fts_all",
 )
 
 _WORD = re.compile(r"\w+|[^\w\s]")
@@ -156,9 +167,15 @@ def molecule_similarity(
 
 
 def molecule_metrics(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
-    """cap2mol metrics of predicted vs reference SMILES: ``bleu`` (character corpus BLEU-4),
-    ``exact_match`` (same InChI), ``levenshtein`` (mean edit distance, characters), ``validity``,
-    ``maccs_fts`` / ``rdk_fts`` / ``morgan_fts`` (means over valid predictions; NaN if none)."""
+    """cap2mol metrics of predicted vs reference SMILES, MolT5's definitions.
+
+    ``bleu`` (corpus BLEU-4 over characters), ``exact_match`` (same InChI, share of all pairs),
+    ``levenshtein`` (mean edit distance of the raw strings, characters), ``validity`` (share of
+    predictions RDKit parses), and per fingerprint kind (``maccs``, ``rdk``, ``morgan``) two FTS
+    means of the Tanimoto similarity: ``<kind>_fts`` over the valid predictions only (MolT5's
+    convention; NaN if none is valid) and ``<kind>_fts_all`` over all predictions, an invalid one
+    (or an unparsable reference) counting as 0. ``<kind>_fts_all`` is at most ``<kind>_fts``; it
+    equals ``<kind>_fts * validity`` when every reference parses."""
     from nltk.translate.bleu_score import corpus_bleu
     from rapidfuzz.distance import Levenshtein
     from rdkit import Chem, RDLogger
@@ -189,4 +206,5 @@ def molecule_metrics(predictions: Sequence[str], references: Sequence[str]) -> d
     for kind in ("maccs", "rdk", "morgan"):
         sims = molecule_similarity(predictions, references, kind)
         out[f"{kind}_fts"] = float(np.nanmean(sims)) if np.isfinite(sims).any() else float("nan")
+        out[f"{kind}_fts_all"] = float(np.mean(np.nan_to_num(sims, nan=0.0)))
     return {k: out[k] for k in MOLECULE_METRICS}
