@@ -2,48 +2,236 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from molkit.methods.icma.method import paper_table
 
-__all__ = ["pipeline_diagram", "metrics_vs_baselines", "retrieval_quality", "draw_translations"]
+__all__ = [
+    "pipeline_diagram",
+    "retrieved_neighbours",
+    "prompt_lengths",
+    "metrics_vs_baselines",
+    "retrieval_quality",
+    "draw_translations",
+]
+
+#: The main ICMA row, its test-time ablations (names starting with "ICMA"), everything else.
+ICMA_COLOUR, ABLATION_COLOUR, OTHER_COLOUR = "#b2182b", "#f4a582", "C0"
+CHOSEN_COLOUR = "C3"
+_DIRECTION_ORDER = ("mol2cap", "cap2mol")
 
 
 def pipeline_diagram():
-    """ICMA's three stages, from the query to the fine-tuned LM's answer (Theory)."""
+    """ICMA's pipeline, retrieve → re-rank → prompt → tune → generate (Theory); the paper's two
+    contributions, post-retrieval re-ranking and in-context molecule tuning, are filled."""
     from molkit.viz import pipeline_figure
 
     return pipeline_figure(
         [
-            "query molecule (mol2cap) or caption (cap2mol)",
-            ["molecule retrieval: Morgan / RDKit Tanimoto, GIN cosine", "caption retrieval: BM25"],
-            "re-ranking: random walk (training), sequence reversal",
-            "prompt: k examples + query, within the cut-off",
-            "in-context tuning: answer-only loss",
-            "greedy generation: caption or SMILES",
+            "query: molecule (mol2cap) or caption (cap2mol)",
+            [
+                "retrieve, mol2cap: Morgan / RDKit Tanimoto, GIN cosine "
+                "(chosen on a validation part of the pool)",
+                "retrieve, cap2mol: BM25 over captions",
+            ],
+            "re-rank: random walk (training only), sequence reversal (most similar last)",
+            "prompt: k examples + query (both always fit the cut-off)",
+            "tune: in-context tuning, answer-only loss (trained weights cached)",
+            "generate: greedy, stop at the end of the line",
         ],
         title="ICMA: hybrid retrieval, post-retrieval re-ranking, in-context molecule tuning",
+        width=2.9,
+        wrap=30,
         highlight=(2, 4),
     )
 
 
-def metrics_vs_baselines(tables: dict[str, pd.DataFrame], n_test: int):
-    """BLEU-2 (mol2cap) and Morgan FTS (cap2mol) of every method of this run, ICMA in red, with the
-    published rows (except MolT5-base) as dashed lines."""
+def _truncate(text: str, n: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: max(n - 1, 0)].rstrip() + "…"
+
+
+def _draw_molecule(ax, smiles: str, size: int = 300) -> bool:
+    """``smiles`` drawn into ``ax`` (axis off); an unparsable one as the text "invalid SMILES".
+    Returns whether it parsed."""
+    from rdkit import Chem, RDLogger
+    from rdkit.Chem import Draw
+
+    ax.axis("off")
+    RDLogger.DisableLog("rdApp.*")
+    try:
+        mol = Chem.MolFromSmiles(str(smiles)) if str(smiles).strip() else None
+    finally:
+        RDLogger.EnableLog("rdApp.*")
+    if mol is None:
+        ax.text(
+            0.5,
+            0.5,
+            f"invalid SMILES\n{str(smiles)[:40]}",
+            ha="center",
+            va="center",
+            fontsize=7,
+            transform=ax.transAxes,
+        )
+        return False
+    ax.imshow(Draw.MolToImage(mol, size=(size, size)))
+    return True
+
+
+def _caption_below(ax, caption: str, truncate: int, width: int = 34, fontsize: float = 6):
+    ax.text(
+        0.5,
+        -0.02,
+        textwrap.fill(_truncate(caption, truncate), width),
+        ha="center",
+        va="top",
+        fontsize=fontsize,
+        transform=ax.transAxes,
+    )
+
+
+def retrieved_neighbours(
+    query_smiles: str,
+    query_caption: str,
+    neighbours: Mapping[str, Sequence[tuple[str, str, float]]],
+    truncate: int = 160,
+):
+    """One query molecule (first column of the first row, its caption below) and, one row per
+    retriever (``neighbours``' keys, e.g. morgan, rdkit, gin, random), that retriever's top-k
+    neighbours ``(smiles, caption, score)`` in ranked order, each titled with its score and its
+    caption (wrapped, at most ``truncate`` characters) below. The first column of the other rows
+    stays empty; an unparsable SMILES is shown as text."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    for ax, (direction, metric) in zip(
-        axes, (("mol2cap", "bleu2"), ("cap2mol", "morgan_fts")), strict=True
-    ):
-        values = tables[direction][metric].sort_values()
-        ax.barh(
-            values.index, values.values, color=["C3" if m == "ICMA" else "C0" for m in values.index]
+    if not neighbours:
+        raise ValueError("retrieved_neighbours needs at least one retriever")
+    rows = len(neighbours)
+    columns = 1 + max(len(v) for v in neighbours.values())
+    cell_w, cell_h = 2.3, 3.2
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(cell_w * columns, cell_h * rows), squeeze=False
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    query_ax = axes[0, 0]
+    _draw_molecule(query_ax, query_smiles)
+    query_ax.set_title("query", fontsize=9, fontweight="bold")
+    _caption_below(query_ax, query_caption, truncate)
+    for row, (name, items) in enumerate(neighbours.items()):
+        for j, (smiles, caption, score) in enumerate(items):
+            ax = axes[row, 1 + j]
+            _draw_molecule(ax, smiles)
+            ax.set_title(f"#{j + 1}: {float(score):.3f}", fontsize=8)
+            _caption_below(ax, caption, truncate)
+        # the retriever's name, vertical, left of its first neighbour
+        axes[row, 1 if columns > 1 else 0].text(
+            -0.04,
+            0.5,
+            name,
+            rotation=90,
+            ha="right",
+            va="center",
+            fontsize=10,
+            fontweight="bold",
+            transform=axes[row, 1 if columns > 1 else 0].transAxes,
         )
-        for name, value in paper_table(direction)[metric].dropna().items():
-            if "MolT5-base" not in name:
+    fig.subplots_adjust(left=0.03, right=0.98, top=1 - 0.35 / (cell_h * rows), bottom=0.06)
+    fig.subplots_adjust(hspace=0.55, wspace=0.15)
+    return fig
+
+
+def _share_label(within: int, total: int) -> str:
+    """``within / total`` in whole percent, never rounded to 0% or 100% unless it is so."""
+    if total == 0:
+        return "n/a"
+    if within == total:
+        return "100%"
+    if within == 0:
+        return "0%"
+    return f"{min(max(round(100 * within / total), 1), 99)}%"
+
+
+def prompt_lengths(lengths: Mapping[str, np.ndarray], cutoff: int):
+    """Histograms of the token counts (prompt + answer) of each prompt set, one subplot per
+    direction (a key's first word, "mol2cap" or "cap2mol"), the sets overlaid as steps, the
+    cut-off as a dashed red line; each subplot's title gives the share of its items (all its
+    sets together) within the cut-off."""
+    import matplotlib.pyplot as plt
+
+    if not lengths:
+        raise ValueError("prompt_lengths needs at least one set")
+    groups: dict[str, dict[str, np.ndarray]] = {}
+    for name, values in lengths.items():
+        direction = name.split()[0] if name.split() else name
+        groups.setdefault(direction, {})[name] = np.asarray(values, dtype=float).ravel()
+    order = [d for d in _DIRECTION_ORDER if d in groups] + [
+        d for d in groups if d not in _DIRECTION_ORDER
+    ]
+    fig, axes = plt.subplots(1, len(order), figsize=(6 * len(order), 3.8), squeeze=False)
+    for ax, direction in zip(axes[0], order, strict=True):
+        sets = groups[direction]
+        pooled = np.concatenate(list(sets.values()))
+        top = max(float(pooled.max()) if pooled.size else 0.0, float(cutoff))
+        bins = np.linspace(0, top * 1.03 + 1, 41)
+        for i, (name, values) in enumerate(sets.items()):
+            label = f"{name} (n={values.size}, max={int(values.max()) if values.size else '–'})"
+            if values.size:
+                ax.hist(values, bins=bins, histtype="step", lw=1.5, color=f"C{i}", label=label)
+            else:
+                ax.plot([], [], color=f"C{i}", label=label)
+        ax.axvline(cutoff, ls="--", color="red", lw=1.2, label=f"cut-off {cutoff}")
+        within = int((pooled <= cutoff).sum())
+        ax.set_title(f"{direction}: {_share_label(within, pooled.size)} within the cut-off")
+        ax.set_xlabel("tokens (prompt + answer)")
+        ax.set_ylabel("prompts")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _method_colour(name: str) -> str:
+    if name == "ICMA":
+        return ICMA_COLOUR
+    if str(name).startswith("ICMA"):
+        return ABLATION_COLOUR
+    return OTHER_COLOUR
+
+
+def metrics_vs_baselines(tables: Mapping[str, pd.DataFrame], n_test: int):
+    """BLEU-2 (mol2cap) and Morgan FTS (cap2mol; ``morgan_fts_all`` where the table has it, an
+    invalid SMILES scoring 0, else ``morgan_fts``) of every method of this run: the main ICMA row
+    dark red, its test-time ablations (names starting with "ICMA") light red, and, where the
+    published table has the same metric, its rows (except MolT5-base) as dashed lines."""
+    import matplotlib.pyplot as plt
+
+    wanted = {"mol2cap": ("bleu2",), "cap2mol": ("morgan_fts_all", "morgan_fts")}
+    panels = []
+    for direction, candidates in wanted.items():
+        if direction not in tables:
+            continue
+        frame = tables[direction]
+        metric = next((m for m in candidates if m in frame.columns), None)
+        if metric is None:
+            raise KeyError(f"the {direction} table has none of the columns {candidates}")
+        panels.append((direction, metric, frame[metric].dropna().astype(float).sort_values()))
+    if not panels:
+        raise ValueError(f"tables holds none of the directions {tuple(wanted)}")
+    n_rows = max(len(v) for *_, v in panels)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(6 * len(panels), max(4, 0.35 * n_rows + 1.5)), squeeze=False
+    )
+    for ax, (direction, metric, values) in zip(axes[0], panels, strict=True):
+        names = [str(m) for m in values.index]
+        ax.barh(names, values.values, color=[_method_colour(m) for m in names])
+        published = paper_table(direction)
+        if metric in published.columns:
+            for name, value in published[metric].dropna().items():
+                if "MolT5-base" in name:
+                    continue
                 ax.axvline(value, ls="--", lw=1, color="grey")
                 ax.text(
                     value,
@@ -60,15 +248,47 @@ def metrics_vs_baselines(tables: dict[str, pd.DataFrame], n_test: int):
     return fig
 
 
-def retrieval_quality(table: pd.DataFrame, n_pairs: int):
-    """BLEU-2 of the top-1 neighbour's caption per molecule retriever (mol2cap retrieval only)."""
+def retrieval_quality(table: pd.DataFrame, n_pairs: int, metric: str = "rougeL"):
+    """``metric`` of the top-1 neighbour's caption taken as the prediction, per molecule retriever
+    (``table``'s index; mol2cap retrieval only, on a validation part of the pool), the retriever
+    marked in a boolean ``chosen`` column highlighted and annotated."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3))
-    rows = table.loc["mol2cap"]
-    ax.bar(rows.index, rows["bleu2"], color="C0")
-    ax.set_ylabel("BLEU-2 of the top-1 neighbour's caption")
-    ax.set_title(f"mol2cap retrieval only ({n_pairs} test molecules)")
+    if isinstance(table.index, pd.MultiIndex) and "mol2cap" in table.index.get_level_values(0):
+        table = table.loc["mol2cap"]
+    if metric not in table.columns:
+        raise KeyError(f"no column {metric!r} in the retrieval table ({list(table.columns)})")
+    values = table[metric].astype(float)
+    chosen = (
+        table["chosen"].fillna(False).astype(bool)
+        if "chosen" in table.columns
+        else pd.Series(False, index=table.index)
+    )
+    names = [str(n) for n in table.index]
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.2 * len(names) + 1.5), 3.4))
+    bars = ax.bar(
+        names,
+        values.values,
+        color=[CHOSEN_COLOUR if c else OTHER_COLOUR for c in chosen.values],
+        edgecolor=["black" if c else "none" for c in chosen.values],
+    )
+    for bar, value, is_chosen in zip(bars, values.values, chosen.values, strict=True):
+        label = f"{value:.3f}" + ("\nchosen" if is_chosen else "")
+        ax.annotate(
+            label,
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            xytext=(0, 2),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            fontweight="bold" if is_chosen else "normal",
+        )
+    top = float(np.nanmax(values.values)) if len(values) else 1.0
+    ax.set_ylim(0, top * 1.3 if top > 0 else 1)
+    ax.set_ylabel(f"{metric} of the top-1\nneighbour's caption")
+    ax.set_title(f"mol2cap retrieval only on {n_pairs} validation queries of the pool")
+    fig.tight_layout()
     return fig
 
 

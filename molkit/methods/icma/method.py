@@ -55,6 +55,8 @@ __all__ = [
     "BM25Retriever",
     "FingerprintRetriever",
     "GraphRetriever",
+    "RandomRetriever",
+    "molecule_keys",
     "load_chebi20",
     "same_molecule_exclusions",
     "pretrain_gin",
@@ -70,6 +72,8 @@ __all__ = [
     "mean_score",
     "LMRun",
     "fine_tune_and_generate",
+    "newline_token_ids",
+    "failure_modes",
     "clean_generation",
     "molt5_predictions",
     "paper_table",
@@ -119,6 +123,19 @@ PAPER_RESULTS = pd.DataFrame(
             {"exact_match": 0.234, "morgan_fts": 0.649, "validity": 0.918},
         ),
         ("cap2mol", "MolT5-large", {"exact_match": 0.311, "morgan_fts": 0.684, "validity": 0.905}),
+        (
+            "cap2mol",
+            "MolT5-base (MolT5 paper)",
+            {
+                "bleu": 0.769,
+                "exact_match": 0.081,
+                "levenshtein": 24.458,
+                "maccs_fts": 0.721,
+                "rdk_fts": 0.588,
+                "morgan_fts": 0.529,
+                "validity": 0.772,
+            },
+        ),
     ],
     columns=["direction", "method", "metrics"],
 )
@@ -151,13 +168,33 @@ def _check_direction(direction: str) -> None:
 # ---------------------------------------------------------------- data
 
 
+def molecule_keys(smiles: Sequence[str]) -> list[str]:
+    """One identity key per molecule: its standard InChIKey (RDKit), or the string itself where
+    RDKit cannot make one. Two SMILES of the same molecule (other tautomer spelling, other
+    aromaticity or charge notation that canonical SMILES keep apart) get the same key."""
+    from rdkit import Chem, RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    try:
+        keys = []
+        for smi in smiles:
+            mol = Chem.MolFromSmiles(str(smi))
+            key = Chem.MolToInchiKey(mol) if mol is not None else ""
+            keys.append(key or str(smi))
+        return keys
+    finally:
+        RDLogger.EnableLog("rdApp.*")
+
+
 def load_chebi20(dataset: str = "chebi20") -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """``(pool, test, note)``: the retrieval / training pool and the official test split.
 
     ``chebi20``: the pool is the 3,301-pair validation split (the train split is not mirrored);
-    ``chebi20-full``: the 26,407-pair train split. Pool rows whose molecule (canonical SMILES) also
-    occurs in the test split are removed (counted in ``note``). Columns: ``id``, ``smiles``
-    (canonical), ``smiles_raw`` (as in the file: the text the LM reads and writes), ``text``.
+    ``chebi20-full``: the 26,407-pair train split. Pool rows whose molecule also occurs in the test
+    split are removed, compared by InChIKey (`molecule_keys`), which also catches the pairs whose
+    canonical SMILES differ (counted in ``note``). Columns: ``id``, ``smiles`` (canonical),
+    ``smiles_raw`` (as in the file: the text the LM reads and writes), ``text``, ``key``
+    (InChIKey).
     """
     from molkit.data import load_dataset
 
@@ -166,22 +203,26 @@ def load_chebi20(dataset: str = "chebi20") -> tuple[pd.DataFrame, pd.DataFrame, 
     df = load_dataset(dataset)
     pool_split = "valid" if dataset == "chebi20" else "train"
     test = df[df["split"] == "test"].reset_index(drop=True)
-    pool = df[df["split"] == pool_split]
-    overlap = pool["smiles"].isin(set(test["smiles"]))
+    pool = df[df["split"] == pool_split].reset_index(drop=True)
+    test["key"] = molecule_keys(test["smiles_raw"].tolist())
+    pool["key"] = molecule_keys(pool["smiles_raw"].tolist())
+    overlap = pool["key"].isin(set(test["key"]))
+    by_smiles = int(pool["smiles"].isin(set(test["smiles"])).sum())
     pool = pool[~overlap].reset_index(drop=True)
     note = (
         f"pool = ChEBI-20 {pool_split} split ({len(pool)} pairs after removing "
-        f"{int(overlap.sum())} test molecules); test = official test split ({len(test)} pairs)"
+        f"{int(overlap.sum())} test molecules by InChIKey; {by_smiles} by canonical SMILES); "
+        f"test = official test split ({len(test)} pairs)"
     )
     return pool, test, note
 
 
-def same_molecule_exclusions(smiles: Sequence[str]) -> list[np.ndarray]:
+def same_molecule_exclusions(keys: Sequence[str]) -> list[np.ndarray]:
     """For each pool entry i, the pool indices a training query i must not retrieve: itself and
-    every entry with the same (canonical) SMILES."""
-    keys = np.asarray(smiles, dtype=object)
-    groups = pd.Series(np.arange(len(smiles))).groupby(keys).apply(np.asarray)
-    return [groups[s] for s in smiles]
+    every entry of the same molecule (same key: `molecule_keys`, or canonical SMILES)."""
+    values = np.asarray(keys, dtype=object)
+    groups = pd.Series(np.arange(len(keys))).groupby(values).apply(np.asarray)
+    return [groups[s] for s in keys]
 
 
 # ---------------------------------------------------------------- retrieval
@@ -193,6 +234,9 @@ class Neighbours:
 
     indices: np.ndarray
     scores: np.ndarray
+
+    def _replace_scores(self, value: float) -> Neighbours:
+        return Neighbours(self.indices, np.full(self.indices.shape, value))
 
 
 def _top_k(scores: np.ndarray, k: int, exclude: Sequence[np.ndarray] | None) -> Neighbours:
@@ -291,18 +335,46 @@ def pretrain_gin(
     return gin, losses
 
 
+class RandomRetriever:
+    """The floor of retrieval: ``k`` pool entries drawn at random per query (seeded), scored 0.
+    A retriever is worth its cost only when its contexts beat these."""
+
+    def __init__(self, n: int, seed: int = 0):
+        self.n, self.seed = n, seed
+
+    def search(
+        self, queries: Sequence[str], k: int, exclude: Sequence[np.ndarray] | None = None
+    ) -> Neighbours:
+        """``k`` distinct random pool indices per query, never an excluded one."""
+        if k > self.n:
+            raise ValueError(f"k = {k} exceeds the pool size {self.n}")
+        rng = np.random.default_rng(self.seed)
+        scores = rng.random((len(queries), self.n))
+        return _top_k(scores, k, exclude)._replace_scores(0.0)
+
+
 class GraphRetriever:
-    """Cosine similarity of (pre-trained) GIN graph embeddings of the pool's ``graphs``."""
+    """Cosine similarity of (pre-trained) GIN graph embeddings of the pool's ``graphs``, each
+    dimension standardised with the pool's mean and standard deviation first: mean-pooled
+    attribute-masking embeddings share one large common direction (raw cosines of any two
+    molecules sit near 0.99), which standardising removes, so the cosine ranks by what differs."""
 
     def __init__(self, graphs: Sequence, gin):
+        from molkit.models.gnn import embed_graphs
+
         self.gin = gin
-        self._emb = self._embed(graphs)
+        raw = embed_graphs(self.gin, list(graphs))
+        self._mean, self._std = raw.mean(axis=0), raw.std(axis=0) + 1e-6
+        self._emb = self._normalise(raw)
+
+    def _normalise(self, raw: np.ndarray) -> np.ndarray:
+        emb = (raw - self._mean) / self._std
+        return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
 
     def _embed(self, graphs: Sequence) -> np.ndarray:
         from molkit.models.gnn import embed_graphs
 
-        emb = embed_graphs(self.gin, list(graphs))
-        return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        return self._normalise(embed_graphs(self.gin, list(graphs)))
 
     def search(
         self, smiles: Sequence[str], k: int, exclude: Sequence[np.ndarray] | None = None
@@ -499,10 +571,18 @@ def clean_generation(text: str) -> str:
     return text.strip().split("\n", 1)[0].strip()
 
 
+def newline_token_ids(tokenizer) -> list[int]:
+    """The ids of every vocabulary token whose text contains a line break: a caption or a SMILES
+    is one line, so generation stops at the first of them (an untuned LM would otherwise go on to
+    invent the next example)."""
+    vocab = tokenizer.get_vocab()
+    return sorted(i for t, i in vocab.items() if "\n" in tokenizer.convert_tokens_to_string([t]))
+
+
 def fine_tune_and_generate(
     lm_path,
-    train_prompts: Sequence[str],
-    train_answers: Sequence[str],
+    train_prompts: Sequence[str] | None,
+    train_answers: Sequence[str] | None,
     test_prompts: Sequence[str],
     train,
     cutoff: int,
@@ -511,29 +591,35 @@ def fine_tune_and_generate(
     lora: bool = False,
     extra_test_prompts: dict[str, Sequence[str]] | None = None,
     desc: str = "",
+    cache: bool = True,
 ) -> tuple[LMRun, dict[str, list[str]]]:
     """Load a fresh copy of the LM, fine-tune it (LoRA if ``lora``, else fully) on the prompts with
     answer-only loss (``train``: a ``molkit.models.lm_training.TrainConfig``; its seed also seeds
-    torch before the model loads; examples truncated to ``cutoff`` tokens), then generate greedily
-    for ``test_prompts`` and for each set of ``extra_test_prompts`` (test-time ablations with the
-    same trained model)."""
+    torch before the model loads; examples truncated to ``cutoff`` tokens; the trained weights are
+    cached by `molkit.models.train_cached` unless ``cache`` is False, so a re-run replays them),
+    then generate greedily, stopping at the end of the line, for ``test_prompts`` and for each set
+    of ``extra_test_prompts`` (test-time ablations with the same trained model).
+
+    ``train_prompts=None``: no tuning at all (in-context prompting of the pre-trained LM); the
+    returned run's ``train`` is then ``None``."""
     import torch
 
-    from molkit.models.lm_training import (
-        apply_lora,
-        encode_example,
-        generate_texts,
-        load_lm,
-        train_causal_lm,
-    )
+    from molkit.models import train_cached
+    from molkit.models.lm_training import apply_lora, encode_example, generate_texts, load_lm
 
     torch.manual_seed(train.seed)
     model, tok = load_lm(lm_path)
-    if lora:
-        model = apply_lora(model)
-    pairs = zip(train_prompts, train_answers, strict=True)
-    examples = [encode_example(tok, p, a, max_length=cutoff) for p, a in pairs]
-    report = train_causal_lm(model, examples, train, tok.pad_token_id)
+    report = None
+    if train_prompts is not None:
+        if lora:
+            model = apply_lora(model)
+        pairs = zip(train_prompts, train_answers, strict=True)
+        examples = [encode_example(tok, p, a, max_length=cutoff) for p, a in pairs]
+        report = train_cached(
+            model, examples, train, tok.pad_token_id, key={"method": "icma", "run": desc},
+            cache=cache,
+        )  # fmt: skip
+    stop = {"eos_token_id": [tok.eos_token_id, *newline_token_ids(tok)]}
 
     def run(prompts: Sequence[str], label: str) -> tuple[list[str], float, int]:
         start = time.perf_counter()
@@ -544,6 +630,7 @@ def fine_tune_and_generate(
             max_new_tokens=max_new_tokens,
             batch_size=gen_batch_size,
             desc=f"generating {label}",
+            generate_kwargs=stop,
         )
         seconds = time.perf_counter() - start
         n_tokens = sum(len(tok(o, add_special_tokens=False)["input_ids"]) for o in outs)
@@ -555,6 +642,58 @@ def fine_tune_and_generate(
         for name, prompts in (extra_test_prompts or {}).items()
     }
     return LMRun(predictions, report, seconds, n_tokens), extra
+
+
+def _repeats(text: str, n: int = 4) -> bool:
+    """Whether some word n-gram occurs at least three times (a decoding loop)."""
+    from molkit.eval.text import word_tokenize
+
+    words = word_tokenize(text)
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return bool(grams) and max(pd.Series(grams).value_counts()) >= 3
+
+
+def failure_modes(
+    direction: str,
+    predictions: Sequence[str],
+    context_outputs: Sequence[Sequence[str]] | None = None,
+) -> pd.DataFrame:
+    """Per prediction, the common failure modes as booleans: ``empty``; ``copies_context``: the
+    output is (nearly) one of its prompt's context outputs (captions: ROUGE-L F1 >= 0.9 with one;
+    molecules: the same InChIKey as one), i.e. copy-and-edit of the context left unedited;
+    ``repeats`` (captions: a word 4-gram three times or more); ``invalid`` (molecules: RDKit cannot
+    parse it). ``context_outputs[i]``: the outputs of prompt i's context examples (``None``: no
+    context, the column is False)."""
+    _check_direction(direction)
+    preds = [str(p) for p in predictions]
+    contexts = context_outputs if context_outputs is not None else [[] for _ in preds]
+    if len(contexts) != len(preds):
+        raise ValueError(f"got {len(contexts)} context lists for {len(preds)} predictions")
+    frame = pd.DataFrame({"empty": [not p.strip() for p in preds]})
+    if direction == "mol2cap":
+        from rouge_score import rouge_scorer
+
+        scorer = rouge_scorer.RougeScorer(["rougeL"])
+        frame["copies_context"] = [
+            any(scorer.score(str(c), p)["rougeL"].fmeasure >= 0.9 for c in ctx) if p else False
+            for p, ctx in zip(preds, contexts, strict=True)
+        ]
+        frame["repeats"] = [_repeats(p) for p in preds]
+    else:
+        from rdkit import Chem, RDLogger
+
+        RDLogger.DisableLog("rdApp.*")
+        try:
+            valid = [bool(p.strip()) and Chem.MolFromSmiles(p) is not None for p in preds]
+        finally:
+            RDLogger.EnableLog("rdApp.*")
+        keys = molecule_keys(preds)
+        frame["copies_context"] = [
+            ok and key in set(molecule_keys(list(ctx))) if ctx else False
+            for ok, key, ctx in zip(valid, keys, contexts, strict=True)
+        ]
+        frame["invalid"] = [not v for v in valid]
+    return frame
 
 
 # ---------------------------------------------------------------- peers and published numbers
