@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -217,6 +218,12 @@ class ChebiData:
     def train_queries(self) -> pd.DataFrame:
         return self.pool.iloc[self.train_idx].reset_index(drop=True)
 
+    @cached_property
+    def exclusions(self) -> list[np.ndarray]:
+        """Per pool entry, the pool indices of the same molecule (`same_molecule_exclusions` over
+        the InChIKeys): what a pool query must never retrieve."""
+        return same_molecule_exclusions(self.pool["key"].tolist())
+
     @property
     def test_ablation(self) -> pd.DataFrame:
         return self.test_lm.iloc[self.ablation_idx].reset_index(drop=True)
@@ -404,8 +411,7 @@ def retrieval_baselines(settings: Settings, data: ChebiData, retrievers: Retriev
 
     res, table, validation, val_scores = Results(), [], {}, {}
     queries = data.pool.iloc[data.val_idx].reset_index(drop=True)
-    exclusions = same_molecule_exclusions(data.pool["key"].tolist())
-    exclude = [exclusions[i] for i in data.val_idx]
+    exclude = [data.exclusions[i] for i in data.val_idx]
     truth = references("mol2cap", queries)
     for name, retriever in retrievers.molecule.items():
         preds = retrieval_only(
@@ -475,9 +481,8 @@ def rerank_contexts(settings: Settings, data: ChebiData, retrievers: Retrievers)
     molecule retriever). Artefacts: ``contexts`` (direction -> name -> (n, k) pool indices or
     None), ``off_top`` (share of training prompts whose context the walk changed), ``summary``."""
     k, m = settings.k, max(settings.k, settings.random_walk_candidates)
-    exclusions = same_molecule_exclusions(data.pool["key"].tolist())
     train_queries = data.train_queries
-    train_exclude = [exclusions[i] for i in data.train_idx]
+    train_exclude = [data.exclusions[i] for i in data.train_idx]
     walk_rng = np.random.default_rng(settings.seed)
     contexts, off_top = {}, {}
     for direction in DIRECTIONS:

@@ -235,9 +235,6 @@ class Neighbours:
     indices: np.ndarray
     scores: np.ndarray
 
-    def _replace_scores(self, value: float) -> Neighbours:
-        return Neighbours(self.indices, np.full(self.indices.shape, value))
-
 
 def _top_k(scores: np.ndarray, k: int, exclude: Sequence[np.ndarray] | None) -> Neighbours:
     """Top-k columns of a (n, m) score matrix per row, excluded columns never chosen."""
@@ -350,7 +347,8 @@ class RandomRetriever:
             raise ValueError(f"k = {k} exceeds the pool size {self.n}")
         rng = np.random.default_rng(self.seed)
         scores = rng.random((len(queries), self.n))
-        return _top_k(scores, k, exclude)._replace_scores(0.0)
+        indices = _top_k(scores, k, exclude).indices
+        return Neighbours(indices, np.zeros(indices.shape))
 
 
 class GraphRetriever:
