@@ -10,7 +10,9 @@ from molkit.data.explain import (
     EXPLAIN_DATASETS,
     GROUND_TRUTH_TYPES,
     explain_split,
+    explain_splits,
     ground_truth_prevalence,
+    group_type_enrichment,
     load_explain_dataset,
     tu_ground_truth,
 )
@@ -47,6 +49,36 @@ def test_explain_split_is_stratified_and_keeps_a_given_test_part():
     assert len(split["valid"]) == 4 and split["valid"].min() >= 10
     with pytest.raises(ValueError, match="summing to 1"):
         explain_split(df, 0, (0.5, 0.5, 0.5))
+
+
+def test_explain_splits_test_every_molecule_once_stratified():
+    df = pd.DataFrame({"label": [0] * 30 + [1] * 20, "split": ["train"] * 50})
+    splits = explain_splits(df, folds=5, seed=1, valid_fraction=0.1)
+    assert len(splits) == 5
+    tested = np.concatenate([sp["test"] for sp in splits])
+    assert sorted(tested.tolist()) == list(range(50))  # a partition: each molecule once
+    for sp in splits:
+        parts = [set(sp[k]) for k in ("train", "valid", "test")]
+        assert sum(map(len, parts)) == 50 and not (parts[0] & parts[1] or parts[0] & parts[2])
+        assert parts[1].isdisjoint(parts[2])
+        assert df["label"].iloc[sp["test"]].mean() == pytest.approx(0.4)  # stratified
+        assert len(sp["valid"]) == 5  # 10 % of the whole, out of the training folds
+    assert [sp["test"].tolist() for sp in explain_splits(df, 5, seed=1)] == [
+        sp["test"].tolist() for sp in splits
+    ]  # seeded
+    with pytest.raises(ValueError, match="smallest class has 20"):
+        explain_splits(df, folds=21)
+    with pytest.raises(ValueError, match="valid_fraction"):
+        explain_splits(df, folds=2, valid_fraction=0.6)
+
+
+def test_group_type_enrichment_of_mutag(mirror):
+    table = group_type_enrichment("mutag").set_index("group type")
+    nitro = table.loc["nitro"]  # every MUTAG molecule has one, in both classes
+    assert (nitro["share of positives"], nitro["share of negatives"], nitro["ratio"]) == (1, 1, 1)
+    assert table["ground truth"].tolist() == [t == "nitro" for t in table.index]
+    with pytest.raises(ValueError, match="no group-type ground truth"):
+        group_type_enrichment("liver")
 
 
 def test_ground_truth_types_cover_the_tu_datasets():

@@ -10,6 +10,7 @@ from molkit.data.explain import explain_split, tu_ground_truth
 from molkit.eval.explain import atom_auc, explanation_auc, random_attributions
 from molkit.methods import molex
 from molkit.methods.experiment import CLAIM_COLUMNS, HOLDS, Results
+from molkit.methods.molex.benchmark import READING_METRICS
 from molkit.models.prefix import encode_prefix, load_chemical_lm
 
 TOY_SMILES = [
@@ -191,7 +192,7 @@ def test_prefix_then_top_layers_equals_the_whole_model(tiny_lm):
     prefix = encode_prefix(model, tok, texts, n_trainable_layers=1, progress=False)
     assert prefix.n_frozen == 1 and [len(s) for s in prefix.states] == [5, 16, 9]
     clf = molex.IBClassifier(model, 2, n_trainable_layers=1, bottleneck_dim=4)
-    ours = molex.embed_prefix(clf, prefix)
+    ours = molex.embed_prefix(clf, prefix, space="pooled")
     enc = tok(texts, return_tensors="pt")
     with torch.no_grad():
         hidden = model(
@@ -252,7 +253,8 @@ def _toy_frame(labels: np.ndarray) -> pd.DataFrame:
 def _toy_settings(**changes) -> molex.Settings:
     return molex.Settings.for_profile("smoke").with_overrides(
         datasets=["toy"],
-        seeds=[0],
+        cv_folds=2,
+        valid_fraction=0.2,
         n_trainable_layers=1,
         finetune_epochs=1,
         ablation_datasets=["toy"],
@@ -263,7 +265,6 @@ def _toy_settings(**changes) -> molex.Settings:
         gin_epochs=1,
         gin_hidden=8,
         bottleneck_dim=4,
-        split_fractions=(0.6, 0.2, 0.2),
         **changes,
     )
 
@@ -273,38 +274,67 @@ TOY_LABELS = np.array([1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0])
 
 def test_permuting_test_labels_leaves_every_prediction_unchanged(tiny_lm):
     settings = _toy_settings()
+    df = _toy_frame(TOY_LABELS)
+    splits = molex.dataset_splits(settings, df)
+    test = splits[0]["test"]
     permuted = TOY_LABELS.copy()
-    permuted[11:] = np.roll(
-        TOY_LABELS[11:], 1
-    )  # a permutation of the test labels that changes them
+    permuted[test] = np.roll(TOY_LABELS[test], 1)  # fold 0's test labels permuted
     assert (permuted != TOY_LABELS).any()
-    first = molex.run_dataset(settings, _toy_frame(TOY_LABELS), tiny_lm)
+    first = molex.run_dataset(settings, df, tiny_lm)
     second = molex.run_dataset(settings, _toy_frame(permuted), tiny_lm)
     assert {m for _, m in first.predictions} >= {
         "MoleX",
         "MoleX w/o calibration",
+        "MoleX (beta=0)",
+        "MoleX (pooled h)",
+        "MoleX (no fine-tuning)",
         "Fine-tuned LM",
         "GIN",
-        "MoleX (no fine-tuning)",
         "Training prior",
     }
     for key, proba in first.predictions.items():
-        assert np.array_equal(proba, second.predictions[key]), key
-    assert set(first.rows["metric"]) >= {"accuracy", "roc_auc", "explanation_auc", "n_parameters"}
-    assert first.labels[0].tolist() == TOY_LABELS[11:].tolist()
+        if key[0] == 0:  # fold 0 never trains on its own test molecules
+            assert np.array_equal(proba, second.predictions[key]), key
+    metrics = set(first.rows["metric"])
+    assert metrics >= {"accuracy", "roc_auc", "explanation_auc", "token_auc_abs", "n_parameters"}
+    # the folds' test parts partition the molecules: every molecule is tested once
+    tested = np.concatenate([first.tests[k] for k in first.splits])
+    assert sorted(tested.tolist()) == list(range(len(TOY_SMILES)))
+    assert first.labels[0].tolist() == TOY_LABELS[test].tolist()
 
 
 def test_per_molecule_explanations_average_to_the_recorded_auc(tiny_lm):
-    run = molex.run_dataset(_toy_settings(), _toy_frame(TOY_LABELS), tiny_lm)
-    rows = run.rows.set_index(["method", "metric"])["value"]
+    settings = _toy_settings()
+    run = molex.run_dataset(settings, _toy_frame(TOY_LABELS), tiny_lm)
+    rows = run.rows[run.rows["seed"] == 0].set_index(["method", "metric"])["value"]
     for method in ("MoleX", "MoleX w/o calibration", "Morgan FP + LR", "Random attribution"):
-        for reading, metric in (("signed", "explanation_auc"), ("abs", "explanation_auc_abs")):
+        for reading, (metric, n_metric) in READING_METRICS.items():
             per_molecule = run.explanations[0, method, reading]
-            assert len(per_molecule) == 5  # one value per test molecule, NaN without ground truth
+            assert len(per_molecule) == len(run.tests[0])  # NaN without ground truth
             assert np.nanmean(per_molecule) == pytest.approx(rows[method, metric])
-    train = explain_split(_toy_frame(TOY_LABELS), 0, (0.6, 0.2, 0.2))["train"]
+            assert np.isfinite(per_molecule).sum() == rows[method, n_metric]
+    train = molex.dataset_splits(settings, _toy_frame(TOY_LABELS))[0]["train"]
     shares = np.bincount(TOY_LABELS[train], minlength=2) / len(train)
     assert np.allclose(run.predictions[0, "Training prior"], shares)  # the training class shares
+
+
+def test_molex_features_are_the_bottleneck_mean(tiny_lm):
+    import torch
+
+    model, tok = tiny_lm
+    prefix = encode_prefix(model, tok, TOY_SMILES[:4], n_trainable_layers=1, progress=False)
+    clf = molex.IBClassifier(model, 2, n_trainable_layers=1, bottleneck_dim=3)
+    pooled = molex.embed_prefix(clf, prefix, space="pooled")
+    mu = molex.embed_prefix(clf, prefix)  # the default: what MoleX sums
+    assert mu.shape == (4, 3) and pooled.shape == (4, model.config.hidden_size)
+    with torch.no_grad():
+        assert np.allclose(mu, clf.mu(torch.from_numpy(pooled)).numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="space must be one of"):
+        molex.embed_prefix(clf, prefix, space="cls")
+    # in the benchmark, MoleX's reduction reads bottleneck_dim features
+    run = molex.run_dataset(_toy_settings(), _toy_frame(TOY_LABELS), tiny_lm)
+    assert run.models["molex"].reduction.A.shape[0] == 4  # _toy_settings' bottleneck_dim
+    assert run.models["features"].shape == (len(TOY_SMILES), 4)
 
 
 def test_experiment_sections_return_results_and_claims(tiny_lm_path):
@@ -316,30 +346,32 @@ def test_experiment_sections_return_results_and_claims(tiny_lm_path):
     bench = molex.benchmark(settings, data)
     frame = bench.frame()
     assert set(frame["dataset"]) == {"toy"} and set(frame["split"]) == {"test"}
+    assert set(frame["seed"]) == {0, 1}  # the two folds
     assert frame.equals(bench.artefacts["runs"]["toy"].rows[frame.columns].astype(frame.dtypes))
+    walk = molex.walkthrough(settings, bench)
+    logit = walk.artefacts["logit"]
+    assert logit["intercept + sum"] == pytest.approx(logit["model logit"])  # exactly additive
+    tokens = walk.artefacts["tokens"]
+    assert tokens["contribution"].sum() == pytest.approx(logit["sum of n-gram contributions"])
     expl = molex.explanation_scores(settings, bench)
-    speed = molex.throughput(settings, bench)
-    assert speed.artefacts["dataset"] == "toy" and len(speed.rows) == 6 + 8
+    assert set(expl.artefacts["scores"]["reading"]) == set(READING_METRICS)
     calib = molex.calibration_gain(settings, bench)
     assert [r["metric"] for r in calib.rows] == [
         "accuracy_points",
         "explanation_auc_points",
         "explanation_auc_abs_points",
+        "token_auc_points",
+        "token_auc_abs_points",
     ]
     claims = pd.concat([r.claims_frame() for r in (bench, expl, calib)], ignore_index=True)
-    assert list(claims.columns) == list(CLAIM_COLUMNS) and len(claims) == 6
+    assert list(claims.columns) == list(CLAIM_COLUMNS)
+    assert len(claims) == len(molex.experiment.ACCURACY_CLAIMS) + 4 + 2 + 2
     assert set(claims["paper"]) == {molex.PAPER}
     assert set(claims["verdict"]) <= {"holds", "contradicted", "undecided"}
     decided = claims.dropna(subset=["low"])
     assert (decided["low"] <= decided["ours"] + 1e-12).all()
     assert (decided["ours"] <= decided["high"] + 1e-12).all()
-    assert claims["n"].tolist() == [5, 5, 5, 1, 1, 5]  # the toy test part, one seed
-    # one toy test molecule has a defined explanation AUC: too few for an interval
-    assert claims["verdict"].iloc[3] == "undecided" and np.isnan(claims["ours"].iloc[3])
-    comparison = molex.paper_comparison((bench + calib).frame(), speed.artefacts["summary"])
-    assert comparison["this run"].notna().sum() >= 4
-    targets = molex.targets_met(settings, frame, speed.artefacts["summary"], elapsed=1.0)
-    assert targets.dtype == bool and targets.iloc[-1]  # smoke profile, 1 s
+    assert (claims.loc[claims["metric"] == "accuracy", "n"] == len(TOY_SMILES)).all()
 
 
 def test_accuracy_claim_is_a_paired_difference_on_the_same_molecules():
@@ -350,11 +382,46 @@ def test_accuracy_claim_is_a_paired_difference_on_the_same_molecules():
     right = np.eye(2)[y]
     wrong = np.eye(2)[1 - y]
     run = DatasetRun(pd.DataFrame(), {(0, "a"): right, (0, "b"): wrong}, pd.DataFrame(), {}, {})
-    run.labels[0] = y
+    run.labels[0], run.tests[0] = y, np.arange(40)
     settings = molex.Settings.for_profile("smoke").with_overrides(n_boot=200)
     claim = _accuracy_claim(settings, {"d": run}, "a", "b", "a beats b", "not reported", "")
     assert (claim.ours, claim.low, claim.high, claim.n) == (1.0, 1.0, 1.0, 40)
     assert claim.verdict == HOLDS
+
+
+# ------------------------------------------------------------------ group-token explanations
+
+
+def test_token_level_scoring_on_a_hand_made_molecule():
+    from molkit.eval.explain import token_scores, token_truth
+
+    # 4-nitrotoluene: atom 0 the methyl C, 1-4 and 8-9 the ring, 5-7 the nitro N, O, O
+    smiles = "Cc1ccc([N+](=O)[O-])cc1"
+    table = molex.build_ngram_table([smiles], progress=False)
+    tokens = dict(table.tokens[0])
+    assert tokens == {"CH3": (0,), "benzene": (1, 2, 3, 4, 8, 9), "nitro": (5, 6, 7)}
+    truth = np.zeros(10, dtype=int)
+    truth[[5, 6, 7]] = 1  # the nitro group only
+    atom_scores = np.array([0.1, 0, 0, 0, 0.5, 0, 0.2, 0.2, 0.2, 0.0]) + 0.01
+    atoms = [a for _, a in table.tokens[0]]
+    scores = token_scores(atom_scores, atoms)
+    assert scores.sum() == pytest.approx(atom_scores.sum())  # token scores keep the sum
+    names = [n for n, _ in table.tokens[0]]
+    assert scores[names.index("benzene")] == pytest.approx(0.76)
+    assert scores[names.index("nitro")] == pytest.approx(0.43)
+    gt = token_truth(truth, atoms)
+    assert gt.tolist() == [n == "nitro" for n in names]
+    # per atom the nitro atoms rank high; per token the (larger) ring token outranks the nitro
+    assert atom_auc(atom_scores, truth) == pytest.approx(13 / 21)
+    assert atom_auc(scores, gt) == 0.5  # nitro beats CH3, loses to benzene
+    half = np.zeros(10, dtype=int)
+    half[[1, 2, 3]] = 1  # half of the ring's atoms: the ring token counts as ground truth
+    assert token_truth(half, atoms)[names.index("benzene")] == 1
+    assert token_truth(None, atoms) is None
+    with pytest.raises(ValueError, match="same atom order"):
+        token_truth(np.zeros(3), atoms)
+    per_molecule = molex.token_scores_from_ngrams(table, [atom_scores], [0])
+    assert np.allclose(per_molecule[0], scores)
 
 
 # ------------------------------------------------------------------ baselines' attributions
@@ -382,28 +449,25 @@ def test_classification_scores_known_answer():
 
 def test_settings_profiles_hold_the_sizes_of_each_profile():
     smoke, default, full = (molex.Settings.for_profile(p) for p in ("smoke", "default", "full"))
-    assert (smoke.datasets, smoke.seeds, smoke.max_molecules) == (("mutag",), (0,), 80)
+    assert (smoke.datasets, smoke.cv_folds, smoke.max_molecules) == (("mutag",), 2, 80)
     assert (smoke.n_components, smoke.calib_rounds, smoke.rf_trees, smoke.lr) == (8, 30, 50, 1e-4)
     assert default.datasets == ("mutag", "ptc_fr", "ptc_fm", "ptc_mm", "ptc_mr", "liver")
-    assert (default.seeds, default.lr, default.ablation_datasets) == (
-        (0, 1, 2),
-        5e-4,
-        ("mutag", "ptc_fr"),
-    )
+    assert (default.cv_folds, default.liver_folds) == (10, 5)  # the TU-dataset convention
+    assert default.ablation_datasets == default.datasets  # every ablation on every dataset
     assert default == molex.Settings(
         profile="default"
     )  # the field defaults are the default profile
     assert (full.n_trainable_layers, full.finetune_epochs, full.gin_hidden) == (12, 20, 300)
-    assert full.seeds == (0, 1, 2, 3, 4) and full.ablation_datasets == full.datasets
+    assert full.llm_lora_datasets == full.datasets and full.llm_molecules is None
     assert {s.lm_model for s in (smoke, default, full)} == {"rxnfp-bert"}
 
 
 def test_settings_overrides_like_the_notebook_parameters():
     smoke = molex.Settings.for_profile("smoke")
-    same = smoke.with_overrides(datasets=None, seeds=None, lm_model=None, beta=None)
+    same = smoke.with_overrides(datasets=None, cv_folds=None, lm_model=None, beta=None)
     assert same == smoke
-    changed = smoke.with_overrides(datasets=["mutag", "liver"], seeds=[1, 2], beta=0.01)
-    assert changed.datasets == ("mutag", "liver") and changed.seeds == (1, 2)
+    changed = smoke.with_overrides(datasets=["mutag", "liver"], cv_folds=5, beta=0.01)
+    assert changed.datasets == ("mutag", "liver") and changed.cv_folds == 5
     assert changed.beta == 0.01 and changed.profile == "smoke"
     with pytest.raises(ValueError, match="valid settings: .*n_trainable_layers"):
         smoke.with_overrides(n_trainable_layer=2)

@@ -4,7 +4,9 @@ MUTAG and the four PTC files come from Lamole's Group-SELFIES files: each row ha
 and the Group-SELFIES type of each group token (`GROUP_SELFIES_TYPES`), but no atom indices; the
 ground-truth atoms are found by RDKit SMARTS (`GROUP_TYPE_SMARTS`, `tu_ground_truth`). Liver ships
 atom-level structural alerts (``node_atts``). `load_explain_dataset` gives every file one shape
-(``smiles``, ``label``, ``truth``) and `explain_split` its seeded, label-stratified split.
+(``smiles``, ``label``, ``truth``), `explain_split` its seeded, label-stratified split and
+`explain_splits` the evaluation protocol (stratified k-fold cross-validation, a validation part
+carved out of every training fold).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ __all__ = [
     "GROUP_SELFIES_TYPES",
     "GROUP_TYPE_SMARTS",
     "explain_split",
+    "explain_splits",
+    "group_type_enrichment",
     "ground_truth_prevalence",
     "load_explain_dataset",
     "tu_ground_truth",
@@ -188,6 +192,70 @@ def explain_split(
         rest, test_size=f_valid / (f_train + f_valid), stratify=y[rest], random_state=seed
     )
     return {"train": np.sort(train), "valid": np.sort(valid), "test": np.sort(test)}
+
+
+def explain_splits(
+    df: pd.DataFrame, folds: int, seed: int = 0, valid_fraction: float = 0.1
+) -> list[dict[str, np.ndarray]]:
+    """Stratified ``folds``-fold cross-validation (shuffled, seeded): one split per fold,
+    {"train", "valid", "test"} -> sorted indices, whose test parts partition the molecules (every
+    molecule is tested exactly once, the TU-dataset convention for MUTAG and PTC). ``valid``:
+    ``valid_fraction`` of the whole, carved stratified out of each training fold (early
+    stopping); an upstream ``split`` column is not used. ``folds`` must be at least 2 and at most
+    the size of the smallest class."""
+    from sklearn.model_selection import StratifiedKFold, train_test_split
+
+    y = df["label"].to_numpy()
+    smallest = int(np.bincount(y).min()) if len(y) else 0
+    if not 2 <= folds <= smallest:
+        raise ValueError(
+            f"cannot make {folds} stratified folds of {len(y)} molecules whose smallest class has "
+            f"{smallest}; choose 2..{smallest} folds"
+        )
+    if not 0 < valid_fraction < 1 - 1 / folds:
+        raise ValueError(
+            f"valid_fraction must be in (0, {1 - 1 / folds:.2f}), got {valid_fraction}"
+        )
+    out = []
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for k, (rest, test) in enumerate(cv.split(np.zeros(len(y)), y)):
+        share = valid_fraction * len(y) / len(rest)
+        train, valid = train_test_split(
+            rest, test_size=share, stratify=y[rest], random_state=seed + k
+        )
+        out.append({"train": np.sort(train), "valid": np.sort(valid), "test": np.sort(test)})
+    return out
+
+
+def group_type_enrichment(name: str) -> pd.DataFrame:
+    """Per Group-SELFIES type of a whole MUTAG/PTC file (before de-duplication): the share of
+    positives and of negatives whose row annotates it, and their ratio (> 1: more common among
+    positives). A ground truth is discriminative only when its types are enriched among positives;
+    ``ground truth`` marks the types `GROUND_TRUTH_TYPES` uses."""
+    from molkit.data.datasets import load_dataset
+
+    key = _check_name(name)
+    if key not in GROUND_TRUTH_TYPES:
+        raise ValueError(
+            f"{name!r} has no group-type ground truth (only {list(GROUND_TRUTH_TYPES)})"
+        )
+    raw = load_dataset(key)
+    pos, neg = raw["label"] == 1, raw["label"] == 0
+    rows = []
+    for code, type_name in GROUP_SELFIES_TYPES.items():
+        has = raw["group_label"].map(lambda groups, c=code: c in set(groups))
+        p, n = float(has[pos].mean()), float(has[neg].mean())
+        rows.append(
+            {
+                "dataset": key,
+                "group type": type_name,
+                "ground truth": code in GROUND_TRUTH_TYPES[key],
+                "share of positives": p,
+                "share of negatives": n,
+                "ratio": p / n if n > 0 else float("inf") if p > 0 else float("nan"),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def ground_truth_prevalence(name: str) -> dict[str, object]:

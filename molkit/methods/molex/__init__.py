@@ -11,23 +11,30 @@ Calibratable Molecular Property Prediction* (arXiv 2410.08829), as molkit builds
 3. the LM is fine-tuned on the training split with a variational information bottleneck head
    (cross-entropy + beta * KL to N(0, I)); to stay inside a CPU budget only the top
    ``n_trainable_layers`` transformer layers are trained, and the frozen lower layers' outputs are
-   computed once per text and reused (`molkit.models.prefix`);
+   computed once per text and reused (`molkit.models.prefix`); each n-gram's feature vector is
+   its bottleneck mean mu, the vector the KL term shapes;
 4. a sparse (L1-loaded) PCA, the EFPCA-inspired reduction, or plain PCA, reduces the features;
 5. logistic regression on the reduced features is the explainable model;
 6. residual calibration: linear models on the orthogonal complement of the reduced subspace are
    fit on *training* residuals, round by round, and stopped early on the validation split. Test
    labels are never used (the official code feeds them to this step).
 
-Rooms: `method` (the algorithm), `ngrams` (features and exact contributions), `baselines` (the
-comparison models), `benchmark` (the per-dataset protocol and throughput), `experiment`
-(`Settings` and one function per Practical section of notebook 01), `figures`. The explanation
-datasets live in `molkit.data.explain`.
+Evaluation: stratified k-fold cross-validation (every molecule tested once); explanations scored
+per atom and per group token.
+
+Rooms: `method` (the algorithm), `ngrams` (features and exact contributions), `inference` (the
+deployed predictor: fast group matching, n-gram lookup), `baselines` (the comparison models),
+`llm` (an instruction LLM as a label-word classifier), `benchmark` (the per-dataset protocol and
+throughput), `experiment` (`Settings` and one function per Practical section of notebook 01),
+`figures`. The explanation datasets live in `molkit.data.explain`.
 """
 
-from molkit.methods.molex import figures
+from molkit.methods.molex import figures, llm
 from molkit.methods.molex.baselines import morgan_atom_scores
 from molkit.methods.molex.benchmark import (
+    VARIANTS,
     DatasetRun,
+    dataset_splits,
     measure_throughput,
     run_dataset,
     save_examples,
@@ -38,12 +45,16 @@ from molkit.methods.molex.experiment import (
     Settings,
     benchmark,
     calibration_gain,
+    enrichment_summary,
     explanation_scores,
+    findings,
+    llm_classifier,
     load_data,
     ngram_texts,
     paper_comparison,
     targets_met,
     throughput,
+    walkthrough,
 )
 from molkit.methods.molex.method import (
     FineTuneHistory,
@@ -64,10 +75,12 @@ from molkit.methods.molex.ngrams import (
     build_ngram_table,
     molex_features,
     ngram_text,
+    token_scores_from_ngrams,
 )
 
 __all__ = [
     "PAPER",
+    "VARIANTS",
     "DatasetRun",
     "FineTuneHistory",
     "IBClassifier",
@@ -80,12 +93,17 @@ __all__ = [
     "build_ngram_table",
     "calibration_gain",
     "classification_scores",
+    "dataset_splits",
+    "enrichment_summary",
     "embed_prefix",
     "explanation_scores",
     "figures",
+    "llm",
+    "findings",
     "finetune_ib",
     "fit_molex",
     "fit_reduction",
+    "llm_classifier",
     "load_data",
     "measure_throughput",
     "molex_features",
@@ -100,4 +118,6 @@ __all__ = [
     "targets_met",
     "throughput",
     "throughput_summary",
+    "token_scores_from_ngrams",
+    "walkthrough",
 ]

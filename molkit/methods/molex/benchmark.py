@@ -1,9 +1,10 @@
 """MoleX, its ablations and the baselines on one explanation dataset, seed by seed, and the CPU
 inference speed of MoleX against the fine-tuned LM.
 
-`run_dataset` is the whole per-dataset protocol (one split per seed; test labels are read only to
-score): group n-grams, frozen LM layers once per text, IB fine-tuning, n-gram embeddings, MoleX
-and its ablations, the baselines, test metrics and explanation AUCs. `measure_throughput` times
+`run_dataset` is the whole per-dataset protocol (stratified k-fold cross-validation; test labels
+are read only to score): group n-grams, frozen LM layers once per text, IB fine-tuning, n-gram
+embeddings at the bottleneck mean, MoleX and its one-factor variants, the baselines, test metrics
+and explanation AUCs per atom and per group token. `measure_throughput` times
 the deployed pipelines on the same test molecules.
 """
 
@@ -20,8 +21,8 @@ import pandas as pd
 import torch
 
 from molkit.chem import group_ngrams, group_tokens, parse_smiles
-from molkit.data.explain import explain_split
-from molkit.eval.explain import atom_auc, explanation_auc, random_attributions
+from molkit.data.explain import explain_splits
+from molkit.eval.explain import atom_auc, random_attributions, token_truth
 from molkit.methods.molex.baselines import fingerprint_baselines, gin_baseline
 from molkit.methods.molex.method import (
     IBClassifier,
@@ -38,6 +39,7 @@ from molkit.methods.molex.ngrams import (
     build_ngram_table,
     molex_features,
     ngram_text,
+    token_scores_from_ngrams,
 )
 from molkit.models.prefix import encode_prefix, prefix_hidden
 
@@ -45,8 +47,13 @@ if TYPE_CHECKING:
     from molkit.methods.molex.experiment import Settings
 
 __all__ = [
+    "ABLATION_VARIANTS",
     "EXPLAINED_METHODS",
+    "READINGS",
+    "READING_METRICS",
+    "VARIANTS",
     "DatasetRun",
+    "dataset_splits",
     "measure_throughput",
     "per_molecule_auc",
     "run_dataset",
@@ -54,23 +61,48 @@ __all__ = [
     "throughput_summary",
 ]
 
-#: The methods whose atom attributions are kept per test molecule (`DatasetRun.explanations`).
+#: The methods whose attributions are kept per test molecule (`DatasetRun.explanations`).
 EXPLAINED_METHODS = ("MoleX", "MoleX w/o calibration", "Morgan FP + LR", "Random attribution")
+#: How an attribution is read: per atom or per group token, signed (toward the explained class)
+#: or by magnitude (|importance|, as Lamole ranks tokens by gradient norms).
+READINGS = ("atom", "atom_abs", "token", "token_abs")
+#: The metric name of each reading's mean explanation AUC, and of its number of molecules scored.
+READING_METRICS = {
+    "atom": ("explanation_auc", "n_explained"),
+    "atom_abs": ("explanation_auc_abs", "n_explained"),
+    "token": ("token_auc", "n_explained_tokens"),
+    "token_abs": ("token_auc_abs", "n_explained_tokens"),
+}
+#: MoleX and its one-factor variants: (method, features, reduction, calibrated). Features:
+#: ``mu`` (bottleneck mean of the IB fine-tuned LM), ``pooled`` (the pooled LM output under the
+#: bottleneck of the same model), ``beta0`` (bottleneck mean after fine-tuning with beta = 0),
+#: ``pretrained`` (the pooled output of the LM without fine-tuning: it has no bottleneck).
+VARIANTS = (
+    ("MoleX", "mu", "sparse", True),
+    ("MoleX w/o calibration", "mu", "sparse", False),
+    ("MoleX (PCA)", "mu", "pca", True),
+    ("MoleX (pooled h)", "pooled", "sparse", True),
+    ("MoleX (beta=0)", "beta0", "sparse", True),
+    ("MoleX (no fine-tuning)", "pretrained", "sparse", True),
+)
+#: The variants that run only on `Settings.ablation_datasets`.
+ABLATION_VARIANTS = ("MoleX (PCA)", "MoleX (pooled h)", "MoleX (beta=0)", "MoleX (no fine-tuning)")
 
 
 @dataclass
 class DatasetRun:
-    """What `run_dataset` measured on one dataset.
+    """What `run_dataset` measured on one dataset, split by split (the folds of a
+    cross-validation: every molecule is tested once).
 
-    ``rows``: tidy results (dataset, method, metric, value, seed, split, note).
-    ``predictions[(seed, method)]``: test-set class probabilities (n_test, n_classes), also of
-    the ``Training prior`` (no row of its own);
-    ``labels[seed]``: the test labels they are scored against. ``explanations[(seed, method,
-    reading)]``: per test molecule explanation AUC (NaN where undefined) of `EXPLAINED_METHODS`,
-    ``reading`` ``"signed"`` or ``"abs"``. ``examples``: the first seed's test molecules with
-    MoleX atom scores (calibrated and not) and ground truth. ``calibration[seed]``: the calibration
-    history (round, train/valid loss). ``models``: the first seed's fitted objects (for
-    `measure_throughput` and inspection).
+    ``rows``: tidy results (dataset, method, metric, value, seed (the split number), split, note).
+    ``tests[k]``: split k's test molecules (row indices of the dataset); ``labels[k]`` their
+    labels; ``predictions[(k, method)]``: their class probabilities (n_test, n_classes), also of
+    the ``Training prior`` (no row of its own). ``explanations[(k, method, reading)]``: per test
+    molecule explanation AUC (NaN where undefined) of `EXPLAINED_METHODS` in each of `READINGS`.
+    ``examples``: the first split's test molecules with MoleX atom scores (calibrated and not) and
+    ground truth. ``calibration[k]``: the calibration history (round, train/valid loss).
+    ``finetune[k]``: the fine-tuning history (epoch, train_ce, train_kl, valid_ce, beta, kept).
+    ``models``: the first split's fitted objects (for `measure_throughput` and inspection).
     """
 
     rows: pd.DataFrame
@@ -80,6 +112,31 @@ class DatasetRun:
     models: dict[str, Any]
     labels: dict[int, np.ndarray] = field(default_factory=dict)
     explanations: dict[tuple[int, str, str], np.ndarray] = field(default_factory=dict)
+    tests: dict[int, np.ndarray] = field(default_factory=dict)
+    finetune: dict[int, pd.DataFrame] = field(default_factory=dict)
+
+    @property
+    def splits(self) -> list[int]:
+        return sorted(self.tests)
+
+    def pooled(self, method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(molecule indices, labels, probabilities) of ``method`` over every split's test part."""
+        ks = [k for k in self.splits if (k, method) in self.predictions]
+        if not ks:
+            raise KeyError(f"no predictions of {method!r}")
+        return (
+            np.concatenate([self.tests[k] for k in ks]),
+            np.concatenate([self.labels[k] for k in ks]),
+            np.concatenate([self.predictions[k, method] for k in ks]),
+        )
+
+    def pooled_explanations(self, method: str, reading: str) -> tuple[np.ndarray, np.ndarray]:
+        """(molecule indices, per-molecule explanation AUC) of ``method`` over every split."""
+        ks = [k for k in self.splits if (k, method, reading) in self.explanations]
+        return (
+            np.concatenate([self.tests[k] for k in ks]),
+            np.concatenate([self.explanations[k, method, reading] for k in ks]),
+        )
 
 
 def _rows(
@@ -97,11 +154,6 @@ def _rows(
         }
         for k, v in metrics.items()
     ]
-
-
-def _abs_auc(atoms: list[np.ndarray], truths: list) -> float:
-    """Explanation AUC of unsigned importance |score| (Lamole scores tokens by gradient norms)."""
-    return explanation_auc([np.abs(a) for a in atoms], truths)[0]
 
 
 def per_molecule_auc(atoms: Sequence[np.ndarray], truths: Sequence) -> np.ndarray:
@@ -123,26 +175,56 @@ def _training_prior(y_train: np.ndarray, n_test: int, n_classes: int) -> np.ndar
     return proba
 
 
-def _keep_explanations(run: dict, seed: int, method: str, atoms: list, truths: list) -> None:
-    run[seed, method, "signed"] = per_molecule_auc(atoms, truths)
-    run[seed, method, "abs"] = per_molecule_auc([np.abs(a) for a in atoms], truths)
+def _explain(
+    table: NgramTable, te: np.ndarray, atoms: list, truths: list, token_level: list | None = None
+) -> dict[str, np.ndarray]:
+    """Per-molecule explanation AUC (n_test,) of atom attributions in every reading. Token scores
+    are the sums of atom scores unless ``token_level`` gives them (random attribution draws its
+    own per token)."""
+    tokens = [[a for _, a in table.tokens[i]] for i in te]
+    token_truths = [token_truth(t, tk) for t, tk in zip(truths, tokens, strict=True)]
+    toks = token_level if token_level is not None else token_scores_from_ngrams(table, atoms, te)
+    return {
+        "atom": per_molecule_auc(atoms, truths),
+        "atom_abs": per_molecule_auc([np.abs(a) for a in atoms], truths),
+        "token": per_molecule_auc(toks, token_truths),
+        "token_abs": per_molecule_auc([np.abs(t) for t in toks], token_truths),
+    }
+
+
+def _explanation_metrics(per_molecule: dict[str, np.ndarray]) -> dict[str, float]:
+    """Mean explanation AUC of every reading with its number of molecules scored."""
+    out: dict[str, float] = {}
+    for reading, (auc_name, n_name) in READING_METRICS.items():
+        values = per_molecule[reading]
+        ok = np.isfinite(values)
+        out[auc_name] = float(values[ok].mean()) if ok.any() else float("nan")
+        out[n_name] = int(ok.sum())
+    return out
+
+
+def dataset_splits(settings: Settings, df: pd.DataFrame) -> list[dict[str, np.ndarray]]:
+    """The evaluation splits of one dataset: stratified ``settings.cv_folds``-fold
+    cross-validation (``settings.liver_folds`` for Liver), seeded by ``settings.seed``, with a
+    validation part of ``settings.valid_fraction`` carved out of every training fold
+    (`molkit.data.explain.explain_splits`)."""
+    folds = settings.liver_folds if df.attrs["name"] == "liver" else settings.cv_folds
+    return explain_splits(df, folds, settings.seed, settings.valid_fraction)
 
 
 def run_dataset(
     settings: Settings, df: pd.DataFrame, chemical_lm, progress: bool = False
 ) -> DatasetRun:
-    """MoleX, its ablations and the baselines on one dataset over ``settings.seeds``, one split
-    per seed.
+    """MoleX, its one-factor variants and the baselines on one dataset, fold by fold
+    (`dataset_splits`).
 
-    ``df``: shaped like `molkit.data.explain.load_explain_dataset`'s. Methods: ``MoleX`` (IB
-    fine-tuned features, sparse reduction, calibrated), ``MoleX w/o calibration``, ``MoleX (PCA)``,
-    ``MoleX (beta=0)``, ``MoleX (no fine-tuning)`` (the last two on ``settings.ablation_datasets``),
-    ``Fine-tuned LM`` (the VIB classifier on whole SMILES), ``Morgan FP + LR``, ``Morgan FP + RF``,
-    ``GIN``, ``Random attribution``. Metrics: accuracy, roc_auc, explanation_auc (signed scores
-    toward the explained class), explanation_auc_abs (unsigned importance), n_explained,
-    calibration_rounds, finetune_seconds, parameters. Test labels are read only to score
-    predictions. ``chemical_lm``: a loaded (model, tokenizer) pair
-    (`molkit.models.prefix.load_chemical_lm`).
+    ``df``: shaped like `molkit.data.explain.load_explain_dataset`'s. Methods: `VARIANTS` (the
+    ablations among them on ``settings.ablation_datasets`` only), ``Fine-tuned LM`` (the VIB
+    classifier on whole SMILES), ``Morgan FP + LR``, ``Morgan FP + RF``, ``GIN``, ``Random
+    attribution``. Metrics: accuracy, roc_auc, the explanation AUCs of `READING_METRICS` with
+    their numbers of molecules, calibration_rounds, finetune_seconds, best_epoch, n_parameters.
+    Test labels are read only to score predictions. ``chemical_lm``: a loaded (model, tokenizer)
+    pair (`molkit.models.prefix.load_chemical_lm`).
     """
     s = settings
     model, tokenizer = chemical_lm
@@ -158,15 +240,14 @@ def run_dataset(
         model, tokenizer, table.texts, k_top, max_length=s.max_length, progress=progress
     )
     ablate = name in s.ablation_datasets
+    variants = [v for v in VARIANTS if ablate or v[0] not in ABLATION_VARIANTS]
     emb_pretrained = (
-        embed_prefix(IBClassifier(model, n_classes, k_top), prefix_ngrams) if ablate else None
+        embed_prefix(IBClassifier(model, n_classes, k_top), prefix_ngrams, space="pooled")
+        if ablate
+        else None
     )
+    run = DatasetRun(pd.DataFrame(), {}, pd.DataFrame(), {}, {})
     rows: list[dict] = []
-    predictions: dict[tuple[int, str], np.ndarray] = {}
-    labels: dict[int, np.ndarray] = {}
-    explanations: dict[tuple[int, str, str], np.ndarray] = {}
-    calibration: dict[int, pd.DataFrame] = {}
-    examples, models = pd.DataFrame(), {}
     fit_kw = {
         "n_components": s.n_components,
         "sparse_alpha": s.sparse_alpha,
@@ -183,15 +264,17 @@ def run_dataset(
         "batch_size": s.batch_size,
         "bottleneck_dim": s.bottleneck_dim,
         "pooling": s.pooling,
+        "epochs": s.finetune_epochs,
+        "patience": s.finetune_patience,
     }
-    for seed in s.seeds:
-        split = explain_split(df, seed, s.split_fractions)
+    smiles = df["smiles"].tolist()
+    for k, split in enumerate(dataset_splits(s, df)):
         tr, va, te = split["train"], split["valid"], split["test"]
         truths = [df["truth"].iloc[i] for i in te]
-        labels[seed] = y[te]
-        predictions[seed, "Training prior"] = _training_prior(y[tr], len(te), n_classes)
+        run.tests[k], run.labels[k] = te, y[te]
+        run.predictions[k, "Training prior"] = _training_prior(y[tr], len(te), n_classes)
 
-        def finetune(beta: float, seed: int = seed, tr=tr, va=va):
+        def finetune(beta: float, k: int = k, tr=tr, va=va):
             start = time.perf_counter()
             clf, hist = finetune_ib(
                 model,
@@ -202,102 +285,100 @@ def run_dataset(
                 n_classes,
                 k_top,
                 beta=beta,
-                epochs=s.finetune_epochs,
-                patience=s.finetune_patience,
-                seed=seed,
+                seed=s.seed + k,
                 progress=progress,
                 **ft_kw,
             )
-            return clf, hist, time.perf_counter() - start
+            records = hist.records.assign(beta=beta, kept=hist.records["epoch"] == hist.best_epoch)
+            return clf, hist, records, time.perf_counter() - start
 
-        def score(
-            method: str,
-            proba: np.ndarray,
-            extra: dict | None = None,
-            note: str = "",
-            seed: int = seed,
-            te=te,
-        ):
-            predictions[seed, method] = proba
-            return _rows(
-                name, method, seed, {**classification_scores(y[te], proba), **(extra or {})}, note
-            )
+        def score(method, proba, extra=None, note="", k=k, te=te):
+            run.predictions[k, method] = proba
+            metrics = {**classification_scores(y[te], proba), **(extra or {})}
+            return _rows(name, method, k, metrics, note)
 
-        clf, hist, seconds = finetune(s.beta)
+        clf, hist, records, seconds = finetune(s.beta)
+        histories = [records]
         rows += score(
             "Fine-tuned LM",
             predict_proba_lm(clf, prefix_mols.subset(te)),
             {"finetune_seconds": seconds, "best_epoch": hist.best_epoch},
             note=f"top {k_top} of {len(model.encoder.layer)} layers + VIB head, beta={s.beta:g}",
         )
-        feature_sets = {"ib": embed_prefix(clf, prefix_ngrams)}
-        variants = [
-            ("MoleX", "ib", "sparse", True),
-            ("MoleX w/o calibration", "ib", "sparse", False),
-            ("MoleX (PCA)", "ib", "pca", True),
-        ]
+        feature_sets = {"mu": embed_prefix(clf, prefix_ngrams, space="mu")}
         if ablate:
-            feature_sets["beta0"] = embed_prefix(finetune(0.0)[0], prefix_ngrams)
-            feature_sets["pretrained"] = emb_pretrained
-            variants += [
-                ("MoleX (beta=0)", "beta0", "sparse", True),
-                ("MoleX (no fine-tuning)", "pretrained", "sparse", True),
-            ]
+            clf0, _, records0, _ = finetune(0.0)
+            histories.append(records0)
+            feature_sets.update(
+                pooled=embed_prefix(clf, prefix_ngrams, space="pooled"),
+                beta0=embed_prefix(clf0, prefix_ngrams, space="mu"),
+                pretrained=emb_pretrained,
+            )
+        run.finetune[k] = pd.concat(histories, ignore_index=True)
         fitted: dict[str, MolexModel] = {}
         for method, features, reduction, calibrated in variants:
             X, centred = molex_features(table, feature_sets[features], tr)
             key = f"{features}/{reduction}"
             if key not in fitted:
                 fitted[key] = fit_molex(
-                    X[tr], y[tr], X[va], y[va], n_classes, reduction=reduction, seed=seed, **fit_kw
+                    X[tr],
+                    y[tr],
+                    X[va],
+                    y[va],
+                    n_classes,
+                    reduction=reduction,
+                    seed=s.seed + k,
+                    **fit_kw,
                 )
             mx = fitted[key]
             atoms = atom_scores_from_ngrams(
                 table, mx.ngram_contributions(centred, target, calibrated), te
             )
-            exp_auc, n_exp = explanation_auc(atoms, truths)
-            extra = {
-                "explanation_auc": exp_auc,
-                "explanation_auc_abs": _abs_auc(atoms, truths),
-                "n_explained": n_exp,
-            }
+            per_molecule = _explain(table, te, atoms, truths)
+            extra = _explanation_metrics(per_molecule)
             if calibrated:
                 extra["calibration_rounds"] = mx.calib_rounds
             if method in EXPLAINED_METHODS:
-                _keep_explanations(explanations, seed, method, atoms, truths)
+                run.explanations.update({(k, method, r): v for r, v in per_molecule.items()})
             rows += score(method, mx.predict_proba(X[te], calibrated), extra)
-            if method == "MoleX":
-                calibration[seed] = mx.history
-                rows += _rows(
-                    name,
-                    method,
-                    seed,
-                    {"n_parameters": mx.n_parameters, "loading_sparsity": mx.reduction.sparsity},
+            if method != "MoleX":
+                continue
+            run.calibration[k] = mx.history
+            rows += _rows(
+                name,
+                method,
+                k,
+                {
+                    "n_parameters": mx.n_parameters_deployed(len(table.texts)),
+                    "loading_sparsity": mx.reduction.sparsity,
+                },
+            )
+            if k == 0:
+                uncal = atom_scores_from_ngrams(
+                    table, mx.ngram_contributions(centred, target, False), te
                 )
-                if seed == s.seeds[0]:
-                    uncal = atom_scores_from_ngrams(
-                        table, mx.ngram_contributions(centred, target, False), te
-                    )
-                    examples = pd.DataFrame(
-                        {
-                            "smiles": df["smiles"].iloc[te].to_numpy(),
-                            "label": y[te],
-                            "truth": truths,
-                            "molex": atoms,
-                            "molex_uncalibrated": uncal,
-                            "prediction": mx.predict(X[te]),
-                        }
-                    )
-                    models = {
-                        "table": table,
-                        "molex": mx,
-                        "centred": centred,
-                        "classifier": clf,
-                        "test": te,
-                        "df": df,
+                run.examples = pd.DataFrame(
+                    {
+                        "smiles": df["smiles"].iloc[te].to_numpy(),
+                        "label": y[te],
+                        "truth": truths,
+                        "molex": atoms,
+                        "molex_uncalibrated": uncal,
+                        "prediction": mx.predict(X[te]),
                     }
+                )
+                run.models = {
+                    "table": table,
+                    "molex": mx,
+                    "centred": centred,
+                    "classifier": clf,
+                    "test": te,
+                    "train": tr,
+                    "df": df,
+                    "features": X,
+                }
         p_lr, p_rf, fp_atoms = fingerprint_baselines(
-            df["smiles"].tolist(),
+            smiles,
             y,
             split,
             n_classes,
@@ -305,50 +386,44 @@ def run_dataset(
             radius=s.morgan_radius,
             n_bits=s.morgan_bits,
             rf_trees=s.rf_trees,
-            seed=seed,
+            seed=s.seed + k,
         )
-        fp_explained = {
-            "explanation_auc": explanation_auc(fp_atoms, truths)[0],
-            "explanation_auc_abs": _abs_auc(fp_atoms, truths),
-        }
-        _keep_explanations(explanations, seed, "Morgan FP + LR", fp_atoms, truths)
-        rows += score("Morgan FP + LR", p_lr, fp_explained)
+        fp_explained = _explain(table, te, fp_atoms, truths)
+        run.explanations.update({(k, "Morgan FP + LR", r): v for r, v in fp_explained.items()})
+        rows += score("Morgan FP + LR", p_lr, _explanation_metrics(fp_explained))
         rows += score("Morgan FP + RF", p_rf)
         p_gin = gin_baseline(
-            df["smiles"].tolist(),
+            smiles,
             y,
             split,
             n_classes,
             num_layers=s.gin_layers,
             hidden=s.gin_hidden,
             epochs=s.gin_epochs,
-            seed=seed,
+            seed=s.seed + k,
         )
         rows += score("GIN", p_gin)
-        rand = random_attributions(table.n_atoms[te], seed)
-        rand_auc = explanation_auc(rand, truths)[0]  # uniform in [0, 1): its magnitudes are itself
-        _keep_explanations(explanations, seed, "Random attribution", rand, truths)
-        rows += _rows(
-            name,
-            "Random attribution",
-            seed,
-            {"explanation_auc": rand_auc, "explanation_auc_abs": rand_auc},
+        rand = random_attributions(table.n_atoms[te], s.seed + k)
+        rand_tokens = random_attributions([len(table.tokens[i]) for i in te], s.seed + 1000 + k)
+        rand_explained = _explain(table, te, rand, truths, token_level=rand_tokens)
+        run.explanations.update(
+            {(k, "Random attribution", r): v for r, v in rand_explained.items()}
         )
+        rows += _rows(name, "Random attribution", k, _explanation_metrics(rand_explained))
     n_params_lm = sum(
         p.numel()
         for part in (model.embeddings, model.encoder, clf.mu, clf.log_var, clf.head)
         for p in part.parameters()
     )
-    rows += _rows(name, "Fine-tuned LM", s.seeds[0], {"n_parameters": n_params_lm})
+    rows += _rows(name, "Fine-tuned LM", 0, {"n_parameters": n_params_lm})
     rows += _rows(
         name,
         "MoleX",
-        s.seeds[0],
+        0,
         {"n_unique_ngrams": len(table.texts), "n_molecules": len(df)},
     )
-    return DatasetRun(
-        pd.DataFrame(rows), predictions, examples, calibration, models, labels, explanations
-    )
+    run.rows = pd.DataFrame(rows)
+    return run
 
 
 # --------------------------------------------------------------------------- throughput

@@ -1,5 +1,6 @@
-"""MoleX's algorithm: information-bottleneck fine-tuning of the LM's top layers, the sparse
-(EFPCA-inspired) reduction, the explainable logistic regression and residual calibration.
+"""MoleX's algorithm: information-bottleneck fine-tuning of the LM's top layers, n-gram features
+read at the bottleneck mean, the sparse (EFPCA-inspired) reduction, the explainable logistic
+regression and residual calibration.
 
 Every map after the n-gram embeddings is affine, so a fitted `MolexModel` is one map
 ``logits = x @ W + c`` over the summed n-gram features (`molkit.methods.molex.ngrams`), and each
@@ -21,6 +22,7 @@ from molkit.models.prefix import PrefixStates, bucketed_order, pool, run_layers
 from molkit.models.runtime import autocast
 
 __all__ = [
+    "FEATURE_SPACES",
     "FineTuneHistory",
     "IBClassifier",
     "LinearReduction",
@@ -90,13 +92,25 @@ class FineTuneHistory:
     best_epoch: int
 
 
+#: The vectors `embed_prefix` can return: the bottleneck mean, or the pooled LM output under it.
+FEATURE_SPACES = ("mu", "pooled")
+
+
 @torch.no_grad()
-def embed_prefix(clf: IBClassifier, prefix: PrefixStates, batch_size: int = 128) -> np.ndarray:
-    """Pooled embeddings (n, hidden) float32 of prefix states through ``clf``'s top layers."""
+def embed_prefix(
+    clf: IBClassifier, prefix: PrefixStates, space: str = "mu", batch_size: int = 128
+) -> np.ndarray:
+    """Embeddings float32 of prefix states through ``clf``: ``space="mu"`` (default) the
+    bottleneck mean ``mu(h)`` (n, bottleneck_dim), the vector the KL term shapes directly and the
+    classifier reads; ``"pooled"`` the pooled top-layer output ``h`` (n, hidden) under it."""
+    if space not in FEATURE_SPACES:
+        raise ValueError(f"space must be one of {FEATURE_SPACES}, not {space!r}")
     clf.eval()
-    out = np.zeros((len(prefix), clf.config.hidden_size), dtype=np.float32)
+    width = clf.mu.out_features if space == "mu" else clf.config.hidden_size
+    out = np.zeros((len(prefix), width), dtype=np.float32)
     for idx, hidden, mask in prefix.batches(batch_size):
-        out[idx] = clf.embed(hidden, mask).numpy()
+        h = clf.embed(hidden, mask)
+        out[idx] = (clf.mu(h) if space == "mu" else h).numpy()
     return out
 
 
@@ -399,9 +413,16 @@ class MolexModel:
 
     @property
     def n_parameters(self) -> int:
-        """Weights of the deployed affine map: W (d x n_out) + c (n_out)."""
+        """Weights of the affine map over summed n-gram features: W (d x n_out) + c (n_out)."""
         W, c = self.weights()
         return int(W.size + c.size)
+
+    def n_parameters_deployed(self, n_ngrams: int) -> int:
+        """Numbers a deployed MoleX stores to predict molecules whose n-grams are known: one
+        contribution per n-gram text and output (the n-gram table) and the intercept. A molecule
+        with a new n-gram also needs the LM and W to embed it (the cold start)."""
+        _, c = self.weights()
+        return int(n_ngrams * c.size + c.size)
 
 
 def fit_molex(

@@ -16,6 +16,7 @@ from molkit.chem import group_ngrams, group_tokens, parse_smiles
 __all__ = [
     "NgramTable",
     "atom_scores_from_ngrams",
+    "token_scores_from_ngrams",
     "build_ngram_table",
     "molex_features",
     "ngram_text",
@@ -38,7 +39,8 @@ class NgramTable:
     ``texts``: unique n-gram texts (n_texts,). ``counts``: CSR (n_molecules, n_texts), how often
     each text occurs in each molecule. ``occurrences[i]``: molecule i's n-grams as (text index,
     atom indices). ``n_atoms``: heavy atoms per molecule. ``names``: the group names of each text's
-    first occurrence (for display).
+    first occurrence (for display). ``tokens[i]``: molecule i's group tokens (name, atom indices),
+    in token order (the unit of token-level explanation scoring).
     """
 
     texts: list[str]
@@ -46,6 +48,7 @@ class NgramTable:
     occurrences: list[list[tuple[int, tuple[int, ...]]]]
     n_atoms: np.ndarray
     names: list[tuple[str, ...]]
+    tokens: list[list[tuple[str, tuple[int, ...]]]]
 
     def __len__(self) -> int:
         return len(self.occurrences)
@@ -56,11 +59,13 @@ def build_ngram_table(smiles: Sequence[str], n_max: int = 3, progress: bool = Tr
     n-grams (n = 1..``n_max``) and write each as `ngram_text`."""
     index: dict[str, int] = {}
     names: list[tuple[str, ...]] = []
-    occurrences, n_atoms, rows, cols = [], [], [], []
+    occurrences, n_atoms, rows, cols, tokens = [], [], [], [], []
     for i, s in enumerate(tqdm(smiles, desc="group n-grams", disable=not progress)):
         mol = parse_smiles(s)
         mine = []
-        for group_names, atoms in group_ngrams(group_tokens(mol), n_max=n_max):
+        toks = group_tokens(mol)
+        tokens.append([(t.name, t.atoms) for t in toks])
+        for group_names, atoms in group_ngrams(toks, n_max=n_max):
             text = ngram_text(mol, atoms)
             if text not in index:
                 index[text] = len(index)
@@ -74,7 +79,7 @@ def build_ngram_table(smiles: Sequence[str], n_max: int = 3, progress: bool = Tr
         (np.ones(len(rows)), (rows, cols)), shape=(len(occurrences), len(index))
     )
     counts.sum_duplicates()
-    return NgramTable(list(index), counts, occurrences, np.asarray(n_atoms), names)
+    return NgramTable(list(index), counts, occurrences, np.asarray(n_atoms), names, tokens)
 
 
 def molex_features(
@@ -106,3 +111,17 @@ def atom_scores_from_ngrams(
             scores[list(atoms)] += contributions[text_id] / len(atoms)
         out.append(scores)
     return out
+
+
+def token_scores_from_ngrams(
+    table: NgramTable, atom_scores: Sequence[np.ndarray], molecules: Sequence[int]
+) -> list[np.ndarray]:
+    """Token scores of each listed molecule from its atom scores (aligned with ``molecules``): a
+    token's score is the sum over its atoms (`molkit.eval.explain.token_scores`), so per molecule
+    the token scores also add up to the logit minus the intercept."""
+    from molkit.eval.explain import token_scores
+
+    return [
+        token_scores(a, [atoms for _, atoms in table.tokens[i]])
+        for a, i in zip(atom_scores, molecules, strict=True)
+    ]
