@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from molkit.data.explain import explain_split, tu_ground_truth
+from molkit.data.explain import tu_ground_truth
 from molkit.eval.explain import atom_auc, explanation_auc, random_attributions
 from molkit.methods import molex
 from molkit.methods.experiment import CLAIM_COLUMNS, HOLDS, Results
