@@ -355,6 +355,13 @@ def test_experiment_sections_return_results_and_claims(tiny_lm_path):
     assert tokens["contribution"].sum() == pytest.approx(logit["sum of n-gram contributions"])
     expl = molex.explanation_scores(settings, bench)
     assert set(expl.artefacts["scores"]["reading"]) == set(READING_METRICS)
+    speed = molex.throughput(settings, bench)
+    steps = speed.artefacts["steps"]
+    assert speed.artefacts["dataset"] == "toy" and len(steps) == 5
+    assert (steps["seconds_per_molecule"] > 0).all()
+    summary = speed.artefacts["summary"]
+    assert summary["molex_parameters"] == 31 + 1  # one contribution per n-gram text + intercept
+    assert list(speed.artefacts["table"]["pipeline"])[0] == "MoleX, known n-grams (end to end)"
     calib = molex.calibration_gain(settings, bench)
     assert [r["metric"] for r in calib.rows] == [
         "accuracy_points",
@@ -452,7 +459,7 @@ def test_settings_profiles_hold_the_sizes_of_each_profile():
     assert (smoke.datasets, smoke.cv_folds, smoke.max_molecules) == (("mutag",), 2, 80)
     assert (smoke.n_components, smoke.calib_rounds, smoke.rf_trees, smoke.lr) == (8, 30, 50, 1e-4)
     assert default.datasets == ("mutag", "ptc_fr", "ptc_fm", "ptc_mm", "ptc_mr", "liver")
-    assert (default.cv_folds, default.liver_folds) == (10, 5)  # the TU-dataset convention
+    assert (default.cv_folds, default.liver_folds) == (10, 3)  # the TU-dataset convention
     assert default.ablation_datasets == default.datasets  # every ablation on every dataset
     assert default == molex.Settings(
         profile="default"

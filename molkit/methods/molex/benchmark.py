@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from molkit.chem import group_ngrams, group_tokens, parse_smiles
 from molkit.data.explain import explain_splits
 from molkit.eval.explain import atom_auc, random_attributions, token_truth
 from molkit.methods.molex.baselines import fingerprint_baselines, gin_baseline
@@ -38,7 +37,6 @@ from molkit.methods.molex.ngrams import (
     atom_scores_from_ngrams,
     build_ngram_table,
     molex_features,
-    ngram_text,
     token_scores_from_ngrams,
 )
 from molkit.models.prefix import encode_prefix, prefix_hidden
@@ -430,9 +428,17 @@ def run_dataset(
 
 
 @torch.no_grad()
-def _lm_pooled(model, clf: IBClassifier, enc) -> torch.Tensor:
+def _lm_logits(model, clf: IBClassifier, enc) -> torch.Tensor:
+    """The fine-tuned LM classifier end to end on tokenised texts: all layers, pooling, head."""
     hidden = prefix_hidden(model, enc, clf.n_frozen)
     return clf(hidden, enc["attention_mask"])[0]
+
+
+@torch.no_grad()
+def _lm_mu(model, clf: IBClassifier, enc) -> torch.Tensor:
+    """Bottleneck means of tokenised n-gram texts through the whole fine-tuned LM (cold start)."""
+    hidden = prefix_hidden(model, enc, clf.n_frozen)
+    return clf.mu(clf.embed(hidden, enc["attention_mask"]))
 
 
 def measure_throughput(
@@ -444,27 +450,33 @@ def measure_throughput(
     max_length: int = 256,
 ) -> pd.DataFrame:
     """CPU inference speed of MoleX and of the fine-tuned LM classifier on the same test
-    molecules (cycled up to ``n_molecules``), in one run; best of ``repeats``.
+    molecules of the first fold (cycled up to ``n_molecules``), in one run, with the same torch
+    threads; best of ``repeats``.
 
-    Steps: MoleX ``group n-grams`` (RDKit group tokens + fragment texts), ``n-gram lookup``
-    (summing each n-gram's stored contribution vector), ``linear model`` (the affine map on summed
-    features), ``LM embedding of new n-grams`` (cold start: the molecules' unique n-grams through
-    the whole LM); LM classifier ``tokenise`` and ``LM forward`` (all layers + head).
+    MoleX steps: ``end to end, known n-grams`` (`NgramPredictor`: parse, fast group matching,
+    n-gram texts, lookup of each n-gram's stored contribution, sum; its fragment memo warmed on
+    the fold's training molecules only), ``linear model`` (the affine map on summed features
+    given), ``LM embedding of new n-grams`` (cold start: the molecules' unique n-grams through the
+    whole LM to the bottleneck mean, then W). LM classifier: ``tokenise`` and ``LM forward`` (all
+    layers + head), in length-sorted batches of ``batch_size`` (its fastest order).
     Returns rows (pipeline, step, seconds_per_molecule, molecules_per_s).
     """
+    from molkit.methods.molex.inference import NgramPredictor
+
     model, tokenizer = chemical_lm
     mx: MolexModel = run.models["molex"]
     clf: IBClassifier = run.models["classifier"]
     table: NgramTable = run.models["table"]
+    all_smiles = run.models["df"]["smiles"].to_numpy()
     te = np.resize(run.models["test"], n_molecules)
-    smiles = run.models["df"]["smiles"].to_numpy()[te].tolist()
+    smiles = all_smiles[te].tolist()
     W, c = mx.weights()
-    per_ngram = run.models["centred"] @ W
-    lookup = {text: per_ngram[j] for j, text in enumerate(table.texts)}
-    mol_texts = [[table.texts[j] for j, _ in table.occurrences[i]] for i in te]
+    predictor = NgramPredictor.from_linear(table.texts, run.models["centred"], W, c)
+    predictor.warm(all_smiles[run.models["train"]].tolist())
     X = np.asarray(table.counts[te] @ run.models["centred"])
-    new_texts = sorted({t for texts in mol_texts for t in texts})
-    batched = [smiles[s : s + batch_size] for s in range(0, len(smiles), batch_size)]
+    new_texts = sorted({table.texts[j] for i in te for j, _ in table.occurrences[i]})
+    by_length = sorted(smiles, key=len)
+    batched = [by_length[s : s + batch_size] for s in range(0, len(by_length), batch_size)]
 
     def tokenise(texts):
         return tokenizer(
@@ -472,6 +484,7 @@ def measure_throughput(
         )
 
     encoded = [tokenise(b) for b in batched]
+    new_batches = [new_texts[s : s + batch_size] for s in range(0, len(new_texts), batch_size)]
 
     def best(fn) -> float:
         times = []
@@ -481,26 +494,16 @@ def measure_throughput(
             times.append(time.perf_counter() - start)
         return min(times) / n_molecules
 
-    def ngrams():
-        for s in smiles:
-            mol = parse_smiles(s)
-            [ngram_text(mol, atoms) for _, atoms in group_ngrams(group_tokens(mol), 3)]
-
-    def table_sum():
-        for texts in mol_texts:
-            np.sum([lookup[t] for t in texts], axis=0) + c
-
     def embed_new():
-        for s in range(0, len(new_texts), batch_size):
-            _lm_pooled(model, clf, tokenise(new_texts[s : s + batch_size]))
+        for b in new_batches:
+            _lm_mu(model, clf, tokenise(b)).numpy().astype(np.float64) @ W
 
     steps = [
-        ("MoleX", "group n-grams", best(ngrams)),
-        ("MoleX", "n-gram lookup", best(table_sum)),
+        ("MoleX", "end to end, known n-grams", best(lambda: predictor.decision_function(smiles))),
         ("MoleX", "linear model", best(lambda: X @ W + c)),
         ("MoleX", "LM embedding of new n-grams", best(embed_new)),
         ("LM classifier", "tokenise", best(lambda: [tokenise(b) for b in batched])),
-        ("LM classifier", "LM forward", best(lambda: [_lm_pooled(model, clf, e) for e in encoded])),
+        ("LM classifier", "LM forward", best(lambda: [_lm_logits(model, clf, e) for e in encoded])),
     ]
     out = pd.DataFrame(steps, columns=["pipeline", "step", "seconds_per_molecule"])
     out["molecules_per_s"] = 1 / out["seconds_per_molecule"]
@@ -511,8 +514,8 @@ def throughput_summary(steps: pd.DataFrame) -> dict[str, float]:
     """Molecules/s of the compared pipelines from `measure_throughput` rows, and the speed-ups.
 
     ``molex_model`` (affine map on features) vs ``lm_model`` (LM forward on token ids);
-    ``molex_warm`` (n-grams + lookup) and ``molex_cold`` (+ LM embedding of every new n-gram)
-    vs ``lm_end_to_end`` (tokenise + forward).
+    ``molex_warm`` (end to end on known n-grams) and ``molex_cold`` (+ LM embedding of every new
+    n-gram) vs ``lm_end_to_end`` (tokenise + forward).
     """
     t = {
         (p, s): v
@@ -521,7 +524,7 @@ def throughput_summary(steps: pd.DataFrame) -> dict[str, float]:
         )
     }
     molex_model = t["MoleX", "linear model"]
-    molex_warm = t["MoleX", "group n-grams"] + t["MoleX", "n-gram lookup"]
+    molex_warm = t["MoleX", "end to end, known n-grams"]
     molex_cold = molex_warm + t["MoleX", "LM embedding of new n-grams"]
     lm_forward = t["LM classifier", "LM forward"]
     lm_e2e = lm_forward + t["LM classifier", "tokenise"]

@@ -118,7 +118,7 @@ class Settings(BaseSettings):
     datasets: tuple[str, ...] = EXPLAIN_DATASETS
     max_molecules: int | None = None
     cv_folds: int = 10
-    liver_folds: int = 5
+    liver_folds: int = 3
     valid_fraction: float = 0.1
     seed: int = 0
     lm_model: str = "rxnfp-bert"
@@ -149,14 +149,14 @@ class Settings(BaseSettings):
     gin_hidden: int = 64
     gin_epochs: int = 30
     llm_model: str = "smollm2-135m-instruct"
-    llm_molecules: int | None = 64
+    llm_molecules: int | None = 48
     llm_probe_datasets: tuple[str, ...] = ("mutag",)
     llm_lora_datasets: tuple[str, ...] = ()
     llm_lora_epochs: int = 2
     llm_batch_size: int = 32
     speed_dataset: str = "liver"
     speed_molecules: int = 256
-    speed_repeats: int = 3
+    speed_repeats: int = 2
     n_examples: int = 4
     n_boot: int = 2000
     PROFILES = {
@@ -189,6 +189,7 @@ class Settings(BaseSettings):
         },
         "default": {},
         "full": {
+            "liver_folds": 10,
             "lr": 1e-4,
             "n_trainable_layers": 12,
             "finetune_epochs": 20,
@@ -201,6 +202,7 @@ class Settings(BaseSettings):
             "llm_probe_datasets": EXPLAIN_DATASETS,
             "llm_lora_datasets": EXPLAIN_DATASETS,
             "speed_molecules": 1024,
+            "speed_repeats": 3,
             "n_examples": 6,
         },
     }
