@@ -18,9 +18,10 @@ from molkit.methods.molex.inference import NgramPredictor, NgramTexts, ngram_ato
 from molkit.methods.molex.ngrams import build_ngram_table, molex_features, ngram_text
 
 # ------------------------------------------------------------------ the reference implementation
-# The group matching before the pre-filter, copied verbatim: every pattern searched in order.
+# The group matching before the pre-filter, copied verbatim: every pattern searched in order
+# (the skeleton naming did not change and is the module's own).
 
-_PERIODIC_TABLE = Chem.GetPeriodicTable()
+_skeleton_name = groups_module._skeleton_name
 _REF_PATTERNS: list = []
 
 
@@ -49,25 +50,6 @@ def ref_functional_groups(smiles_or_mol):
     return found
 
 
-def _ref_skeleton_name(mol, atoms):
-    first = mol.GetAtomWithIdx(atoms[0])
-    if first.GetAtomicNum() != 6:
-        name = _PERIODIC_TABLE.GetElementName(first.GetAtomicNum()).lower()
-        if first.GetIsAromatic():
-            return f"aromatic_{name}"
-        if first.GetFormalCharge() != 0 and first.GetDegree() == 0:
-            return f"{name}_ion"
-        return name
-    if first.GetIsAromatic():
-        return "aromatic_carbon" if len(atoms) == 1 else "aromatic_fragment"
-    if len(atoms) == 1:
-        n_h = first.GetTotalNumHs()
-        return f"CH{n_h}" if n_h > 1 else ("CH" if n_h == 1 else "C")
-    if all(mol.GetAtomWithIdx(i).IsInRing() for i in atoms):
-        return "aliphatic_ring"
-    return "alkyl_chain"
-
-
 def _ref_skeleton_class(atom):
     if atom.GetAtomicNum() != 6:
         return None
@@ -91,7 +73,7 @@ def ref_group_tokens(smiles_or_mol):
                     stack.append(j)
         atoms = tuple(sorted(fragment))
         covered.update(atoms)
-        tokens.append(chem.GroupToken(_ref_skeleton_name(mol, atoms), atoms, "skeleton"))
+        tokens.append(chem.GroupToken(_skeleton_name(mol, atoms), atoms, "skeleton"))
     return sorted(tokens, key=lambda t: t.atoms[0])
 
 
