@@ -450,12 +450,13 @@ def measure_throughput(
     max_length: int = 256,
 ) -> pd.DataFrame:
     """CPU inference speed of MoleX and of the fine-tuned LM classifier on the same test
-    molecules of the first fold (cycled up to ``n_molecules``), in one run, with the same torch
-    threads; best of ``repeats``.
+    molecules of the first fold (at most ``n_molecules``, each once), in one run, with the same
+    torch threads; best of ``repeats``.
 
     MoleX steps: ``end to end, known n-grams`` (`NgramPredictor`: parse, fast group matching,
-    n-gram texts, lookup of each n-gram's stored contribution, sum; its fragment memo warmed on
-    the fold's training molecules only), ``linear model`` (the affine map on summed features
+    n-gram texts, lookup of each n-gram's stored contribution, sum; a fresh predictor per repeat,
+    its fragment memo warmed on the fold's training molecules only, so no test molecule is
+    timed against a memo of itself), ``linear model`` (the affine map on summed features
     given), ``LM embedding of new n-grams`` (cold start: the molecules' unique n-grams through the
     whole LM to the bottleneck mean, then W). LM classifier: ``tokenise`` and ``LM forward`` (all
     layers + head), in length-sorted batches of ``batch_size`` (its fastest order).
@@ -468,11 +469,17 @@ def measure_throughput(
     clf: IBClassifier = run.models["classifier"]
     table: NgramTable = run.models["table"]
     all_smiles = run.models["df"]["smiles"].to_numpy()
-    te = np.resize(run.models["test"], n_molecules)
+    te = np.asarray(run.models["test"])[:n_molecules]
+    n_molecules = len(te)
     smiles = all_smiles[te].tolist()
     W, c = mx.weights()
-    predictor = NgramPredictor.from_linear(table.texts, run.models["centred"], W, c)
-    predictor.warm(all_smiles[run.models["train"]].tolist())
+    train_smiles = all_smiles[run.models["train"]].tolist()
+
+    def predictor() -> NgramPredictor:
+        fresh = NgramPredictor.from_linear(table.texts, run.models["centred"], W, c)
+        fresh.warm(train_smiles)
+        return fresh
+
     X = np.asarray(table.counts[te] @ run.models["centred"])
     new_texts = sorted({table.texts[j] for i in te for j, _ in table.occurrences[i]})
     by_length = sorted(smiles, key=len)
@@ -486,11 +493,12 @@ def measure_throughput(
     encoded = [tokenise(b) for b in batched]
     new_batches = [new_texts[s : s + batch_size] for s in range(0, len(new_texts), batch_size)]
 
-    def best(fn) -> float:
+    def best(fn, setup=None) -> float:
         times = []
         for _ in range(repeats):
+            arg = () if setup is None else (setup(),)
             start = time.perf_counter()
-            fn()
+            fn(*arg)
             times.append(time.perf_counter() - start)
         return min(times) / n_molecules
 
@@ -499,7 +507,11 @@ def measure_throughput(
             _lm_mu(model, clf, tokenise(b)).numpy().astype(np.float64) @ W
 
     steps = [
-        ("MoleX", "end to end, known n-grams", best(lambda: predictor.decision_function(smiles))),
+        (
+            "MoleX",
+            "end to end, known n-grams",
+            best(lambda p: p.decision_function(smiles), setup=predictor),
+        ),
         ("MoleX", "linear model", best(lambda: X @ W + c)),
         ("MoleX", "LM embedding of new n-grams", best(embed_new)),
         ("LM classifier", "tokenise", best(lambda: [tokenise(b) for b in batched])),
