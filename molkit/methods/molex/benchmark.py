@@ -173,14 +173,24 @@ def _training_prior(y_train: np.ndarray, n_test: int, n_classes: int) -> np.ndar
     return proba
 
 
+def _token_truths(table: NgramTable, te: np.ndarray, truths: list) -> list:
+    """Each test molecule's token ground truth (`molkit.eval.explain.token_truth`), or None."""
+    return [
+        token_truth(t, [a for _, a in table.tokens[i]]) for t, i in zip(truths, te, strict=True)
+    ]
+
+
 def _explain(
-    table: NgramTable, te: np.ndarray, atoms: list, truths: list, token_level: list | None = None
+    table: NgramTable,
+    te: np.ndarray,
+    atoms: list,
+    truths: list,
+    token_truths: list,
+    token_level: list | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per-molecule explanation AUC (n_test,) of atom attributions in every reading. Token scores
-    are the sums of atom scores unless ``token_level`` gives them (random attribution draws its
-    own per token)."""
-    tokens = [[a for _, a in table.tokens[i]] for i in te]
-    token_truths = [token_truth(t, tk) for t, tk in zip(truths, tokens, strict=True)]
+    """Per-molecule explanation AUC (n_test,) of atom attributions in every reading, against the
+    atom ``truths`` and the fold's ``token_truths`` (`_token_truths`). Token scores are the sums of
+    atom scores unless ``token_level`` gives them (random attribution draws its own per token)."""
     toks = token_level if token_level is not None else token_scores_from_ngrams(table, atoms, te)
     return {
         "atom": per_molecule_auc(atoms, truths),
@@ -269,6 +279,7 @@ def run_dataset(
     for k, split in enumerate(dataset_splits(s, df)):
         tr, va, te = split["train"], split["valid"], split["test"]
         truths = [df["truth"].iloc[i] for i in te]
+        token_truths = _token_truths(table, te, truths)
         run.tests[k], run.labels[k] = te, y[te]
         run.predictions[k, "Training prior"] = _training_prior(y[tr], len(te), n_classes)
 
@@ -332,7 +343,7 @@ def run_dataset(
             atoms = atom_scores_from_ngrams(
                 table, mx.ngram_contributions(centred, target, calibrated), te
             )
-            per_molecule = _explain(table, te, atoms, truths)
+            per_molecule = _explain(table, te, atoms, truths, token_truths)
             extra = _explanation_metrics(per_molecule)
             if calibrated:
                 extra["calibration_rounds"] = mx.calib_rounds
@@ -386,7 +397,7 @@ def run_dataset(
             rf_trees=s.rf_trees,
             seed=s.seed + k,
         )
-        fp_explained = _explain(table, te, fp_atoms, truths)
+        fp_explained = _explain(table, te, fp_atoms, truths, token_truths)
         run.explanations.update({(k, "Morgan FP + LR", r): v for r, v in fp_explained.items()})
         rows += score("Morgan FP + LR", p_lr, _explanation_metrics(fp_explained))
         rows += score("Morgan FP + RF", p_rf)
@@ -403,7 +414,7 @@ def run_dataset(
         rows += score("GIN", p_gin)
         rand = random_attributions(table.n_atoms[te], s.seed + k)
         rand_tokens = random_attributions([len(table.tokens[i]) for i in te], s.seed + 1000 + k)
-        rand_explained = _explain(table, te, rand, truths, token_level=rand_tokens)
+        rand_explained = _explain(table, te, rand, truths, token_truths, token_level=rand_tokens)
         run.explanations.update(
             {(k, "Random attribution", r): v for r, v in rand_explained.items()}
         )
