@@ -91,6 +91,6 @@ format: env
 	$(BIN)/ruff format molkit tests notebooks
 
 .PHONY: responses
-# Regenerate molkit/resources/lardo_responses_v1.jsonl.gz (03_lardo's LLM texts; ~35 min on 2 CPU cores, resumable)
+# Regenerate molkit/resources/lardo_responses_v2.jsonl.gz (03_lardo's LLM texts for every molecule of BBBP, BACE and ESOL; ~40 min on 2 quiet CPU cores, resumable)
 responses: env
-	$(BIN)/molkit responses generate --profile default --threads 1
+	$(BIN)/molkit responses generate --profile default --threads 2

@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         default=None,
-        help="the .jsonl.gz to write (default: molkit/resources/lardo_responses_v1.jsonl.gz)",
+        help="the .jsonl.gz to write (default: molkit/resources/lardo_responses_v2.jsonl.gz)",
     )
     rg.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
     responses.set_defaults(func=_cmd_responses)

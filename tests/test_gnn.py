@@ -157,3 +157,51 @@ def test_embed_graphs(graphs):
     np.testing.assert_allclose(
         emb[:3], gin(Batch.from_data_list(graphs[:3])).detach().numpy(), atol=1e-6
     )
+
+
+def test_encoder_lr_trains_the_gin_and_the_head_at_their_own_rates(graphs, monkeypatch):
+    y = np.array([g.num_nodes for g in graphs], dtype=np.float32) / 10
+    seen = []
+
+    class SpyAdam(torch.optim.Adam):
+        def __init__(self, params, **kwargs):
+            super().__init__(params, **kwargs)
+            seen.append(self.param_groups)
+
+    monkeypatch.setattr(torch.optim, "Adam", SpyAdam)
+    torch.manual_seed(0)
+    model = GraphPredictor(1, num_layers=2, hidden=16)
+    gin_before = {k: v.detach().clone() for k, v in model.gin.named_parameters()}
+    head_before = {k: v.detach().clone() for k, v in model.head.named_parameters()}
+    kwargs = dict(task="regression", epochs=2, batch_size=10, progress=False)
+    train_graph_model(model, graphs, y, lr=1e-2, encoder_lr=0.0, **kwargs)
+    (groups,) = seen
+    assert [g["lr"] for g in groups] == [0.0, 1e-2]
+    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in model.gin.parameters()}
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in model.head.parameters()}
+    # encoder_lr=0: the encoder's weights stay put while the head learns
+    for k, v in model.gin.named_parameters():
+        assert torch.equal(v, gin_before[k]), k
+    assert any(not torch.equal(v, head_before[k]) for k, v in model.head.named_parameters())
+    # without encoder_lr every parameter trains at lr, in one group
+    train_graph_model(model, graphs, y, lr=1e-2, **kwargs)
+    assert len(seen[1]) == 1 and seen[1][0]["lr"] == 1e-2
+    assert any(not torch.equal(v, gin_before[k]) for k, v in model.gin.named_parameters())
+
+
+def test_encoder_lr_needs_a_model_with_a_gin(graphs):
+    class Bare(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = GIN(num_layers=1, hidden=8)
+            self.out = torch.nn.Linear(8, 1)
+
+        def forward(self, batch):
+            return self.out(self.encoder(batch))
+
+    y = np.zeros(len(graphs), dtype=np.float32)
+    with pytest.raises(ValueError, match="encoder_lr"):
+        train_graph_model(Bare(), graphs, y, task="regression", epochs=1, encoder_lr=1e-4,
+                          progress=False)  # fmt: skip
+    history = train_graph_model(Bare(), graphs, y, task="regression", epochs=1, progress=False)
+    assert len(history.records) == 1  # encoder_lr=None trains any model

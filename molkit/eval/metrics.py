@@ -89,7 +89,14 @@ def mean_pm_std(results, index="method", columns=("dataset", "metric"), digits: 
 
 
 def paired_bootstrap(
-    y_true, pred_a, pred_b, metric, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+    y_true,
+    pred_a,
+    pred_b,
+    metric,
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+    groups=None,
 ) -> dict[str, float]:
     """Is model A better than model B on the same test items? A paired bootstrap over the items.
 
@@ -101,6 +108,11 @@ def paired_bootstrap(
     resamples used (those where the metric is undefined, e.g. a ROC-AUC drawn with one class, are
     skipped). A verdict from a few dozen test items can so state its uncertainty: an interval that
     straddles 0 means the test set cannot tell A from B.
+
+    ``groups`` (one label per item, e.g. the split each test molecule comes from): a stratified
+    bootstrap. Items are resampled within each group, and a model's score is the mean over groups
+    of its metric on that group, so models trained on different splits are never scored on one
+    pooled ranking.
     """
     y_true, pred_a, pred_b = (np.asarray(v, dtype=float).ravel() for v in (y_true, pred_a, pred_b))
     if not len(y_true) == len(pred_a) == len(pred_b):
@@ -112,17 +124,28 @@ def paired_bootstrap(
         raise ValueError("a paired bootstrap needs at least 2 test items")
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1), not {level}")
+    if groups is None:
+        members = [np.arange(len(y_true))]
+    else:
+        groups = np.asarray(groups).ravel()
+        if len(groups) != len(y_true):
+            raise ValueError(f"groups has {len(groups)} labels for {len(y_true)} items")
+        members = [np.flatnonzero(groups == g) for g in dict.fromkeys(groups.tolist())]
+
+    def score(pred: np.ndarray, parts: list[np.ndarray]) -> float:
+        return float(np.mean([metric(y_true[i], pred[i]) for i in parts]))
+
     rng = np.random.default_rng(seed)
     diffs = []
     for _ in range(n_boot):
-        idx = rng.integers(0, len(y_true), len(y_true))
+        parts = [m[rng.integers(0, len(m), len(m))] for m in members]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            d = metric(y_true[idx], pred_a[idx]) - metric(y_true[idx], pred_b[idx])
+            d = score(pred_a, parts) - score(pred_b, parts)
         if np.isfinite(d):
             diffs.append(d)
     diffs = np.asarray(diffs)
-    a, b = float(metric(y_true, pred_a)), float(metric(y_true, pred_b))
+    a, b = score(pred_a, members), score(pred_b, members)
     tail = (1 - level) / 2
     low, high = np.quantile(diffs, [tail, 1 - tail]) if len(diffs) else (np.nan, np.nan)
     return {

@@ -194,12 +194,16 @@ def paired_claim(
     n_boot: int = 2000,
     seed: int = 0,
     detail: str = "",
+    groups: Sequence | None = None,
 ) -> Claim:
     """A `Claim` that the method beats the baseline on ``metric``, judged by a paired bootstrap over
-    the same test items (`molkit.eval.paired_bootstrap`)."""
+    the same test items (`molkit.eval.paired_bootstrap`; ``groups``: stratified by group, e.g. by
+    split, the metric averaged over groups)."""
     from molkit.eval.metrics import paired_bootstrap
 
-    boot = paired_bootstrap(y_true, pred_method, pred_baseline, metric, n_boot=n_boot, seed=seed)
+    boot = paired_bootstrap(
+        y_true, pred_method, pred_baseline, metric, n_boot=n_boot, seed=seed, groups=groups
+    )
     return Claim(
         paper=paper,
         claim=claim,

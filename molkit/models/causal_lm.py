@@ -1,4 +1,5 @@
-"""Causal language models: loading (registry name, local path or hub id) and batched generation.
+"""Causal language models: loading (registry name, local path or hub id), batched generation and
+the log-likelihood of given answers (`answer_logprobs`).
 
 >>> model, tokenizer = load_causal_lm("smollm2-135m-instruct")          # doctest: +SKIP
 >>> generate(model, tokenizer, ["Name one aromatic ring."], max_new_tokens=20)  # doctest: +SKIP
@@ -121,3 +122,49 @@ def generate(
     finally:
         tokenizer.padding_side = padding_side
     return results
+
+
+@torch.no_grad()
+def answer_logprobs(
+    model: Any,
+    tokenizer: Any,
+    prompt: Prompt,
+    answers: Sequence[str],
+    chat: bool = True,
+    batch_size: int = 16,
+) -> list[tuple[float, int]]:
+    """``(sum of log-probabilities, number of tokens)`` of each answer as the continuation of
+    ``prompt`` (the chat template's assistant turn opened, as in `generate`), in answer order.
+
+    The prompt and each answer are tokenised separately and concatenated, so every answer is
+    scored on the same prompt tokens; padding is on the right and masked. Scores are computed in
+    float32 from the model's logits (no autocast), so a ranking does not hinge on bf16 rounding.
+    """
+    if not answers:
+        return []
+    text = format_prompt(tokenizer, prompt, chat)
+    templated = chat and has_chat_template(tokenizer)
+    head = tokenizer(text, add_special_tokens=not templated)["input_ids"]
+    tails = [tokenizer(a, add_special_tokens=False)["input_ids"] for a in answers]
+    empty = [a for a, t in zip(answers, tails, strict=True) if not t]
+    if empty:
+        raise ValueError(f"answers {empty} tokenise to nothing; score non-empty answers only")
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    out: list[tuple[float, int]] = []
+    for start in range(0, len(tails), batch_size):
+        chunk = tails[start : start + batch_size]
+        rows = [head + t for t in chunk]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+            mask[i, : len(r)] = 1
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        for i, t in enumerate(chunk):
+            positions = torch.arange(len(head) - 1, len(head) - 1 + len(t), device=device)
+            targets = torch.tensor(t, device=device)
+            out.append((float(logp[i, positions, targets].sum()), len(t)))
+    return out

@@ -255,6 +255,7 @@ def train_graph_model(
     seed: int = 0,
     device=None,
     progress: bool = True,
+    encoder_lr: float | None = None,
 ) -> TrainHistory:
     """Adam training of ``model(batch) -> (B, n_tasks)`` on labels (n,) or (n, n_tasks), NaN =
     missing (masked out of the loss).
@@ -262,6 +263,8 @@ def train_graph_model(
     With a validation set: stops after ``patience`` epochs without a lower validation loss and
     loads the best epoch's weights back into ``model``. Without one: trains all ``epochs``.
     Seeds torch's global RNG and the shuffling with ``seed``. Leaves the model in eval mode.
+    ``encoder_lr``: a separate learning rate for ``model.gin`` (a `GraphPredictor`'s encoder; the
+    rest trains at ``lr``), as fine-tuning a pre-trained encoder usually does.
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -269,7 +272,20 @@ def train_graph_model(
     model.to(device)
     y_tr = _labels(y_train, len(train_graphs))
     has_valid = valid_graphs is not None and len(valid_graphs) > 0
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    if encoder_lr is None:
+        groups = [{"params": list(model.parameters())}]
+    else:
+        if not isinstance(getattr(model, "gin", None), nn.Module):
+            raise ValueError(
+                "encoder_lr needs a model with a .gin encoder (a GraphPredictor); "
+                "pass encoder_lr=None to train every parameter at lr"
+            )
+        encoder = {id(p) for p in model.gin.parameters()}
+        groups = [
+            {"params": list(model.gin.parameters()), "lr": encoder_lr},
+            {"params": [p for p in model.parameters() if id(p) not in encoder]},
+        ]
+    optimiser = torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
     rows, best_loss, best_epoch, best_state, stale = [], float("inf"), 0, None, 0
     bar = tqdm(range(1, epochs + 1), desc="training", disable=not progress)
     for epoch in bar:

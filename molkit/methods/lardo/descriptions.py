@@ -1,14 +1,18 @@
 """MolGraph-LarDo's LLM side: generation settings, the response cache, the pools that get
-descriptions, and `describe_molecules` (stage 1 and stage 2 through the cache).
+descriptions, stage 1 (`stage1_free`, `stage1_ranked`) and `describe_molecules` (stage 2), all
+through the cache.
 
 Every LLM response goes through `molkit.models.responses.ResponseCache`; the default profile's
-responses ship in ``molkit/resources/lardo_responses_v1.jsonl.gz`` and are regenerated with
-``molkit responses generate --profile default`` (`molkit.methods.lardo.responses`).
+responses ship in ``molkit/resources/lardo_responses_v2.jsonl.gz`` and are regenerated with
+``molkit responses generate --profile default`` (`molkit.methods.lardo.responses`). The constrained
+stage 1's log-likelihoods are stored in the same cache (as JSON text), so a replay never depends on
+how another CPU rounds them.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,18 +24,22 @@ import pandas as pd
 
 from molkit.chem import DESCRIPTORS, compute_descriptors
 from molkit.methods.lardo.method import (
+    BASE_DESCRIPTORS,
+    RANKED_NAMES,
     VARIANTS,
     PropertyMap,
     dsm_text,
     map_properties,
     parse_property_list,
+    rank_properties,
+    stage1_choice_prompt,
     stage1_prompt,
     stage2_prompt,
 )
 from molkit.models.responses import GenerationStats, Prompt, ResponseCache
 
 #: Shipped responses of the default profile (compressed, versioned; see `responses.py`).
-RESPONSE_FILE = Path(__file__).resolve().parents[2] / "resources" / "lardo_responses_v1.jsonl.gz"
+RESPONSE_FILE = Path(__file__).resolve().parents[2] / "resources" / "lardo_responses_v2.jsonl.gz"
 REGENERATE_COMMAND = "molkit responses generate --profile default"
 
 #: Seed of the permutation that picks the molecules of the pre-training pool.
@@ -125,35 +133,116 @@ def throughput_benchmark(
 # -------------------------------------------------------------------------- pools and descriptions
 
 
-def pretraining_pool(
-    split: dict[str, np.ndarray], n_train: int | None, n_rest: int | None = 0, seed: int = POOL_SEED
-) -> np.ndarray:
-    """Positions of the molecules that get descriptions and pre-training: a seeded subset of
-    ``n_train`` training molecules (all when None), plus ``n_rest`` valid and test molecules (a
-    seeded subset; all when None; none when 0): label-free but transductive, as the official code's
-    pool. Sorted; the subsets are prefixes of one permutation, so a smaller pool is part of a larger
-    one (which `molkit.data.subsample` does not give: the smoke pool must be part of the default
-    pool, whose responses ship)."""
-    rng = np.random.default_rng(seed)
-    train = rng.permutation(np.asarray(split["train"]))[:n_train]
-    rest = rng.permutation(np.concatenate([np.asarray(split["valid"]), np.asarray(split["test"])]))
-    rest = rest[:n_rest] if n_rest is not None else rest
-    return np.sort(np.concatenate([train, rest])).astype(int)
+def description_pool(n_molecules: int, n: int | None, seed: int = POOL_SEED) -> np.ndarray:
+    """Positions (sorted) of the molecules of a dataset that get descriptions: the first ``n`` of
+    one seeded permutation of all ``n_molecules`` (None: all). A smaller pool is part of a larger
+    one, so the smoke pool and the ablations' pools lie inside the main pool, whose responses
+    ship. Every molecule of the main default pool is described, so every split's training part
+    is; pre-training on a split uses only the pool's training-part molecules (never test ones)."""
+    if n is not None and n < 0:
+        raise ValueError(f"a pool size is a count >= 0 or None (all), not {n}")
+    order = np.random.default_rng(seed).permutation(int(n_molecules))
+    return np.sort(order[:n] if n is not None else order).astype(int)
 
 
 @dataclass
 class Descriptions:
-    """Texts of one dataset's pool: ``texts`` (variant -> list aligned with ``smiles``), the stage-1
-    answer, its parsed ``properties``, descriptor ``values`` and generation ``stats`` per
+    """Texts of one dataset's pool: ``texts`` (variant -> list aligned with ``smiles``; a variant
+    described on a smaller pool holds None for the molecules outside it), the stage-1
+    ``properties`` the prompts used, descriptor ``values`` and generation ``stats`` per
     variant."""
 
     dataset: str
     smiles: list[str]
-    texts: dict[str, list[str]]
-    stage1_answer: str
+    texts: dict[str, list[str | None]]
     properties: PropertyMap
     values: pd.DataFrame
     stats: dict[str, GenerationStats]
+
+    def described(self, variant: str) -> np.ndarray:
+        """Positions (in ``smiles``) of the molecules ``variant`` has a text for."""
+        return np.array([i for i, t in enumerate(self.texts[variant]) if t is not None], int)
+
+
+def _run(
+    cache: ResponseCache,
+    lm_model: str,
+    prompts: list[Prompt],
+    settings: dict[str, Any],
+    fn: Callable,
+    batch_size: int,
+    offline: bool,
+    progress: bool,
+) -> tuple[list[str], GenerationStats]:
+    return cache.generate(
+        lm_model, prompts, settings, fn, batch_size=batch_size, progress=progress,
+        offline=offline,
+    )  # fmt: skip
+
+
+def stage1_free(
+    dataset: str,
+    cache: ResponseCache,
+    lm_model: str,
+    max_new_tokens: int = 160,
+    offline: bool = False,
+    generate_fn: Callable | None = None,
+) -> tuple[str, PropertyMap]:
+    """The paper's stage 1: the free-text answer to `stage1_prompt` (through ``cache``), parsed
+    and mapped to descriptors; the names without one are in ``PropertyMap.unmatched`` (the guard
+    in `stage2_prompt` never passes them on)."""
+    settings = generation_settings(max_new_tokens)
+    fn = generate_fn or load_generator(lm_model, settings)
+    (answer,), _ = _run(cache, lm_model, [stage1_prompt(dataset)], settings, fn, 1, offline, False)
+    return answer, map_properties(parse_property_list(answer))
+
+
+def ranking_settings(candidates: Sequence[str]) -> dict[str, Any]:
+    """Settings that key a constrained stage-1 ranking in the response cache."""
+    return {"scoring": "pmi", "candidates": list(candidates), "chat_template": True}
+
+
+def load_ranker(lm_model: str, candidates: Sequence[str]) -> Callable[[list[Prompt]], list[str]]:
+    """A ``generate_fn`` for `ResponseCache.generate` that answers each constrained stage-1
+    prompt with the JSON of ``{option: [log-probability, tokens, log-probability under the
+    content-free prompt]}`` (`answer_logprobs`; `rank_properties` ranks by the difference)."""
+
+    def rank_fn(prompts: list[Prompt]) -> list[str]:
+        from molkit.models.causal_lm import answer_logprobs
+
+        model, tokenizer = _causal_lm(lm_model)
+        names = list(candidates)
+        prior = answer_logprobs(model, tokenizer, stage1_choice_prompt(None, names), names)
+        out = []
+        for prompt in prompts:
+            scored = answer_logprobs(model, tokenizer, list(prompt), names)
+            out.append(json.dumps({
+                c: [s, n, p] for c, (s, n), (p, _) in zip(names, scored, prior, strict=True)
+            }))  # fmt: skip
+        return out
+
+    return rank_fn
+
+
+def stage1_ranked(
+    dataset: str,
+    cache: ResponseCache,
+    lm_model: str,
+    top: int = 4,
+    offline: bool = False,
+    rank_fn: Callable | None = None,
+) -> tuple[pd.DataFrame, PropertyMap]:
+    """The constrained stage 1: the LLM ranks the DSM's descriptor names (`RANKED_NAMES`) by the
+    log-likelihood of each as the answer to `stage1_choice_prompt` (through ``cache``), and the
+    ``top`` best besides logP and MW (which every prompt carries) are kept
+    (`rank_properties`)."""
+    candidates = list(RANKED_NAMES.values())
+    settings = ranking_settings(candidates)
+    fn = rank_fn or load_ranker(lm_model, candidates)
+    prompt = stage1_choice_prompt(dataset, candidates)
+    (text,), _ = _run(cache, lm_model, [prompt], settings, fn, 1, offline, False)
+    scores = json.loads(text)
+    return rank_properties(scores, top=top, keep=BASE_DESCRIPTORS)
 
 
 def describe_molecules(
@@ -161,62 +250,74 @@ def describe_molecules(
     smiles: Sequence[str],
     cache: ResponseCache,
     lm_model: str,
+    properties: PropertyMap,
     max_new_tokens: int = 80,
-    stage1_max_new_tokens: int = 160,
     batch_size: int = 16,
     variants: Sequence[str] = tuple(VARIANTS),
+    pools: dict[str, Sequence[int]] | None = None,
     offline: bool = False,
     progress: bool = True,
     generate_fn: Callable | None = None,
 ) -> Descriptions:
-    """Stage 1 for ``dataset`` and stage 2 (each LLM variant) for every molecule, through
-    ``cache``; ``"dsm_only"`` texts need no LLM. ``offline=True`` replays only (a miss raises).
-    ``generate_fn`` replaces the LLM (tests); by default `load_generator` loads ``lm_model`` on the
-    first miss."""
+    """Stage 2 (each LLM variant, with the stage-1 ``properties``) for the molecules of
+    ``smiles``, through ``cache``; ``"dsm_only"`` texts need no LLM. ``pools``: variant ->
+    positions in ``smiles`` to describe (default: all); the others hold None. ``offline=True``
+    replays only (a miss raises). ``generate_fn`` replaces the LLM (tests); by default
+    `load_generator` loads ``lm_model`` on the first miss."""
     smiles = list(smiles)
     values = compute_descriptors(smiles, list(DESCRIPTORS), progress=False)
+    settings = generation_settings(max_new_tokens)
     stats: dict[str, GenerationStats] = {}
-
-    def run(prompts: list[Prompt], n_tokens: int, label: str) -> list[str]:
-        settings = generation_settings(n_tokens)
-        fn = generate_fn or load_generator(lm_model, settings)
-        out, stats[label] = cache.generate(
-            lm_model, prompts, settings, fn, batch_size=batch_size, progress=progress,
-            offline=offline,
-        )  # fmt: skip
-        return out
-
-    (answer,) = run([stage1_prompt(dataset)], stage1_max_new_tokens, "stage1")
-    properties = map_properties(parse_property_list(answer))
-    texts: dict[str, list[str]] = {}
+    texts: dict[str, list[str | None]] = {}
+    records = values.to_dict("records")
     for variant in variants:
-        rows = list(zip(smiles, values.iterrows(), strict=True))
+        wanted = range(len(smiles)) if pools is None or variant not in pools else pools[variant]
+        wanted = sorted(int(i) for i in wanted)
+        out: list[str | None] = [None] * len(smiles)
         if variant == "dsm_only":
-            texts[variant] = [dsm_text(s, row) for s, (_, row) in rows]
-            continue
-        prompts = [
-            stage2_prompt(s, dataset, variant, properties, row.to_dict()) for s, (_, row) in rows
-        ]
-        texts[variant] = run(prompts, max_new_tokens, variant)
-    return Descriptions(dataset, smiles, texts, answer, properties, values, stats)
+            for i in wanted:
+                out[i] = dsm_text(smiles[i], records[i])
+        else:
+            prompts = [
+                stage2_prompt(smiles[i], dataset, variant, properties, records[i]) for i in wanted
+            ]
+            fn = generate_fn or load_generator(lm_model, settings)
+            got, stats[variant] = _run(
+                cache, lm_model, prompts, settings, fn, batch_size, offline, progress
+            )
+            for i, text in zip(wanted, got, strict=True):
+                out[i] = text
+        texts[variant] = out
+    return Descriptions(dataset, smiles, texts, properties, values, stats)
 
 
-def response_keys(
-    desc: Descriptions, lm_model: str, max_new_tokens: int, stage1_max_new_tokens: int
-) -> set[str]:
-    """The response-cache keys ``desc`` was read from: its stage-1 prompt and every LLM variant's
-    stage-2 prompts."""
+def response_keys(desc: Descriptions, lm_model: str, max_new_tokens: int) -> set[str]:
+    """The response-cache keys of ``desc``'s stage-2 texts (every LLM variant, the molecules it
+    described)."""
     from molkit.models.responses import response_key
 
-    keys = {
-        response_key(
-            lm_model, stage1_prompt(desc.dataset), generation_settings(stage1_max_new_tokens)
-        )
-    }
+    settings = generation_settings(max_new_tokens)
+    records = desc.values.to_dict("records")
+    keys = set()
     for variant in desc.texts:
         if variant == "dsm_only":
             continue
-        for s, (_, row) in zip(desc.smiles, desc.values.iterrows(), strict=True):
-            prompt = stage2_prompt(s, desc.dataset, variant, desc.properties, row.to_dict())
-            keys.add(response_key(lm_model, prompt, generation_settings(max_new_tokens)))
+        for i in desc.described(variant):
+            prompt = stage2_prompt(
+                desc.smiles[i], desc.dataset, variant, desc.properties, records[i]
+            )
+            keys.add(response_key(lm_model, prompt, settings))
     return keys
+
+
+def stage1_keys(dataset: str, lm_model: str, max_new_tokens: int) -> set[str]:
+    """The response-cache keys of ``dataset``'s two stage-1 calls (free text and ranking)."""
+    from molkit.models.responses import response_key
+
+    candidates = list(RANKED_NAMES.values())
+    return {
+        response_key(lm_model, stage1_prompt(dataset), generation_settings(max_new_tokens)),
+        response_key(
+            lm_model, stage1_choice_prompt(dataset, candidates), ranking_settings(candidates)
+        ),
+    }

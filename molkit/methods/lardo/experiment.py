@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,10 +27,10 @@ from molkit.methods.experiment import Claim, Results, paired_claim
 from molkit.methods.lardo.descriptions import (
     Descriptions,
     describe_molecules,
-    generation_settings,
-    load_generator,
-    pretraining_pool,
+    description_pool,
     response_cache,
+    stage1_free,
+    stage1_ranked,
     throughput_benchmark,
 )
 from molkit.methods.lardo.method import (
@@ -38,11 +38,9 @@ from molkit.methods.lardo.method import (
     VARIANTS,
     build_predictor,
     calibration_table,
-    map_properties,
-    parse_property_list,
+    extract_claims,
     pretrain_clip,
     prompt_descriptors,
-    stage1_prompt,
     stage2_prompt,
     value_text,
 )
@@ -58,9 +56,9 @@ METHOD_LABELS = {
     "attr_masking": "GIN + attribute masking",
     "lardo": "LarDo (stage 1 + DSM)",
     "no_dsm": "LarDo without DSM values",
-    "no_stage1": "LarDo without stage 1",
+    "no_stage1": "LarDo without stage 1 (official ablation)",
     "dsm_only": "DSM text only (no LLM)",
-    "lardo_transductive": "LarDo, transductive pool",
+    "lardo_ablation_pool": "LarDo, ablation pool",
     "rf": "Morgan + random forest",
 }
 
@@ -69,27 +67,43 @@ METHOD_LABELS = {
 class Settings(contract.Settings):
     """03_lardo's settings; the field defaults are the ``default`` profile.
 
-    ``pool_train``: training molecules per dataset that get descriptions and pre-training (a seeded
-    subset of the scaffold split's training part; None: all); ``pool_rest``: valid/test molecules
-    added for the transductive pool (None: all). The smoke pool is a prefix of the default pool,
-    so smoke replays the shipped default responses. ``finetune_max``: None fine-tunes on the whole
-    split, else on a prefix of each part of about ``finetune_max`` molecules in all (at least 8 per
-    part). ``seeds``: the training seeds; ``seed``: the notebook's seed, which labels the rows not
-    tied to a training seed (calibration, generation speed) and lays out the embedding maps.
+    ``pool``: molecules per dataset with LarDo (and DSM-only) texts, a prefix of one seeded
+    permutation (`description_pool`; None: every molecule, so every split's training part is
+    described); ``ablation_pool``: molecules per dataset with the ablations' texts (a prefix of the
+    same permutation, so inside ``pool``; None: all). Pre-training on a split uses only the pool's
+    training-part molecules. ``stage1``: which stage 1 feeds stage 2 (``"ranked"``: the LLM ranks
+    the DSM's descriptor names, ``"free"``: the paper's free-text answer); ``stage1_top``: ranked
+    names kept besides logP and MW. ``splits``: seeds of the balanced scaffold splits (80/10/10),
+    each also the training seed of every model on it; ``seed``: the notebook's seed (the rows not
+    tied to a split, the embedding map's layout). ``ablation_pretraining``: also pre-train on the
+    ablations' texts (with LarDo on the same molecules for a one-factor comparison). Pre-training
+    holds out ``pretrain_valid`` of its pool and stops after ``pretrain_patience`` epochs without a
+    lower validation loss (restoring the best epoch); fine-tuning uses ``head_lr`` for the
+    prediction head and ``encoder_lr`` for the GIN (the official 5e-4 / 1e-4). ``finetune_max``:
+    None fine-tunes on the whole split, else on a prefix of each part of about ``finetune_max``
+    molecules in all (at least 8 per part).
     """
 
     datasets: tuple[str, ...] = ("bbbp", "bace", "esol")
-    seeds: tuple[int, ...] = (0, 1, 2)
+    splits: tuple[int, ...] = (0, 1, 2)
     seed: int = 0
-    pool_train: int | None = 64
-    pool_rest: int | None = 16
+    pool: int | None = None
+    ablation_pool: int | None = 500
+    stage1: str = "ranked"
+    stage1_top: int = 4
+    ablation_pretraining: bool = False
     finetune_max: int | None = None
     hidden: int = 64
     num_layers: int = 5
-    pretrain_epochs: int = 30
-    finetune_epochs: int = 8
-    patience: int = 3
-    finetune_lr: float = 1e-3
+    pretrain_epochs: int = 60
+    pretrain_patience: int = 5
+    pretrain_valid: float = 0.1
+    pretrain_lr: float = 1e-3
+    masking_epochs: int = 20
+    finetune_epochs: int = 40
+    patience: int = 8
+    head_lr: float = 5e-4
+    encoder_lr: float = 1e-4
     batch_size: int = 64
     lm_model: str = "smollm2-135m-instruct"
     text_encoder: str = "minilm-l6"
@@ -103,24 +117,44 @@ class Settings(contract.Settings):
 
     PROFILES = {
         "smoke": {
-            "datasets": ("bbbp", "esol"), "seeds": (0,), "pool_train": 16, "pool_rest": 8,
-            "finetune_max": 96, "hidden": 32, "pretrain_epochs": 1, "finetune_epochs": 1,
-            "patience": 1, "batch_size": 32, "lm_batch_size": 8, "rf_trees": 50,
-            "throughput_prompts": 0, "n_examples": 2,
+            "datasets": ("bbbp", "esol"), "splits": (0,), "pool": 32, "ablation_pool": 32,
+            "finetune_max": 96, "hidden": 32, "pretrain_epochs": 2, "pretrain_patience": 1,
+            "masking_epochs": 1, "finetune_epochs": 1, "patience": 1, "batch_size": 32,
+            "lm_batch_size": 8, "rf_trees": 50, "throughput_prompts": 0, "n_examples": 2,
         },
         "default": {},
         "full": {
             "datasets": (
                 "bbbp", "bace", "clintox", "tox21", "sider", "hiv", "esol", "freesolv", "lipo",
             ),
-            "pool_train": None, "pool_rest": None, "hidden": 300, "pretrain_epochs": 100,
-            "finetune_epochs": 100, "patience": 20, "finetune_lr": 5e-4, "batch_size": 32,
-            "lm_model": "mistralai/Mistral-7B-Instruct-v0.2",
+            "splits": (0, 1, 2, 3, 4), "pool": None, "ablation_pool": None,
+            "ablation_pretraining": True, "hidden": 300, "pretrain_epochs": 100,
+            "pretrain_patience": 10, "masking_epochs": 100, "finetune_epochs": 100,
+            "patience": 20, "batch_size": 32, "lm_model": "mistralai/Mistral-7B-Instruct-v0.2",
             "text_encoder": "sentence-transformers/all-mpnet-base-v2", "max_new_tokens": 256,
             "stage1_max_new_tokens": 256, "lm_batch_size": 16, "offline": False, "rf_trees": 500,
             "throughput_prompts": 8, "n_examples": 4,
         },
     }  # fmt: skip
+
+    def __post_init__(self) -> None:
+        from molkit.methods.lardo.method import STAGE1_MODES
+
+        if self.stage1 not in STAGE1_MODES:
+            raise ValueError(f"stage1 must be one of {sorted(STAGE1_MODES)}, not {self.stage1!r}")
+        sizes = (self.pool, self.ablation_pool)
+        if not all(n is None or isinstance(n, int) for n in sizes):
+            return  # the contract's type check names the bad value
+        if any(n is not None and n < 8 for n in sizes):
+            raise ValueError(
+                f"pool ({self.pool}) and ablation_pool ({self.ablation_pool}) are at least 8 "
+                "molecules (None: all): contrastive pre-training needs pairs to contrast"
+            )
+        if self.pool is not None and (self.ablation_pool is None or self.ablation_pool > self.pool):
+            raise ValueError(
+                f"ablation_pool ({self.ablation_pool}) must lie inside pool ({self.pool}): set "
+                "ablation_pool <= pool, or pool=None"
+            )
 
 
 def _cache(cache: ResponseCache | None) -> ResponseCache:
@@ -131,25 +165,43 @@ def _cache(cache: ResponseCache | None) -> ResponseCache:
 
 
 def stage1_properties(settings: Settings, cache: ResponseCache | None = None) -> Results:
-    """Per dataset: the stage-1 answer (replayed), the parsed property names, their descriptors,
-    the unmatched ones and the descriptors whose values the stage-2 prompt carries.
-    ``artefacts["table"]``: that table. No result rows."""
+    """Both stage-1 modes per dataset, replayed: the paper's free-text answer (parsed, mapped to
+    descriptors, the unmapped names counted) and the constrained ranking of the DSM's descriptor
+    names; ``settings.stage1`` picks the one stage 2 uses.
+
+    Rows (per dataset): ``free_text_names``, ``free_text_names_mapped``,
+    ``free_text_names_unmapped`` (never passed on to stage 2). Artefacts: ``table`` (the two
+    property lists side by side, and the values each stage-2 prompt carries), ``rankings``
+    (dataset -> `rank_properties` table), ``answers`` (dataset -> the free-text answer),
+    ``properties`` (dataset -> the `PropertyMap` stage 2 uses)."""
     cache = _cache(cache)
-    rows = []
+    res = Results()
+    rows, rankings, answers, used = [], {}, {}, {}
     for name in settings.datasets:
-        generation = generation_settings(settings.stage1_max_new_tokens)
-        (answer,), _ = cache.generate(
-            settings.lm_model, [stage1_prompt(name)], generation,
-            load_generator(settings.lm_model, generation), offline=settings.offline,
-            progress=False,
-        )  # fmt: skip
-        mapped = map_properties(parse_property_list(answer))
+        answer, free = stage1_free(
+            name, cache, settings.lm_model, settings.stage1_max_new_tokens, settings.offline
+        )
+        ranking, ranked = stage1_ranked(
+            name, cache, settings.lm_model, settings.stage1_top, settings.offline
+        )
+        used[name] = ranked if settings.stage1 == "ranked" else free
+        rankings[name], answers[name] = ranking, answer
         rows.append({
-            "dataset": name, "answer": answer, "properties": mapped.names,
-            "descriptors": dict(mapped.matched), "no descriptor": mapped.unmatched,
-            "values in stage-2 prompt": prompt_descriptors(mapped),
+            "dataset": name, "free text: names": free.names,
+            "free text: mapped": dict(free.matched), "free text: unmapped": len(free.unmatched),
+            "ranked: kept": ranked.names,
+            "stage-2 values": prompt_descriptors(used[name]),
         })  # fmt: skip
-    return Results(artefacts={"table": pd.DataFrame(rows)})
+        for metric, value in (
+            ("free_text_names", len(free.names)),
+            ("free_text_names_mapped", len(free.matched)),
+            ("free_text_names_unmapped", len(free.unmatched)),
+        ):
+            res.add_row(name, "stage 1 (free text)", metric, value, seed=settings.seed)
+    res.artefacts = {
+        "table": pd.DataFrame(rows), "rankings": rankings, "answers": answers, "properties": used,
+    }  # fmt: skip
+    return res
 
 
 # -------------------------------------------------------------------------------- generation speed
@@ -157,9 +209,9 @@ def stage1_properties(settings: Settings, cache: ResponseCache | None = None) ->
 SPEED_NEW_TOKENS = 32
 
 
-def generation_speed(settings: Settings, stage1: pd.DataFrame) -> Results:
+def generation_speed(settings: Settings, properties: Mapping[str, Any]) -> Results:
     """New tokens per second for ``throughput_prompts`` stage-2 prompts of the first dataset (with
-    its stage-1 properties from the `stage1_properties` table), one at a time and batched. Calls
+    its stage-1 ``properties``, dataset -> `PropertyMap`), one at a time and batched. Calls
     the model: it measures this machine. Rows ``tokens_per_s_one_at_a_time`` and
     ``tokens_per_s_batched``; ``artefacts["table"]``; nothing when ``throughput_prompts`` is 0."""
     from molkit.chem import compute_descriptors
@@ -177,7 +229,7 @@ def generation_speed(settings: Settings, stage1: pd.DataFrame) -> Results:
     dataset = settings.datasets[0]
     smiles = load_dataset(dataset)["smiles"].head(settings.throughput_prompts).tolist()
     values = compute_descriptors(smiles, progress=False)
-    props = map_properties(stage1["properties"].iloc[0])
+    props = properties[dataset]
     prompts = [
         stage2_prompt(s, dataset, "lardo", props, row.to_dict())
         for s, (_, row) in zip(smiles, values.iterrows(), strict=True)
@@ -206,29 +258,52 @@ def _score(task: str, y_true: np.ndarray, y_pred: np.ndarray) -> tuple[str, floa
     return metric, task_metrics(task, y_true, y_pred)[metric]
 
 
+#: Encoders pre-trained on the whole pool's training part, then those of the ablation pool.
+MAIN_ENCODERS = ("scratch", "attr_masking", "lardo", "dsm_only")
+ABLATION_ENCODERS = ("lardo_ablation_pool", "no_dsm", "no_stage1")
+
+
+def _text_embeddings(encoder: Any, desc: Descriptions) -> dict[str, np.ndarray]:
+    """variant -> (n_molecules, d) embeddings of its texts (NaN rows where it has none)."""
+    out = {}
+    for variant, texts in desc.texts.items():
+        described = desc.described(variant)
+        emb = np.asarray(
+            encoder.embed([texts[i] for i in described], batch_size=64, progress=False)
+        )
+        full = np.full((len(texts), emb.shape[1]), np.nan, dtype=np.float32)
+        full[described] = emb
+        out[variant] = full
+    return out
+
+
 def pretrain_and_finetune(
     settings: Settings,
+    properties: Mapping[str, Any],
     cache: ResponseCache | None = None,
     encoder: Any = None,
     progress: bool = True,
 ) -> Results:
-    """The experiment, per dataset: a deterministic scaffold split 80/10/10 (the same for every
-    method and seed); descriptions of the pool replayed from the response cache; text embeddings
-    from the frozen sentence encoder (``encoder``: anything with ``embed(texts, batch_size,
-    progress)``; default ``Encoder.from_pretrained(settings.text_encoder)``). Per seed, the
-    encoders: GIN from scratch, attribute masking on the training pool, graph-text pre-training
-    with each text variant on the training pool and with LarDo texts on the transductive pool.
-    Each is evaluated twice on the test part: fine-tuned end to end (`build_predictor`: starts
-    from the pre-trained weights) and as a frozen encoder with a linear probe; plus Morgan
-    fingerprints + random forest. Regression targets are standardised with the training part's
-    mean and std for fine-tuning (predictions are scaled back).
+    """The experiment, per dataset and balanced scaffold split (80/10/10, one per seed of
+    ``settings.splits``, the same for every method).
 
-    Rows: ``roc_auc`` or ``rmse`` (``*_frozen`` for the probe) per dataset, method and seed.
-    Claims (first seed, fine-tuned, the same test molecules): LarDo beats the training mean /
-    class prior, GIN from scratch and attribute masking. Artefacts: ``descriptions`` (dataset ->
-    `Descriptions` of the training pool), ``pretrain_history``, ``embeddings`` (dataset -> test
-    graph embeddings before and after LarDo pre-training, first seed, and the first label),
-    ``predictions`` (dataset -> the first seed's test predictions per method), ``seconds``.
+    Descriptions of the pools are replayed from the response cache (stage 2 with the stage-1
+    ``properties``, dataset -> `PropertyMap`, from `stage1_properties`) and embedded with the frozen
+    sentence encoder (``encoder``: anything with ``embed(texts, batch_size, progress)``; default
+    ``Encoder.from_pretrained(settings.text_encoder)``). Per split, the encoders (`MAIN_ENCODERS`,
+    plus `ABLATION_ENCODERS` with ``ablation_pretraining``): GIN from scratch, attribute masking on
+    the pool's training-part molecules, graph-text pre-training with LarDo texts and with the DSM
+    text on the same molecules (and, on the ablation pool, LarDo and its two ablations). Each is
+    evaluated twice on the split's test part: fine-tuned end to end (`build_predictor`; head and
+    encoder learning rates) and frozen with a linear probe; plus Morgan + random forest. Regression
+    targets are standardised with the training part's mean and std for fine-tuning.
+
+    Rows: ``roc_auc`` or ``rmse`` (``*_frozen`` for the probe) per dataset, method and split
+    (``seed`` = the split's seed). Claims: `model_claims`. Artefacts: ``descriptions`` (dataset ->
+    `Descriptions`), ``pretrain_history``, ``embeddings`` (dataset -> test graph embeddings before
+    and after LarDo pre-training on the first split, and the first label), ``predictions`` (dataset
+    -> split -> method -> test predictions, with ``y``, ``task`` and ``mean``), ``pool_sizes``,
+    ``seconds``.
     """
     from molkit.chem import graphs_from_smiles
     from molkit.data import load_dataset, scaffold_split
@@ -247,143 +322,132 @@ def pretrain_and_finetune(
 
         encoder = Encoder.from_pretrained(settings.text_encoder)
     res = Results()
-    descriptions, histories, embeddings, predictions = {}, [], {}, {}
-    seconds = {"pretraining": 0.0, "fine-tuning": 0.0}
-    first_seed = settings.seeds[0]
+    descriptions, histories, embeddings, predictions, pool_sizes = {}, [], {}, {}, []
+    seconds = {"descriptions and embeddings": 0.0, "pre-training": 0.0, "fine-tuning": 0.0}
+    encoders = MAIN_ENCODERS + (ABLATION_ENCODERS if settings.ablation_pretraining else ())
     for name in settings.datasets:
+        began = time.perf_counter()
         df = load_dataset(name)
         task, targets = df.attrs["task"], df.attrs["targets"]
         smiles = df["smiles"].tolist()
-        split = scaffold_split(smiles, (0.8, 0.1, 0.1))
-        pool_train = pretraining_pool(split, settings.pool_train)
-        pool_all = pretraining_pool(split, settings.pool_train, settings.pool_rest)
-        common = dict(
-            cache=cache, lm_model=settings.lm_model, max_new_tokens=settings.max_new_tokens,
-            stage1_max_new_tokens=settings.stage1_max_new_tokens,
-            batch_size=settings.lm_batch_size, offline=settings.offline, progress=progress,
-        )  # fmt: skip
+        pool = description_pool(len(smiles), settings.pool)
+        ablation = description_pool(len(smiles), settings.ablation_pool)
+        pools = {"lardo": pool, "dsm_only": pool, "no_dsm": ablation, "no_stage1": ablation}
         desc = describe_molecules(
-            name, [smiles[i] for i in pool_train], variants=tuple(VARIANTS), **common
-        )
-        trans = describe_molecules(
-            name, [smiles[i] for i in pool_all], variants=("lardo",), **common
-        )
+            name, smiles, cache, settings.lm_model, properties[name], settings.max_new_tokens,
+            settings.lm_batch_size, variants=tuple(VARIANTS), pools=pools,
+            offline=settings.offline, progress=progress,
+        )  # fmt: skip
         descriptions[name] = desc
-        # the fine-tuning split (smoke: a subset of each part), identical for every method and seed
-        fmax = settings.finetune_max
-        parts = {
-            k: v if fmax is None else v[: max(8, fmax * len(v) // len(df))]
-            for k, v in split.items()
-        }
+        emb = _text_embeddings(encoder, desc)
         y = df[targets].to_numpy(dtype=float)
-        needed = np.unique(np.concatenate([*parts.values(), pool_all]))
-        graph_list = graphs_from_smiles([smiles[i] for i in needed], y[needed], progress=False)
-        graphs = dict(zip(needed.tolist(), graph_list, strict=True))
-        data = {k: ([graphs[i] for i in v], y[v]) for k, v in parts.items()}
-        # regression targets are standardised with the training part's mean and std (as chemprop)
-        if task == "classification":
-            mu, sd = 0.0, 1.0
-        else:
-            mu, sd = np.nanmean(data["train"][1], 0), np.nanstd(data["train"][1], 0)
-        y_fit = {k: (data[k][1] - mu) / sd for k in ("train", "valid")}
-        texts = {v: (pool_train, desc.texts[v]) for v in VARIANTS}
-        texts["lardo_transductive"] = (pool_all, trans.texts["lardo"])
-        text_emb = {
-            k: encoder.embed(t, batch_size=64, progress=False) for k, (_, t) in texts.items()
-        }
-        predictions[name] = {"task": task, "y": data["test"][1]}
-        for seed in settings.seeds:
-            gins = {}
+        graphs = graphs_from_smiles(smiles, y, progress=False)
+        seconds["descriptions and embeddings"] += time.perf_counter() - began
+        predictions[name] = {"task": task}
+        for split_seed in settings.splits:
+            split = scaffold_split(smiles, (0.8, 0.1, 0.1), balanced=True, seed=split_seed)
+            fmax = settings.finetune_max
+            parts = {
+                k: v if fmax is None else v[: max(8, fmax * len(v) // len(df))]
+                for k, v in split.items()
+            }
+            data = {k: ([graphs[i] for i in v], y[v]) for k, v in parts.items()}
+            if task == "classification":
+                mu, sd = 0.0, 1.0
+            else:
+                mu, sd = np.nanmean(data["train"][1], 0), np.nanstd(data["train"][1], 0)
+            y_fit = {k: (data[k][1] - mu) / sd for k in ("train", "valid")}
+            train_set = set(split["train"].tolist())
+            on_train = {
+                "pool": np.array([i for i in pool if i in train_set], dtype=int),
+                "ablation": np.array([i for i in ablation if i in train_set], dtype=int),
+            }
+            pool_sizes.append({
+                "dataset": name, "split": split_seed, "train": len(split["train"]),
+                "valid": len(split["valid"]), "test": len(split["test"]),
+                "pre-training pool": len(on_train["pool"]),
+                "ablation pool": len(on_train["ablation"]),
+            })  # fmt: skip
             began = time.perf_counter()
-            for method in ("scratch", "attr_masking", *texts):
-                _torch_seed(seed)
+            gins = {}
+            for method in encoders:
+                _torch_seed(split_seed)
                 gin = GIN(num_layers=settings.num_layers, hidden=settings.hidden)
+                molecules = on_train["ablation" if method in ABLATION_ENCODERS else "pool"]
                 if method == "attr_masking":
                     attribute_masking_pretrain(
-                        gin, [graphs[i] for i in pool_train], epochs=settings.pretrain_epochs,
-                        batch_size=settings.batch_size, seed=seed, progress=False,
+                        gin, [graphs[i] for i in molecules], epochs=settings.masking_epochs,
+                        batch_size=settings.batch_size, seed=split_seed, progress=False,
                     )  # fmt: skip
                 elif method != "scratch":
-                    pool = texts[method][0]
-                    watch = method == "lardo" and seed == first_seed
+                    variant = "lardo" if method == "lardo_ablation_pool" else method
+                    watch = method == "lardo" and split_seed == settings.splits[0]
                     if watch:
-                        embeddings[name] = {
-                            "before": embed_graphs(gin, data["test"][0]),
-                            "y": data["test"][1][:, 0],
-                        }
+                        embeddings[name] = {"before": embed_graphs(gin, data["test"][0])}
                     history = pretrain_clip(
-                        gin, [graphs[i] for i in pool], text_emb[method],
-                        epochs=settings.pretrain_epochs, batch_size=settings.batch_size,
-                        seed=seed, progress=False,
+                        gin, [graphs[i] for i in molecules], emb[variant][molecules],
+                        epochs=settings.pretrain_epochs, lr=settings.pretrain_lr,
+                        batch_size=settings.batch_size, seed=split_seed,
+                        valid_fraction=settings.pretrain_valid,
+                        patience=settings.pretrain_patience, progress=False,
                     )  # fmt: skip
-                    histories.append(
-                        history.assign(dataset=name, method=METHOD_LABELS[method], seed=seed)
-                    )
+                    histories.append(history.assign(
+                        dataset=name, method=METHOD_LABELS[method], split=split_seed,
+                        best_epoch=history.attrs["best_epoch"], pairs=len(molecules),
+                    ))  # fmt: skip
                     if watch:
                         embeddings[name]["after"] = embed_graphs(gin, data["test"][0])
+                        embeddings[name]["y"] = data["test"][1][:, 0]
                 gins[method] = gin
-            seconds["pretraining"] += time.perf_counter() - began
+            seconds["pre-training"] += time.perf_counter() - began
             began = time.perf_counter()
+            preds = {"y": data["test"][1]}
             for method, gin in gins.items():
-                # the frozen encoder's probe: baselines.linear_probe (scaler + logistic / ridge)
                 frozen = fit_predict_per_task(
                     functools.partial(linear_probe, task), embed_graphs(gin, data["train"][0]),
                     data["train"][1], embed_graphs(gin, data["test"][0]), task,
                 )  # fmt: skip
                 metric, value = _score(task, data["test"][1], frozen)
                 res.add_row(
-                    name,
-                    METHOD_LABELS[method],
-                    f"{metric}_frozen",
-                    value,
-                    seed=seed,
-                    split=TEST_SPLIT,
-                    note="frozen encoder + linear probe",
-                )
-                # not baselines.GINBaseline for "scratch": every encoder here is built the same
-                # way (seeded GIN, then a predictor head with dropout 0.3 after all pre-training)
+                    name, METHOD_LABELS[method], f"{metric}_frozen", value, seed=split_seed,
+                    split=TEST_SPLIT, note="frozen encoder + linear probe",
+                )  # fmt: skip
+                preds[f"{method}_frozen"] = frozen
                 model = build_predictor(gin, len(targets))
                 train_graph_model(
                     model, data["train"][0], y_fit["train"], data["valid"][0], y_fit["valid"],
-                    task=task, epochs=settings.finetune_epochs, lr=settings.finetune_lr,
-                    batch_size=settings.batch_size, patience=settings.patience, seed=seed,
-                    progress=False,
+                    task=task, epochs=settings.finetune_epochs, lr=settings.head_lr,
+                    encoder_lr=settings.encoder_lr, batch_size=settings.batch_size,
+                    patience=settings.patience, seed=split_seed, progress=False,
                 )  # fmt: skip
                 pred = predict_graph_model(model, data["test"][0], task)
                 pred = pred if task == "classification" else pred * sd + mu
                 metric, value = _score(task, data["test"][1], pred)
                 res.add_row(
-                    name,
-                    METHOD_LABELS[method],
-                    metric,
-                    value,
-                    seed=seed,
-                    split=TEST_SPLIT,
-                    note="fine-tuned end to end",
-                )
-                if seed == first_seed:
-                    predictions[name][method] = pred
+                    name, METHOD_LABELS[method], metric, value, seed=split_seed,
+                    split=TEST_SPLIT, note="fine-tuned end to end",
+                )  # fmt: skip
+                preds[method] = pred
             seconds["fine-tuning"] += time.perf_counter() - began
-            # baselines.morgan_model fits with one job (lardo used to fit with every core: a
-            # forest's fit is the same either way) and predicts with one (a reproducible sum)
             pred = fit_predict_per_task(
                 functools.partial(
-                    morgan_model, "rf", task, seed=seed, n_estimators=settings.rf_trees
+                    morgan_model, "rf", task, seed=split_seed, n_estimators=settings.rf_trees
                 ),
                 np.asarray([smiles[i] for i in parts["train"]], dtype=object), data["train"][1],
                 np.asarray([smiles[i] for i in parts["test"]], dtype=object), task,
             )  # fmt: skip
             metric, value = _score(task, data["test"][1], pred)
-            res.add_row(name, METHOD_LABELS["rf"], metric, value, seed=seed, split=TEST_SPLIT)
-            if seed == first_seed:
-                predictions[name]["rf"] = pred
-        predictions[name]["mean"] = _training_mean(task, data["train"][1], len(parts["test"]))
-    res.claims = model_claims(predictions, first_seed)
+            res.add_row(name, METHOD_LABELS["rf"], metric, value, seed=split_seed, split=TEST_SPLIT)
+            preds["rf"] = pred
+            preds["mean"] = _training_mean(task, data["train"][1], len(parts["test"]))
+            predictions[name][split_seed] = preds
+    res.claims = model_claims(predictions)
     res.artefacts = {
         "descriptions": descriptions,
         "pretrain_history": pd.concat(histories, ignore_index=True),
         "embeddings": embeddings,
         "predictions": predictions,
+        "pool_sizes": pd.DataFrame(pool_sizes),
         "seconds": seconds,
     }
     return res
@@ -414,35 +478,65 @@ def _rmse(y: np.ndarray, p: np.ndarray) -> float:
     return regression_metrics(y, p)["rmse"]
 
 
-#: The baselines LarDo's fine-tuned predictions are compared with, the trivial one first.
-_MODEL_BASELINES = ("mean", "scratch", "attr_masking")
+#: (method, baseline, what the claim says) for `model_claims`, the trivial baseline first; each
+#: comparison changes one factor. ``*_frozen``: the frozen encoders' linear probes.
+MODEL_COMPARISONS = (
+    ("lardo", "mean", "LarDo (fine-tuned) beats the trivial baseline"),
+    ("lardo", "scratch", "LarDo pre-training beats GIN from scratch (both fine-tuned)"),
+    ("lardo", "attr_masking", "LarDo pre-training beats attribute masking (both fine-tuned)"),
+    ("lardo", "dsm_only", "LLM descriptions beat the DSM text alone (both fine-tuned)"),
+    ("lardo_frozen", "scratch_frozen", "LarDo pre-training beats a random GIN (frozen probes)"),
+    (
+        "lardo_frozen", "attr_masking_frozen",
+        "LarDo pre-training beats attribute masking (frozen probes)",
+    ),
+    (
+        "lardo_ablation_pool", "no_dsm",
+        "DSM values in the prompt help pre-training (ablation pool, fine-tuned)",
+    ),
+    (
+        "lardo_ablation_pool", "no_stage1",
+        "stage 1 + DSM values beat the official no-stage-1 ablation (ablation pool, fine-tuned)",
+    ),
+)  # fmt: skip
 
 
-def model_claims(predictions: Mapping[str, Mapping[str, Any]], seed: int) -> list[Claim]:
-    """Per dataset: LarDo pre-training, fine-tuned, beats the training mean / class prior, GIN from
-    scratch and attribute masking (both fine-tuned), by a paired bootstrap over the same test
-    molecules (ROC-AUC for classification, higher is better; RMSE for regression, lower is better).
-    ``predictions``: dataset -> ``{"task", "y", "lardo", "mean", "scratch", "attr_masking", ...}``
-    (n, n_tasks) arrays; several tasks are pooled over the labelled (molecule, task) pairs."""
+def model_claims(predictions: Mapping[str, Mapping[Any, Any]]) -> list[Claim]:
+    """Per dataset, every `MODEL_COMPARISONS` row whose two methods were run: a paired bootstrap
+    over the test molecules of every split, stratified by split (each split's ROC-AUC or RMSE,
+    averaged over splits; ROC-AUC higher is better, RMSE lower). ``predictions``: dataset ->
+    ``{"task", split: {"y", method: (n, n_tasks) predictions, "mean", ...}}``; several tasks are
+    pooled over the labelled (molecule, task) pairs."""
     claims = []
-    for name, pred in predictions.items():
-        task, y = pred["task"], np.asarray(pred["y"], dtype=float)
+    for name, per_split in predictions.items():
+        task = per_split["task"]
+        splits = [k for k in per_split if k != "task"]
         classification = task == "classification"
         metric, metric_name = (roc_auc_fast, "roc_auc") if classification else (_rmse, "rmse")
-        if y.ndim == 2 and y.shape[1] > 1:
-            metric_name += " (pooled over tasks)"
-        labelled = ~np.isnan(y.ravel())
-        for baseline in _MODEL_BASELINES:
+        ys, groups = [], []
+        for k in splits:
+            y = np.asarray(per_split[k]["y"], dtype=float).ravel()
+            ys.append(y)
+            groups.append(np.full(len(y), k))
+        y_all, g_all = np.concatenate(ys), np.concatenate(groups)
+        labelled = ~np.isnan(y_all)
+        for method, baseline, text in MODEL_COMPARISONS:
+            if not all(method in per_split[k] and baseline in per_split[k] for k in splits):
+                continue
+            a = np.concatenate([np.asarray(per_split[k][method]).ravel() for k in splits])
+            b = np.concatenate([np.asarray(per_split[k][baseline]).ravel() for k in splits])
             if baseline == "mean":
-                beaten = "the training class prior" if classification else "the training mean"
-                detail = "LarDo fine-tuned"
-            else:
-                beaten, detail = METHOD_LABELS[baseline], "both fine-tuned"
+                text = text.replace(
+                    "the trivial baseline",
+                    "the training class prior" if classification else "the training mean",
+                )
             claims.append(paired_claim(
-                PAPER, f"{name}: LarDo beats {beaten}", NOT_REPORTED, y.ravel()[labelled],
-                np.asarray(pred["lardo"]).ravel()[labelled],
-                np.asarray(pred[baseline]).ravel()[labelled], metric, metric_name,
-                higher_is_better=classification, detail=f"{detail}; {TEST_SPLIT}; seed {seed}",
+                PAPER, f"{name}: {text}", NOT_REPORTED, y_all[labelled], a[labelled],
+                b[labelled], metric, metric_name + " (mean over splits)",
+                higher_is_better=classification, groups=g_all[labelled],
+                detail=f"{METHOD_LABELS.get(method.removesuffix('_frozen'), method)} vs "
+                f"{METHOD_LABELS.get(baseline.removesuffix('_frozen'), baseline)}; "
+                f"{len(splits)} balanced scaffold split{'s' if len(splits) != 1 else ''}",
             ))  # fmt: skip
     return claims
 
@@ -450,84 +544,125 @@ def model_claims(predictions: Mapping[str, Mapping[str, Any]], seed: int) -> lis
 # ------------------------------------------------------------------------------------- calibration
 
 
-def calibration_summary(calibration: pd.DataFrame) -> pd.DataFrame:
-    """Per text variant: claims about RDKit-computable properties, value claims, contradicting
-    ones and the share contradicting RDKit."""
-    grouped = calibration.groupby("variant", sort=False)
-    out = pd.DataFrame({
-        "claims": grouped.size(),
-        "value claims": grouped["kind"].apply(lambda k: int((k == "value").sum())),
-        "contradicting": grouped["contradicts"].sum().astype(int),
-    })  # fmt: skip
-    out["share contradicting"] = out["contradicting"] / out["claims"]
-    return out.reindex([v for v in VARIANTS if v in out.index])
-
-
-def contradiction_indicators(
-    calibration: pd.DataFrame, sizes: Mapping[str, int], variant: str
-) -> np.ndarray:
-    """1.0 for each description of ``variant`` that makes at least one claim contradicting RDKit,
-    else 0.0, over the datasets' pools in order (``sizes``: dataset -> descriptions)."""
-    part = calibration[(calibration["variant"] == variant) & calibration["contradicts"]]
-    out = []
-    for dataset, n in sizes.items():
-        bad = set(part.loc[part["dataset"] == dataset, "molecule"])
-        out.append(np.array([float(i in bad) for i in range(n)]))
-    return np.concatenate(out) if out else np.zeros(0)
+def description_checks(desc: Descriptions, variants: Sequence[str]) -> pd.DataFrame:
+    """One row per (molecule, variant) for the molecules every variant of ``variants`` described:
+    ``dataset``, ``molecule`` (position), ``variant``, ``claims`` (checkable claims),
+    ``value_claims``, ``contradictions``, ``contradicts`` (at least one), ``states_mw`` (states the
+    molecular weight within tolerance of RDKit's)."""
+    common = set(range(len(desc.smiles)))
+    for variant in variants:
+        common &= set(desc.described(variant).tolist())
+    records = desc.values.to_dict("records")
+    rows = []
+    for i in sorted(common):
+        for variant in variants:
+            found = extract_claims(desc.texts[variant][i], records[i])
+            rows.append({
+                "dataset": desc.dataset, "molecule": i, "variant": variant, "claims": len(found),
+                "value_claims": sum(c.kind == "value" for c in found),
+                "contradictions": sum(c.contradicts for c in found),
+                "contradicts": any(c.contradicts for c in found),
+                "states_mw": any(
+                    c.descriptor == "mol_weight" and c.kind == "value" and not c.contradicts
+                    for c in found
+                ),
+            })  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def _share(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.mean(p))
 
 
-def calibration(settings: Settings, descriptions: Mapping[str, Descriptions]) -> Results:
-    """Checks every description of the training pools against RDKit (`calibration_table`).
+def share_interval(flags: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95 % bootstrap percentile interval of the share of True in ``flags``."""
+    flags = np.asarray(flags, dtype=float)
+    rng = np.random.default_rng(seed)
+    shares = [flags[rng.integers(0, len(flags), len(flags))].mean() for _ in range(n_boot)]
+    low, high = np.quantile(shares, [0.025, 0.975])
+    return float(low), float(high)
 
-    Rows: per text variant, ``share_of_claims_contradicting_rdkit`` (dataset ``all``). Claim:
-    DSM calibration lowers the share of descriptions contradicting RDKit (LarDo vs LarDo without
-    DSM values, paired over the same molecules). Artefacts: ``table`` (one row per checked claim),
-    ``summary`` (`calibration_summary`), ``n_descriptions``."""
-    tables = [
-        calibration_table(desc.texts[variant], desc.values, variant).assign(dataset=name)
-        for name, desc in descriptions.items()
-        for variant in VARIANTS
-    ]
-    table = pd.concat(tables, ignore_index=True)
-    summary = calibration_summary(table)
+
+def calibration(settings: Settings, descriptions: Mapping[str, Descriptions]) -> Results:
+    """Every description of every variant checked against RDKit, per description, on the same
+    molecules for every variant (those of the ablation pool, which every variant described).
+
+    Rows (dataset ``all``, per variant): ``share_descriptions_contradicting_rdkit`` (with its 95 %
+    interval in the note), ``share_descriptions_with_checkable_claim``,
+    ``share_descriptions_stating_mw``, ``share_of_claims_contradicting_rdkit``. Claim: the DSM
+    values cut the share of descriptions contradicting RDKit (LarDo vs LarDo without DSM values,
+    paired over the same molecules). Artefacts: ``table`` (one row per checked claim, for the
+    per-property figure), ``checks`` (`description_checks`), ``summary``, ``n_descriptions``."""
+    variants = tuple(VARIANTS)
+    checks = pd.concat(
+        [description_checks(desc, variants) for desc in descriptions.values()], ignore_index=True
+    )
+    claims_rows = []
+    for name, desc in descriptions.items():
+        mine = checks[(checks["dataset"] == name)]["molecule"].unique()
+        records = desc.values.iloc[mine].reset_index(drop=True)
+        for variant in variants:
+            texts = [desc.texts[variant][i] for i in mine]
+            part = calibration_table(texts, records, variant).assign(dataset=name)
+            part["molecule"] = mine[part["molecule"].to_numpy(int)]  # the dataset's position
+            claims_rows.append(part)
+    table = pd.concat(claims_rows, ignore_index=True)
     res = Results()
-    for variant, row in summary.iterrows():  # row is float64: the note reads "14.0 claims"
-        res.add_row(
-            "all",
-            METHOD_LABELS[variant],
-            "share_of_claims_contradicting_rdkit",
-            row["share contradicting"],
-            seed=settings.seed,
-            note=f"{row['claims']} claims",
-        )
-    sizes = {name: len(desc.smiles) for name, desc in descriptions.items()}
-    with_dsm = contradiction_indicators(table, sizes, "lardo")
-    without = contradiction_indicators(table, sizes, "no_dsm")
+    summary = []
+    for variant in variants:
+        part = checks[checks["variant"] == variant]
+        low, high = share_interval(part["contradicts"].to_numpy())
+        share = float(part["contradicts"].mean())
+        n_claims = int(part["claims"].sum())
+        per_claim = int(part["contradictions"].sum()) / n_claims if n_claims else np.nan
+        summary.append({
+            "variant": variant, "descriptions": len(part),
+            "with a checkable claim": float((part["claims"] > 0).mean()),
+            "contradicting RDKit": share, "low": low, "high": high,
+            "stating MW correctly": float(part["states_mw"].mean()),
+            "checkable claims": n_claims, "share of claims contradicting": per_claim,
+        })  # fmt: skip
+        note = f"{len(part)} descriptions; 95 % interval [{low:.3f}, {high:.3f}]"
+        for metric, value in (
+            ("share_descriptions_contradicting_rdkit", share),
+            ("share_descriptions_with_checkable_claim", float((part["claims"] > 0).mean())),
+            ("share_descriptions_stating_mw", float(part["states_mw"].mean())),
+            ("share_of_claims_contradicting_rdkit", per_claim),
+        ):
+            res.add_row(
+                "all", METHOD_LABELS[variant], metric, value, seed=settings.seed,
+                note=note if metric == "share_descriptions_contradicting_rdkit"
+                else f"{len(part)} descriptions, {n_claims} checkable claims",
+            )  # fmt: skip
+    with_dsm = checks[checks["variant"] == "lardo"]["contradicts"].to_numpy(float)
+    without = checks[checks["variant"] == "no_dsm"]["contradicts"].to_numpy(float)
     if len(with_dsm) >= 2:
         res.claims.append(paired_claim(
             PAPER, "DSM values cut descriptions contradicting RDKit", NOT_REPORTED,
             np.zeros(len(with_dsm)), with_dsm, without, _share,
             "share of descriptions contradicting RDKit", higher_is_better=False,
-            detail=f"LarDo vs no DSM values; pools of {', '.join(sizes)}",
+            detail=f"LarDo vs no DSM values; the same {len(with_dsm)} molecules of "
+            f"{', '.join(descriptions)}",
         ))  # fmt: skip
-    res.artefacts = {"table": table, "summary": summary, "n_descriptions": sum(sizes.values())}
+    res.artefacts = {
+        "table": table, "checks": checks,
+        "summary": pd.DataFrame(summary).set_index("variant"),
+        "n_descriptions": int(checks["molecule"].groupby(checks["dataset"]).nunique().sum()),
+    }  # fmt: skip
     return res
 
 
 # --------------------------------------------------------------------------------- notebook tables
 
 
-def example_descriptions(
-    descriptions: Mapping[str, Descriptions], dataset: str, n: int = 3
-) -> pd.DataFrame:
-    """The first ``n`` pool molecules of ``dataset``: RDKit values beside each variant's text."""
-    desc = descriptions[dataset]
+def example_descriptions(desc: Descriptions, n: int = 3) -> pd.DataFrame:
+    """The first ``n`` molecules every variant described: RDKit values beside each variant's
+    text."""
+    common = set(range(len(desc.smiles)))
+    for variant in VARIANTS:
+        common &= set(desc.described(variant).tolist())
     rows = []
-    for i in range(min(n, len(desc.smiles))):
+    for i in sorted(common)[:n]:
         values = desc.values.iloc[i]
         rdkit = "; ".join(value_text(k, values[k]) for k in DSM_TEXT_DESCRIPTORS[:4])
         row = {"smiles": desc.smiles[i], "RDKit": rdkit}
@@ -536,44 +671,36 @@ def example_descriptions(
     return pd.DataFrame(rows)
 
 
-def lardo_verdict(results: pd.DataFrame, metric: str = "roc_auc") -> pd.DataFrame:
-    """Per classification dataset: mean test ROC-AUC of GIN from scratch and LarDo, their
-    difference (mean over seeds of the per-seed difference), its std over seeds and whether the
-    difference exceeds that std (an empty table when no row has ``metric``)."""
-    scratch, lardo = METHOD_LABELS["scratch"], METHOD_LABELS["lardo"]
-    columns = [scratch, lardo, "LarDo - scratch", "seed std of difference", "beyond seed spread"]
-    table = results[results["metric"] == metric]
-    if table.empty:
-        return pd.DataFrame(columns=columns).rename_axis("dataset")
-    wide = table.pivot_table(
-        index=["dataset", "seed"], columns="method", values="value", aggfunc="first"
-    )
-    wide["LarDo - scratch"] = wide[lardo] - wide[scratch]
-    out = wide.groupby("dataset")[[scratch, lardo, "LarDo - scratch"]].mean()
-    out["seed std of difference"] = wide.groupby("dataset")["LarDo - scratch"].std().fillna(0.0)
-    out["beyond seed spread"] = out["LarDo - scratch"].abs() > out["seed std of difference"]
-    return out
+def verdict_text(res: Results) -> str:
+    """One line per comparison: its verdict on each dataset with the difference and its interval,
+    from the claim rows of ``res``."""
+    frame = res.claims_frame()
+    if frame.empty:
+        return "No claim rows in this run."
+    parts = frame["claim"].str.split(": ", n=1, expand=True)
+    frame = frame.assign(dataset=parts[0], comparison=parts[1])
+    lines = []
+    for comparison, rows in frame.groupby("comparison", sort=False):
+        verdicts = "; ".join(
+            f"{r.dataset} {r.verdict} ({r.ours:+.3f} [{r.low:+.3f}, {r.high:+.3f}])"
+            for r in rows.itertuples()
+        )
+        lines.append(f"{comparison}: {verdicts}")
+    return "\n".join(lines)
 
 
-def verdict_text(verdict: pd.DataFrame, settings: Settings) -> str:
-    """One sentence on `lardo_verdict`'s table: the mean ROC-AUC change and whether it is an
-    improvement on every classification set beyond the seed spread."""
-    if verdict.empty:
-        return "No classification dataset in this run: no ROC-AUC verdict."
-    change = verdict["LarDo - scratch"].mean()
-    clear = bool(verdict["beyond seed spread"].all()) and bool(
-        (verdict["LarDo - scratch"] > 0).all()
-    )
-    head = f"Mean ROC-AUC change from LarDo pre-training over GIN from scratch: {change:+.3f}. "
-    if clear:
-        return head + "An improvement on every classification set, beyond the seed spread."
-    return head + (
-        "Not a clear improvement at this scale: on at least one set the change is negative or "
-        f"within the seed spread ({settings.pool_train} described training molecules per dataset, "
-        f"{settings.lm_model}, {settings.finetune_epochs} fine-tuning "
-        f"epoch{'s' if settings.finetune_epochs != 1 else ''}, "
-        f"{len(settings.seeds)} seed{'s' if len(settings.seeds) != 1 else ''})."
-    )
+def separation_score(embeddings: np.ndarray, labels: np.ndarray) -> float:
+    """How well the classes separate in an embedding space: the silhouette score (cosine) of
+    the labels, in [-1, 1] (0: no structure by class; NaN with fewer than two classes or
+    regression targets)."""
+    from sklearn.metrics import silhouette_score
+
+    labels = np.asarray(labels, dtype=float)
+    keep = ~np.isnan(labels)
+    values = np.unique(labels[keep])
+    if len(values) < 2 or len(values) > 10:
+        return float("nan")
+    return float(silhouette_score(np.asarray(embeddings)[keep], labels[keep], metric="cosine"))
 
 
 def claims_table(res: Results) -> pd.DataFrame:
@@ -582,14 +709,87 @@ def claims_table(res: Results) -> pd.DataFrame:
     return frame.round({"ours": 3, "low": 3, "high": 3})
 
 
-def stage1_answers(stage1: pd.DataFrame, width: int = 600) -> str:
-    """The stage-1 answers, each cut at ``width`` characters, as printable text."""
+def stage1_answers(answers: Mapping[str, str], width: int = 600) -> str:
+    """The free-text stage-1 answers, each cut at ``width`` characters, as printable text."""
     return "\n".join(
-        f"--- {row.dataset}: stage-1 answer ---\n{row.answer[:width]}\n"
-        for row in stage1.itertuples()
+        f"--- {name}: free-text stage-1 answer ---\n{answer[:width]}\n"
+        for name, answer in answers.items()
     )
 
 
 def timings(res: Results) -> dict[str, int]:
-    """Seconds spent pre-training and fine-tuning (rounded), from `pretrain_and_finetune`."""
+    """Seconds spent on descriptions, pre-training and fine-tuning (rounded), from
+    `pretrain_and_finetune`."""
     return {k: round(v) for k, v in res.artefacts["seconds"].items()}
+
+
+def response_file_header(path: str | None = None) -> str:
+    """The shipped response file's header as one line: records, the command that made it, the
+    machine, dtype and threads, and its generation time and speed."""
+    import gzip
+    import json
+
+    from molkit.methods.lardo.descriptions import RESPONSE_FILE
+
+    with gzip.open(path or RESPONSE_FILE, "rt", encoding="utf-8") as handle:
+        head = json.loads(handle.readline())["header"]
+    tokens, secs = head.get("new_tokens"), head.get("generation_seconds")
+    speed = f"{tokens / secs:.0f} tokens/s" if tokens and secs else "speed not recorded"
+    return (
+        f"shipped responses: {head['records']} records from `{head.get('command', '?')}` "
+        f"({head.get('dtype', '?')}, {head.get('torch_threads', '?')} threads, "
+        f"{head.get('machine', '?')}); {tokens} new tokens in {secs} s of generation ({speed})"
+    )
+
+
+def pretraining_summary(history: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset and pre-training method (mean over splits): the pairs, epochs run, the epoch
+    kept, its held-out loss and the final learned temperature."""
+    last = history.groupby(["dataset", "method", "split"], sort=False).tail(1)
+    kept = history[history["epoch"] == history["best_epoch"]]
+    table = last.groupby(["dataset", "method"], sort=False).agg(
+        pairs=("pairs", "mean"), epochs_run=("epoch", "mean"), best_epoch=("best_epoch", "mean"),
+        final_temperature=("temperature", "mean"),
+    )  # fmt: skip
+    table["best_valid_loss"] = kept.groupby(["dataset", "method"], sort=False)["valid_loss"].mean()
+    return table.round(3)
+
+
+def discussion_facts(stage1: Results, calib: Results, bench: Results) -> str:
+    """The Discussion's numbers, as printable lines: stage 1's mapped and dropped names and the
+    ranked names kept, the calibration shares with intervals, the DSM claim, pre-training's
+    stopping epochs and temperatures, and the count of model verdicts."""
+    table = stage1.artefacts["table"]
+    named = sum(len(n) for n in table["free text: names"])
+    mapped = sum(len(m) for m in table["free text: mapped"])
+    lines = [
+        f"Stage 1 (free text) named {named} properties over {len(table)} datasets; {mapped} map "
+        f"to a descriptor, {int(table['free text: unmapped'].sum())} were dropped.",
+        "Stage 1 (ranked) kept: "
+        + "; ".join(f"{r['dataset']}: {', '.join(r['ranked: kept'])}" for _, r in table.iterrows()),
+    ]
+    for variant, row in calib.artefacts["summary"].iterrows():
+        lines.append(
+            f"{METHOD_LABELS[variant]}: {row['contradicting RDKit']:.3f} "
+            f"[{row['low']:.3f}, {row['high']:.3f}] of {int(row['descriptions'])} descriptions "
+            f"contradict RDKit; {row['with a checkable claim']:.3f} make a checkable claim; "
+            f"{row['stating MW correctly']:.3f} state the molecular weight correctly"
+        )
+    for claim in calib.claims:
+        lines.append(
+            f"{claim.claim}: {claim.verdict} ({claim.ours:+.3f} [{claim.low:+.3f}, "
+            f"{claim.high:+.3f}], n = {claim.n})"
+        )
+    summary = pretraining_summary(bench.artefacts["pretrain_history"]).reset_index()
+    main = summary[summary["method"] == METHOD_LABELS["lardo"]]
+    for _, row in main.iterrows():
+        lines.append(
+            f"{row['dataset']}: LarDo pre-training kept epoch {row['best_epoch']:.1f} of "
+            f"{row['epochs_run']:.1f} run (mean over splits); final temperature "
+            f"{row['final_temperature']:.3f}"
+        )
+    verdicts = pd.Series([c.verdict for c in bench.claims]).value_counts()
+    lines.append(
+        f"Model claims: {len(bench.claims)}; " + ", ".join(f"{k} {v}" for k, v in verdicts.items())
+    )
+    return "\n".join(lines)

@@ -42,11 +42,39 @@ SYSTEM_PROMPT = "You are a biochemistry expert."
 #: Text variants: full LarDo, the official code's two ablations, and the LLM-free DSM text.
 VARIANTS = {
     "lardo": "stage-1 properties + DSM values in the prompt",
-    "no_dsm": "stage-1 properties, no DSM values (the LLM guesses)",
-    "no_stage1": "no stage-1 properties: generic description with logP and MW values",
+    "no_dsm": "the same stage-1 properties, no DSM values (the LLM guesses)",
+    "no_stage1": "no stage-1 properties and no values: a generic description (the official "
+    "code's ablation)",
     "dsm_only": "descriptors and functional groups written as sentences, no LLM",
 }
 LLM_VARIANTS = ("lardo", "no_dsm", "no_stage1")
+
+#: The two ways of running stage 1: the paper's free-text answer, parsed and mapped to
+#: descriptors, and the constrained one (the LLM ranks the DSM's descriptor names).
+STAGE1_MODES = {
+    "free": "free-text answer (the paper's prompt), parsed and mapped to RDKit descriptors",
+    "ranked": "the DSM's descriptor names ranked by the LLM's log-likelihood of each as the answer",
+}
+#: Descriptor -> the name stage 1 ranks and a stage-2 prompt uses (`match_property` maps each back
+#: to its descriptor; a test checks it). Exact mass is left out: it duplicates molecular weight.
+RANKED_NAMES = {
+    "logp": "lipophilicity (logP)",
+    "mol_weight": "molecular weight",
+    "tpsa": "polar surface area",
+    "hbd": "hydrogen-bond donors",
+    "hba": "hydrogen-bond acceptors",
+    "rotatable_bonds": "rotatable bonds",
+    "ring_count": "number of rings",
+    "aromatic_rings": "aromatic rings",
+    "heavy_atoms": "heavy atom count",
+    "fsp3": "fraction of sp3 carbons",
+    "formal_charge": "formal charge",
+    "heteroatoms": "heteroatom count",
+    "molar_refractivity": "molar refractivity",
+    "qed": "drug-likeness (QED)",
+    "stereocenters": "stereocentres",
+    "lipinski_violations": "Lipinski rule-of-five violations",
+}
 
 #: Dataset name, description, task type and target for the stage-1 prompt (as the official code
 #: gives them).
@@ -229,6 +257,61 @@ def map_properties(names: Sequence[str]) -> PropertyMap:
     return out
 
 
+def stage1_choice_prompt(dataset: str | None, candidates: Sequence[str]) -> list[dict[str, str]]:
+    """Chat messages of the constrained stage 1: the stage-1 context, then the DSM's descriptor
+    names as options; each option's log-likelihood as the answer ranks it (`rank_properties`).
+    ``dataset=None`` gives the content-free prompt (the same question without the dataset and
+    its task), whose log-likelihoods are each option's prior."""
+    if dataset is None:
+        context = "Which one of these molecular properties, computed from the structure, "
+        context += "is most related to the task?"
+    else:
+        info = describe_dataset(dataset)
+        context = (
+            f"The dataset is {info['title']}. {info['description']} The task is {info['task']}: "
+            f"predict {info['target']}. Which one of these molecular properties, computed from "
+            "the structure, is most related to the task?"
+        )
+    user = f"{context} Options: {'; '.join(candidates)}. Answer with the property name only."
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def rank_properties(
+    scores: dict[str, Sequence[float]], top: int = 4, keep: Sequence[str] = ()
+) -> tuple[pd.DataFrame, PropertyMap]:
+    """The constrained stage 1's ranking and the properties it keeps.
+
+    ``scores``: option name (a value of `RANKED_NAMES`) -> ``(log-probability of the option as
+    the answer to the dataset's prompt, its number of tokens, log-probability as the answer to
+    the content-free prompt)``. Options are ranked by the difference of the two (pointwise mutual
+    information with the task, as Holtzman et al. 2021 score multiple-choice answers: a name the
+    model finds likely whatever the question, e.g. one whose later tokens follow from its first,
+    gains nothing from it). The ``top`` best ranked options not among ``keep`` (descriptor keys
+    every prompt carries anyway, logP and MW) are kept. Returns the ranking table (``rank``,
+    ``property``, ``descriptor``, ``pmi``, ``logprob``, ``prior_logprob``, ``tokens``, ``kept``)
+    and the kept `PropertyMap` (every name mapped)."""
+    by_name = {v: k for k, v in RANKED_NAMES.items()}
+    unknown = [n for n in scores if n not in by_name]
+    if unknown:
+        raise ValueError(
+            f"options {unknown} are not descriptor names of RANKED_NAMES; rank only those"
+        )
+    rows = [
+        {"property": n, "descriptor": by_name[n], "pmi": float(lp) - float(prior),
+         "logprob": float(lp), "prior_logprob": float(prior), "tokens": int(c)}
+        for n, (lp, c, prior) in scores.items()
+    ]  # fmt: skip
+    table = pd.DataFrame(rows).sort_values(
+        ["pmi", "property"], ascending=[False, True], kind="stable"
+    )
+    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    eligible = table[~table["descriptor"].isin(list(keep))]
+    kept = eligible["property"].head(top).tolist()
+    table["kept"] = table["property"].isin(kept)
+    mapped = PropertyMap(kept, matched={n: by_name[n] for n in kept})
+    return table.reset_index(drop=True), mapped
+
+
 # ---------------------------------------------------------------------------- stage 2 and DSM text
 
 
@@ -253,36 +336,41 @@ def stage2_prompt(
 ) -> list[dict[str, str]]:
     """Chat messages asking for one molecule's description.
 
-    ``variant``: ``"lardo"`` (stage-1 properties and the DSM ``values``), ``"no_dsm"`` (properties,
-    no values) or ``"no_stage1"`` (no property list; the official prompt's logP and molecular
-    weight values). ``values`` maps descriptor keys to numbers (from
-    `molkit.chem.compute_descriptors`).
+    ``variant``: ``"lardo"`` (stage-1 properties and the DSM ``values``), ``"no_dsm"`` (the same
+    properties, no values) or ``"no_stage1"`` (the official ablation: no property list, no
+    values). ``values`` maps descriptor keys to numbers (from `molkit.chem.compute_descriptors`).
+
+    The guard: only property names that map to a descriptor (``properties.matched``) among those
+    whose values the prompt carries (`prompt_descriptors`) are ever named; stage-1 names without
+    one are dropped here (`stage1_properties` counts and reports them). With none left, the prompt
+    names the descriptors whose values it carries.
     """
     if variant not in LLM_VARIANTS:
         raise ValueError(
             f"variant must be one of {LLM_VARIANTS} for an LLM prompt, not {variant!r}"
         )
     info = describe_dataset(dataset)
-    wanted = prompt_descriptors(properties if variant != "no_stage1" else None)
-    if variant != "no_dsm":
-        missing = [k for k in wanted if values is None or k not in values]
-        if missing:
-            raise ValueError(
-                f"variant {variant!r} needs DSM values for {missing}; "
-                "pass values=compute_descriptors(...)"
-            )
     lines = [f"The SMILES of a molecule is {smiles}."]
-    if variant != "no_dsm":
-        lines.append(
-            "Values computed by RDKit: " + "; ".join(value_text(k, values[k]) for k in wanted) + "."
-        )
     if variant == "no_stage1":
-        lines.append("Describe the molecule and its properties. Use the values given.")
+        lines.append("Describe the molecule and its properties.")
     else:
-        if properties is not None and properties.names:
-            names = properties.names
-        else:
-            names = [_LABELS[k] for k in wanted]
+        wanted = prompt_descriptors(properties)
+        if variant == "lardo":
+            missing = [k for k in wanted if values is None or k not in values]
+            if missing:
+                raise ValueError(
+                    f"variant {variant!r} needs DSM values for {missing}; "
+                    "pass values=compute_descriptors(...)"
+                )
+            lines.append(
+                "Values computed by RDKit: "
+                + "; ".join(value_text(k, values[k]) for k in wanted)
+                + "."
+            )
+        # only names that map to a descriptor whose value the prompt carries (or would carry)
+        names = [] if properties is None else properties.names
+        names = [n for n in names if n in properties.matched and properties.matched[n] in wanted]
+        names = names or [_LABELS[k] for k in wanted]
         lines.append(
             f"The task is to predict {info['target']}. Describe the molecule in terms of these "
             "properties: " + ", ".join(names) + "."
@@ -511,11 +599,20 @@ def pretrain_clip(
     lr: float = 1e-3,
     batch_size: int = 32,
     seed: int = 0,
+    valid_fraction: float = 0.0,
+    patience: int | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Graph-text contrastive pre-training of ``gin`` (in place) on ``graphs`` paired row by row
-    with ``text_emb`` (n, d). Returns per-epoch ``loss`` and ``temperature``; leaves ``gin`` in
-    eval mode."""
+    with ``text_emb`` (n, d).
+
+    ``valid_fraction``: a seeded share of the pairs held out; their CLIP loss is measured after
+    every epoch (in fixed batches of ``batch_size`` pairs, the last one wrapping around, so it is
+    comparable with the training loss), and
+    with ``patience`` training stops after that many epochs without a lower validation loss and
+    the best epoch's weights are restored. Returns per-epoch ``loss`` (training), ``valid_loss``
+    (NaN without a validation part) and ``temperature``, with ``attrs["best_epoch"]``; leaves
+    ``gin`` in eval mode."""
     from torch_geometric.data import Batch
 
     from molkit._progress import tqdm
@@ -524,30 +621,64 @@ def pretrain_clip(
         raise ValueError(
             f"{len(graphs)} graphs but {len(text_emb)} text embeddings: pair them row by row"
         )
+    if not 0.0 <= valid_fraction < 1.0:
+        raise ValueError(f"valid_fraction must lie in [0, 1), not {valid_fraction}")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = GraphTextCLIP(gin, text_dim=text_emb.shape[1])
     texts = torch.as_tensor(np.asarray(text_emb), dtype=torch.float32)
+    shuffled = rng.permutation(len(graphs))
+    n_valid = int(round(valid_fraction * len(graphs))) if valid_fraction else 0
+    n_valid = n_valid if n_valid >= 2 else 0
+    valid, train = np.sort(shuffled[:n_valid]), shuffled[n_valid:]
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-    rows = []
+
+    def batches(order: np.ndarray):
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            if len(idx) >= 2:  # one pair has no negatives
+                yield Batch.from_data_list([graphs[i] for i in idx]), texts[idx]
+
+    # fixed held-out batches, each of min(batch_size, n_valid) pairs (the last one wraps around):
+    # as many negatives per row as a training batch has, so the two losses are comparable
+    size = min(batch_size, n_valid)
+    wrapped = np.concatenate([valid, valid])
+    valid_batches = list(batches(wrapped[: size * -(-n_valid // size)]) if n_valid else [])
+    rows, best, best_epoch, best_state, stale = [], float("inf"), 0, None, 0
     for epoch in tqdm(range(1, epochs + 1), desc="graph-text pre-training", disable=not progress):
         model.train()
         losses = []
-        order = rng.permutation(len(graphs))
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            if len(idx) < 2:  # one pair has no negatives
-                continue
-            loss = model(Batch.from_data_list([graphs[i] for i in idx]), texts[idx])
+        for batch, text in batches(train[rng.permutation(len(train))]):
+            loss = model(batch, text)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             losses.append(loss.item())
-        rows.append(
-            {"epoch": epoch, "loss": float(np.mean(losses)), "temperature": model.temperature}
-        )
+        valid_loss = np.nan
+        if n_valid:
+            model.eval()
+            with torch.no_grad():
+                valid_loss = float(np.mean([model(b, t).item() for b, t in valid_batches]))
+        rows.append({
+            "epoch": epoch, "loss": float(np.mean(losses)), "valid_loss": valid_loss,
+            "temperature": model.temperature,
+        })  # fmt: skip
+        if not n_valid:
+            best_epoch = epoch
+            continue
+        if valid_loss < best:
+            best, best_epoch, stale = valid_loss, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+            if patience is not None and stale >= patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
     gin.eval()
-    return pd.DataFrame(rows)
+    history = pd.DataFrame(rows)
+    history.attrs["best_epoch"] = best_epoch
+    return history
 
 
 def build_predictor(gin, n_tasks: int, dropout: float = 0.3):
