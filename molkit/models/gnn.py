@@ -240,6 +240,32 @@ def graph_model_loss(
     )
 
 
+class EarlyStopping:
+    """Keeps the weights of the epoch with the lowest validation loss and says when to stop.
+
+    ``step(epoch, loss)`` after each epoch returns True once ``patience`` epochs in a row brought
+    no lower loss (never with ``patience=None``); ``restore()`` loads the best weights back into
+    ``model``. ``best_epoch`` (1-based) and ``best_loss`` describe the epoch kept.
+    """
+
+    def __init__(self, model: nn.Module, patience: int | None) -> None:
+        self.model, self.patience = model, patience
+        self.best_loss, self.best_epoch, self.stale = float("inf"), 0, 0
+        self._state: dict | None = None
+
+    def step(self, epoch: int, loss: float) -> bool:
+        if loss < self.best_loss:
+            self.best_loss, self.best_epoch, self.stale = loss, epoch, 0
+            self._state = copy.deepcopy(self.model.state_dict())
+            return False
+        self.stale += 1
+        return self.patience is not None and self.stale >= self.patience
+
+    def restore(self) -> None:
+        if self._state is not None:
+            self.model.load_state_dict(self._state)
+
+
 def train_graph_model(
     model: nn.Module,
     train_graphs: Sequence[Data],
@@ -286,7 +312,7 @@ def train_graph_model(
             {"params": [p for p in model.parameters() if id(p) not in encoder]},
         ]
     optimiser = torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
-    rows, best_loss, best_epoch, best_state, stale = [], float("inf"), 0, None, 0
+    rows, best_epoch, stopper = [], 0, EarlyStopping(model, patience)
     bar = tqdm(range(1, epochs + 1), desc="training", disable=not progress)
     for epoch in bar:
         model.train()
@@ -312,17 +338,13 @@ def train_graph_model(
         if not has_valid:
             best_epoch = epoch
             continue
-        if valid_loss < best_loss:
-            best_loss, best_epoch, stale = valid_loss, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            stale += 1
-            if patience is not None and stale >= patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        if stopper.step(epoch, valid_loss):
+            break
+    stopper.restore()
     model.eval()
-    return TrainHistory(pd.DataFrame(rows), best_epoch, best_loss if has_valid else np.nan)
+    if not has_valid:
+        return TrainHistory(pd.DataFrame(rows), best_epoch, np.nan)
+    return TrainHistory(pd.DataFrame(rows), stopper.best_epoch, stopper.best_loss)
 
 
 def predict_graph_model(

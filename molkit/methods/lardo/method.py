@@ -644,7 +644,9 @@ def pretrain_clip(
     size = min(batch_size, n_valid)
     wrapped = np.concatenate([valid, valid])
     valid_batches = list(batches(wrapped[: size * -(-n_valid // size)]) if n_valid else [])
-    rows, best, best_epoch, best_state, stale = [], float("inf"), 0, None, 0
+    from molkit.models.gnn import EarlyStopping
+
+    rows, best_epoch, stopper = [], 0, EarlyStopping(model, patience)
     for epoch in tqdm(range(1, epochs + 1), desc="graph-text pre-training", disable=not progress):
         model.train()
         losses = []
@@ -666,15 +668,10 @@ def pretrain_clip(
         if not n_valid:
             best_epoch = epoch
             continue
-        if valid_loss < best:
-            best, best_epoch, stale = valid_loss, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            stale += 1
-            if patience is not None and stale >= patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        if stopper.step(epoch, valid_loss):
+            break
+    stopper.restore()
+    best_epoch = stopper.best_epoch if n_valid else best_epoch
     gin.eval()
     history = pd.DataFrame(rows)
     history.attrs["best_epoch"] = best_epoch
