@@ -130,6 +130,8 @@ def _examples_digest(examples: Sequence[LMExample]) -> str:
 def _config_fields(config: TrainConfig, device: torch.device) -> dict[str, Any]:
     fields = {}
     for f in dataclasses.fields(config):
+        if f.name in lm_training.RUNTIME_ONLY_FIELDS:  # how it trains, not what it learns
+            continue
         value = getattr(config, f.name)
         # epochs=1 and epochs=1.0 train the same: one key
         if isinstance(f.default, float) and isinstance(value, int) and not isinstance(value, bool):
@@ -167,7 +169,8 @@ def adapter_key(
     extra_parameters = list(extra_parameters)
     for i, p in enumerate(extra_parameters):
         _update_tensor(extra, f"extra.{i}", p)
-    other = {k: v for k, v in train_kwargs.items() if k != "extra_embeddings"}
+    # the accelerator decides how training is spread over processes, not what it learns
+    other = {k: v for k, v in train_kwargs.items() if k not in ("extra_embeddings", "accelerator")}
     parts = {
         "format": FORMAT_VERSION,
         "weights": _weights_fingerprint(model),
@@ -355,5 +358,9 @@ def train_cached(
         extra_parameters=extra_parameters,
         **train_kwargs,
     )
-    _write_entry(folder, hexkey, parts, targets, report, device)
+    acc = lm_training.data_parallel(train_kwargs.get("accelerator"))
+    if acc is None or acc.is_main_process:  # one writer when several processes trained
+        _write_entry(folder, hexkey, parts, targets, report, device)
+    if acc is not None:
+        acc.wait_for_everyone()
     return report

@@ -58,6 +58,8 @@ __all__ = [
     "train_causal_lm",
     "answer_loss",
     "generate_texts",
+    "data_parallel",
+    "RUNTIME_ONLY_FIELDS",
     "save_tiny_random_lm",
 ]
 
@@ -286,6 +288,31 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     precision: str | None = None
     seed: int = 0
+    gradient_checkpointing: bool = False
+
+
+#: TrainConfig fields that change how training runs, not the weights it produces (left out of the
+#: trained-adapter cache key).
+RUNTIME_ONLY_FIELDS = frozenset({"gradient_checkpointing"})
+
+
+def data_parallel(accelerator=None):
+    """The `accelerate.Accelerator` a training or generation call shards its work with, or None
+    for a plain single process: ``accelerator`` when given, else one made when this process was
+    started as one of several (``WORLD_SIZE`` > 1: ``accelerate launch``, ``torchrun`` or
+    ``accelerate.notebook_launcher``; gloo on CPUs, NCCL on GPUs)."""
+    if accelerator is not None:
+        return accelerator
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=not torch.cuda.is_available())
+
+
+def _answer_tokens(example: LMExample) -> int:
+    """Answer tokens of an example that `answer_loss` scores (labels after the first position)."""
+    return sum(1 for label in example.labels[1:] if label != IGNORE_INDEX)
 
 
 @dataclass
@@ -327,9 +354,12 @@ def answer_loss(
     batch: dict[str, Tensor],
     extra_positions: Sequence[Sequence[int]] | None = None,
     extra_vectors: Sequence[Tensor] | None = None,
+    forward=None,
 ) -> Tensor:
     """Mean cross-entropy over the answer tokens of a collated ``batch`` (labels -100 elsewhere),
-    with extra embeddings spliced in when given."""
+    with extra embeddings spliced in when given. ``forward``: the module that runs the forward
+    pass (a data-parallel wrapper of ``model``, whose gradients it synchronises); default
+    ``model``."""
     device = next(model.parameters()).device
     ids = batch["input_ids"].to(device)
     kwargs = {"attention_mask": batch["attention_mask"].to(device)}
@@ -339,10 +369,12 @@ def answer_loss(
         kwargs["input_ids"] = ids
     # logits only where the loss needs them: the LM head over a 49k vocabulary at every prompt
     # position is a fifth of a small model's compute
-    out = model(**kwargs, output_hidden_states=True, logits_to_keep=1)
+    out = (forward or model)(**kwargs, output_hidden_states=True, logits_to_keep=1)
     labels = batch["labels"][:, 1:].to(device)
     answer = labels != IGNORE_INDEX
-    logits = model.get_output_embeddings()(out.hidden_states[-1][:, :-1][answer]).float()
+    logits = model.get_output_embeddings()(out.hidden_states[-1][:, :-1][answer])
+    if logits.dtype not in (torch.float32, torch.float64):  # bf16 autocast: the loss in float32
+        logits = logits.float()
     return torch.nn.functional.cross_entropy(logits, labels[answer])
 
 
@@ -355,6 +387,7 @@ def train_causal_lm(
     extra_parameters: Sequence[torch.nn.Parameter] = (),
     progress: bool = True,
     extra_lr: float | None = None,
+    accelerator=None,
 ) -> TrainReport:
     """Fine-tune ``model`` in place on ``examples`` with the answer-only loss (AdamW over the
     parameters that require grad, plus ``extra_parameters``, e.g. a graph projector's, in a
@@ -362,6 +395,14 @@ def train_causal_lm(
 
     ``extra_embeddings(indices)`` supplies the vectors for the ``extra_positions`` of
     ``examples[i]`` for each i in ``indices``. Leaves the model in eval mode.
+
+    **Several processes** (`data_parallel`: ``accelerator``, or ``WORLD_SIZE`` > 1): every
+    process draws the same batches; each global batch of ``config.batch_size`` examples is split
+    across the processes, each process's loss is weighted by its share of the batch's answer
+    tokens and the gradients (the model's and the extra parameters') are averaged in one
+    all-reduce before the step, so one optimiser step equals the single-process step on the same
+    global batch. ``config.gradient_checkpointing`` recomputes
+    activations in the backward pass (less memory, about a third more compute).
     """
     if not examples:
         raise ValueError("no training examples")
@@ -397,22 +438,41 @@ def train_causal_lm(
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
     precision = autocast(device, config.precision)
+    if config.gradient_checkpointing:
+        _checkpointing(model, True)
+    acc = data_parallel(accelerator)
+    world = acc.num_processes if acc is not None else 1
+    if world > 1 and config.batch_size < world:
+        raise ValueError(
+            f"batch_size {config.batch_size} is smaller than the {world} processes: each process "
+            "needs an example of every global batch; raise batch_size or use fewer processes"
+        )
     model.train()
     losses, tokens, accumulated = [], 0, []
     start = time.perf_counter()
-    bar = tqdm(plan, desc="fine-tuning", unit="batch", disable=not progress)
+    bar = tqdm(plan, desc="fine-tuning", unit="batch", disable=not progress or not _main(acc))
     for i, idx in enumerate(bar):
-        batch = collate_examples([examples[j] for j in idx], pad_id)
-        positions = vectors = None
-        if extra_embeddings is not None:
-            positions = [examples[j].extra_positions for j in idx]
-            vectors = list(extra_embeddings(list(idx)))
-        with precision:
-            loss = answer_loss(model, batch, positions, vectors)
-        (loss / config.grad_accum).backward()
-        accumulated.append(loss.item())
-        tokens += int(batch["attention_mask"].sum())
-        if len(accumulated) == config.grad_accum or i == len(plan) - 1:
+        last = len(accumulated) + 1 == config.grad_accum or i == len(plan) - 1
+        if world > 1:
+            loss, n_tokens = _shard_step(
+                acc, model, examples, idx, pad_id, extra_embeddings, precision, config.grad_accum
+            )
+            accumulated.append(loss)
+            tokens += n_tokens
+        else:
+            batch = collate_examples([examples[j] for j in idx], pad_id)
+            positions = vectors = None
+            if extra_embeddings is not None:
+                positions = [examples[j].extra_positions for j in idx]
+                vectors = list(extra_embeddings(list(idx)))
+            with precision:
+                loss = answer_loss(model, batch, positions, vectors)
+            (loss / config.grad_accum).backward()
+            accumulated.append(loss.item())
+            tokens += int(batch["attention_mask"].sum())
+        if last:
+            if world > 1:
+                _average_gradients(acc, params)
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             optimiser.step()
             scheduler.step()
@@ -422,10 +482,76 @@ def train_causal_lm(
             bar.set_postfix(
                 loss=f"{losses[-1]:.3f}", tok_s=f"{tokens / (time.perf_counter() - start):.0f}"
             )
+    if config.gradient_checkpointing:
+        _checkpointing(model, False)
     model.eval()
     return TrainReport(
         losses=losses, tokens=tokens, seconds=time.perf_counter() - start, steps=len(losses)
     )
+
+
+def _checkpointing(model, on: bool) -> None:
+    """Activation (gradient) checkpointing on or off, non-reentrant (it works with LoRA's frozen
+    base weights); transformers 5 names it ``activation_checkpointing_*``, older versions
+    ``gradient_checkpointing_*``."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        if on:
+            model.activation_checkpointing_enable({"use_reentrant": False})
+        else:
+            model.activation_checkpointing_disable()
+    elif on:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_disable()
+
+
+def _main(acc) -> bool:
+    return acc is None or acc.is_main_process
+
+
+def _shard_step(
+    acc, model, examples, idx, pad_id, extra_embeddings, precision, grad_accum
+) -> tuple[float, int]:
+    """One micro-batch on this process's share of the global batch ``idx``, its loss weighted so
+    that the gradients averaged over the processes (`_average_gradients`) equal those of the
+    global batch's mean answer loss. Returns that mean loss and the batch's tokens (all
+    processes)."""
+    rank, world = acc.process_index, acc.num_processes
+    share = list(idx[rank::world])
+    n_global = sum(_answer_tokens(examples[j]) for j in idx)
+    empty = not share  # a short last batch: run the first example with zero weight
+    rows = share or [idx[0]]
+    n_local = 0 if empty else sum(_answer_tokens(examples[j]) for j in rows)
+    batch = collate_examples([examples[j] for j in rows], pad_id)
+    positions = vectors = None
+    if extra_embeddings is not None:
+        positions = [examples[j].extra_positions for j in rows]
+        vectors = list(extra_embeddings(list(rows)))
+    with precision:
+        loss = answer_loss(model, batch, positions, vectors)
+    (loss * (n_local / n_global * world / grad_accum)).backward()
+    local = torch.tensor(
+        [float(loss.detach()) * n_local, float(batch["attention_mask"].sum()) * (not empty)],
+        dtype=torch.float64,
+    )
+    total = acc.reduce(local.to(acc.device), "sum").cpu()
+    return float(total[0]) / n_global, int(total[1])
+
+
+def _average_gradients(acc, params: Sequence[torch.nn.Parameter]) -> None:
+    """Average every trainable parameter's gradient over the processes in one all-reduce (the
+    model's and the extra parameters' alike: the answer loss uses the output head outside the
+    model's forward, where a module wrapper would not see it)."""
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    flat = acc.reduce(flat, "mean")
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+        offset += n
 
 
 # ---------------------------------------------------------------- generation
@@ -446,6 +572,7 @@ def generate_texts(
     progress: bool = True,
     desc: str = "generating",
     generate_kwargs: dict | None = None,
+    accelerator=None,
 ) -> list[str]:
     """Continuations of ``prompts`` (special tokens removed, whitespace stripped), in input order.
 
@@ -454,13 +581,18 @@ def generate_texts(
     take the vectors ``extra_embeddings([i])[0]`` (the prompt is passed as ``inputs_embeds``).
     ``generate_kwargs`` go to ``model.generate`` as they are (e.g. ``{"num_beams": 5}``).
     ``precision``: ``None`` follows the precision policy (`molkit.models.runtime`), else
-    ``"fp32"`` / ``"bf16"`` for this call.
+    ``"fp32"`` / ``"bf16"`` for this call. With several processes (`data_parallel`), each
+    generates every n-th prompt of the length order and the texts are gathered: every process
+    returns all of them, in input order.
     """
     if extra_embeddings is not None and extra_positions is None:
         raise ValueError("extra_embeddings needs extra_positions (one list per prompt)")
     device = next(model.parameters()).device
     encoded = [list(tokenizer(p)["input_ids"]) for p in prompts]
     order = np.argsort([-len(e) for e in encoded], kind="stable")
+    acc = data_parallel(accelerator)
+    if acc is not None and acc.num_processes > 1:
+        order = order[acc.process_index :: acc.num_processes]
     outputs: list[str] = [""] * len(prompts)
     precision = autocast(device, precision)
     settings = {
@@ -476,7 +608,7 @@ def generate_texts(
     if int(settings.get("num_beams", 1)) < 1:
         raise ValueError(f"num_beams must be >= 1, not {settings['num_beams']!r}")
     model.eval()
-    bar = tqdm(total=len(prompts), desc=desc, unit="prompt", disable=not progress)
+    bar = tqdm(total=len(order), desc=desc, unit="prompt", disable=not progress or not _main(acc))
     for start in range(0, len(order), batch_size):
         idx = [int(i) for i in order[start : start + batch_size]]
         batch = collate_examples(
@@ -502,6 +634,11 @@ def generate_texts(
             outputs[i] = tokenizer.decode(new[row], skip_special_tokens=True).strip()
         bar.update(len(idx))
     bar.close()
+    if acc is not None and acc.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        for i, text in gather_object([(int(i), outputs[int(i)]) for i in order]):
+            outputs[i] = text
     return outputs
 
 
