@@ -460,13 +460,9 @@ def train_causal_lm(
             accumulated.append(loss)
             tokens += n_tokens
         else:
-            batch = collate_examples([examples[j] for j in idx], pad_id)
-            positions = vectors = None
-            if extra_embeddings is not None:
-                positions = [examples[j].extra_positions for j in idx]
-                vectors = list(extra_embeddings(list(idx)))
-            with precision:
-                loss = answer_loss(model, batch, positions, vectors)
+            loss, batch = _micro_batch_loss(
+                model, examples, idx, pad_id, extra_embeddings, precision
+            )
             (loss / config.grad_accum).backward()
             accumulated.append(loss.item())
             tokens += int(batch["attention_mask"].sum())
@@ -509,6 +505,19 @@ def _main(acc) -> bool:
     return acc is None or acc.is_main_process
 
 
+def _micro_batch_loss(model, examples, rows, pad_id, extra_embeddings, precision):
+    """The answer loss of ``examples[rows]`` collated into one batch (extra embeddings spliced in
+    where given), under ``precision``; returns ``(loss, batch)``."""
+    batch = collate_examples([examples[j] for j in rows], pad_id)
+    positions = vectors = None
+    if extra_embeddings is not None:
+        positions = [examples[j].extra_positions for j in rows]
+        vectors = list(extra_embeddings(list(rows)))
+    with precision:
+        loss = answer_loss(model, batch, positions, vectors)
+    return loss, batch
+
+
 def _shard_step(
     acc, model, examples, idx, pad_id, extra_embeddings, precision, grad_accum
 ) -> tuple[float, int]:
@@ -522,13 +531,7 @@ def _shard_step(
     empty = not share  # a short last batch: run the first example with zero weight
     rows = share or [idx[0]]
     n_local = 0 if empty else sum(_answer_tokens(examples[j]) for j in rows)
-    batch = collate_examples([examples[j] for j in rows], pad_id)
-    positions = vectors = None
-    if extra_embeddings is not None:
-        positions = [examples[j].extra_positions for j in rows]
-        vectors = list(extra_embeddings(list(rows)))
-    with precision:
-        loss = answer_loss(model, batch, positions, vectors)
+    loss, batch = _micro_batch_loss(model, examples, rows, pad_id, extra_embeddings, precision)
     (loss * (n_local / n_global * world / grad_accum)).backward()
     local = torch.tensor(
         [float(loss.detach()) * n_local, float(batch["attention_mask"].sum()) * (not empty)],
