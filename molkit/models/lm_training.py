@@ -26,6 +26,7 @@ tokenizer trained on a given corpus: the smoke profile and the tests load it thr
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -305,6 +306,13 @@ def data_parallel(accelerator=None):
         return accelerator
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
+    return _launched_accelerator()
+
+
+@functools.cache
+def _launched_accelerator():
+    """One `accelerate.Accelerator` per launched process (every training and generation call and
+    the adapter cache share it)."""
     from accelerate import Accelerator
 
     return Accelerator(cpu=not torch.cuda.is_available())

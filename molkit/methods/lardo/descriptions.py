@@ -163,6 +163,17 @@ class Descriptions:
         """Positions (in ``smiles``) of the molecules ``variant`` has a text for."""
         return np.array([i for i, t in enumerate(self.texts[variant]) if t is not None], int)
 
+    def described_by_all(self, variants: Sequence[str]) -> np.ndarray:
+        """Positions (sorted) of the molecules every one of ``variants`` has a text for."""
+        return np.array(
+            [
+                i
+                for i in range(len(self.smiles))
+                if all(self.texts[v][i] is not None for v in variants)
+            ],
+            dtype=int,
+        )
+
 
 def _run(
     cache: ResponseCache,

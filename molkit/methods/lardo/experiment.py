@@ -34,10 +34,10 @@ from molkit.methods.lardo.descriptions import (
     throughput_benchmark,
 )
 from molkit.methods.lardo.method import (
+    CALIBRATION_COLUMNS,
     DSM_TEXT_DESCRIPTORS,
     VARIANTS,
     build_predictor,
-    calibration_table,
     extract_claims,
     pretrain_clip,
     prompt_descriptors,
@@ -357,10 +357,9 @@ def pretrain_and_finetune(
             else:
                 mu, sd = np.nanmean(data["train"][1], 0), np.nanstd(data["train"][1], 0)
             y_fit = {k: (data[k][1] - mu) / sd for k in ("train", "valid")}
-            train_set = set(split["train"].tolist())
             on_train = {
-                "pool": np.array([i for i in pool if i in train_set], dtype=int),
-                "ablation": np.array([i for i in ablation if i in train_set], dtype=int),
+                "pool": np.intersect1d(pool, split["train"]),
+                "ablation": np.intersect1d(ablation, split["train"]),
             }
             pool_sizes.append({
                 "dataset": name, "split": split_seed, "train": len(split["train"]),
@@ -544,19 +543,19 @@ def model_claims(predictions: Mapping[str, Mapping[Any, Any]]) -> list[Claim]:
 # ------------------------------------------------------------------------------------- calibration
 
 
-def description_checks(desc: Descriptions, variants: Sequence[str]) -> pd.DataFrame:
-    """One row per (molecule, variant) for the molecules every variant of ``variants`` described:
-    ``dataset``, ``molecule`` (position), ``variant``, ``claims`` (checkable claims),
-    ``value_claims``, ``contradictions``, ``contradicts`` (at least one), ``states_mw`` (states the
-    molecular weight within tolerance of RDKit's)."""
-    common = set(range(len(desc.smiles)))
-    for variant in variants:
-        common &= set(desc.described(variant).tolist())
+def _check_descriptions(
+    desc: Descriptions, variants: Sequence[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each variant's description of every molecule all ``variants`` described, checked once
+    (`extract_claims`): the per-description table of `description_checks` and the per-claim table
+    (`calibration_table`'s columns, variant by variant, ``molecule`` the dataset's position, plus
+    ``dataset``)."""
     records = desc.values.to_dict("records")
-    rows = []
-    for i in sorted(common):
+    rows, claims = [], {variant: [] for variant in variants}
+    for i in desc.described_by_all(variants):
         for variant in variants:
             found = extract_claims(desc.texts[variant][i], records[i])
+            claims[variant] += [{"molecule": i, "variant": variant, **c.__dict__} for c in found]
             rows.append({
                 "dataset": desc.dataset, "molecule": i, "variant": variant, "claims": len(found),
                 "value_claims": sum(c.kind == "value" for c in found),
@@ -567,7 +566,18 @@ def description_checks(desc: Descriptions, variants: Sequence[str]) -> pd.DataFr
                     for c in found
                 ),
             })  # fmt: skip
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(
+        [row for variant in variants for row in claims[variant]], columns=CALIBRATION_COLUMNS
+    )
+    return pd.DataFrame(rows), table.assign(dataset=desc.dataset)
+
+
+def description_checks(desc: Descriptions, variants: Sequence[str]) -> pd.DataFrame:
+    """One row per (molecule, variant) for the molecules every variant of ``variants`` described:
+    ``dataset``, ``molecule`` (position), ``variant``, ``claims`` (checkable claims),
+    ``value_claims``, ``contradictions``, ``contradicts`` (at least one), ``states_mw`` (states the
+    molecular weight within tolerance of RDKit's)."""
+    return _check_descriptions(desc, variants)[0]
 
 
 def _share(y: np.ndarray, p: np.ndarray) -> float:
@@ -594,39 +604,30 @@ def calibration(settings: Settings, descriptions: Mapping[str, Descriptions]) ->
     paired over the same molecules). Artefacts: ``table`` (one row per checked claim, for the
     per-property figure), ``checks`` (`description_checks`), ``summary``, ``n_descriptions``."""
     variants = tuple(VARIANTS)
-    checks = pd.concat(
-        [description_checks(desc, variants) for desc in descriptions.values()], ignore_index=True
-    )
-    claims_rows = []
-    for name, desc in descriptions.items():
-        mine = checks[(checks["dataset"] == name)]["molecule"].unique()
-        records = desc.values.iloc[mine].reset_index(drop=True)
-        for variant in variants:
-            texts = [desc.texts[variant][i] for i in mine]
-            part = calibration_table(texts, records, variant).assign(dataset=name)
-            part["molecule"] = mine[part["molecule"].to_numpy(int)]  # the dataset's position
-            claims_rows.append(part)
-    table = pd.concat(claims_rows, ignore_index=True)
+    checked = [_check_descriptions(desc, variants) for desc in descriptions.values()]
+    checks = pd.concat([c for c, _ in checked], ignore_index=True)
+    table = pd.concat([t for _, t in checked], ignore_index=True)
     res = Results()
     summary = []
     for variant in variants:
         part = checks[checks["variant"] == variant]
         low, high = share_interval(part["contradicts"].to_numpy())
         share = float(part["contradicts"].mean())
+        checkable = float((part["claims"] > 0).mean())
+        states_mw = float(part["states_mw"].mean())
         n_claims = int(part["claims"].sum())
         per_claim = int(part["contradictions"].sum()) / n_claims if n_claims else np.nan
         summary.append({
-            "variant": variant, "descriptions": len(part),
-            "with a checkable claim": float((part["claims"] > 0).mean()),
+            "variant": variant, "descriptions": len(part), "with a checkable claim": checkable,
             "contradicting RDKit": share, "low": low, "high": high,
-            "stating MW correctly": float(part["states_mw"].mean()),
-            "checkable claims": n_claims, "share of claims contradicting": per_claim,
+            "stating MW correctly": states_mw, "checkable claims": n_claims,
+            "share of claims contradicting": per_claim,
         })  # fmt: skip
         note = f"{len(part)} descriptions; 95 % interval [{low:.3f}, {high:.3f}]"
         for metric, value in (
             ("share_descriptions_contradicting_rdkit", share),
-            ("share_descriptions_with_checkable_claim", float((part["claims"] > 0).mean())),
-            ("share_descriptions_stating_mw", float(part["states_mw"].mean())),
+            ("share_descriptions_with_checkable_claim", checkable),
+            ("share_descriptions_stating_mw", states_mw),
             ("share_of_claims_contradicting_rdkit", per_claim),
         ):
             res.add_row(
@@ -658,11 +659,8 @@ def calibration(settings: Settings, descriptions: Mapping[str, Descriptions]) ->
 def example_descriptions(desc: Descriptions, n: int = 3) -> pd.DataFrame:
     """The first ``n`` molecules every variant described: RDKit values beside each variant's
     text."""
-    common = set(range(len(desc.smiles)))
-    for variant in VARIANTS:
-        common &= set(desc.described(variant).tolist())
     rows = []
-    for i in sorted(common)[:n]:
+    for i in desc.described_by_all(VARIANTS)[:n]:
         values = desc.values.iloc[i]
         rdkit = "; ".join(value_text(k, values[k]) for k in DSM_TEXT_DESCRIPTORS[:4])
         row = {"smiles": desc.smiles[i], "RDKit": rdkit}
