@@ -16,6 +16,8 @@ from .descriptors import (
     descriptor_value,
     format_descriptor,
     match_property,
+    rdkit_descriptor_names,
+    rdkit_descriptors,
 )
 from .features import (
     ATOM_FEATURE_BLOCKS,
@@ -72,6 +74,8 @@ __all__ = [
     "fingerprint_objects",
     "fingerprints",
     "format_descriptor",
+    "rdkit_descriptor_names",
+    "rdkit_descriptors",
     "functional_groups",
     "graphs_from_smiles",
     "group_ngrams",

@@ -21,6 +21,8 @@ __all__ = [
     "descriptor_value",
     "match_property",
     "format_descriptor",
+    "rdkit_descriptor_names",
+    "rdkit_descriptors",
 ]
 
 
@@ -277,3 +279,26 @@ def format_descriptor(name: str, value: float) -> str:
     if name in _INTEGER_DESCRIPTORS:
         return str(int(round(value)))
     return f"{value:.{_DECIMALS.get(name, 2)}f}"
+
+
+def rdkit_descriptor_names() -> list[str]:
+    """The names of every RDKit 2-D descriptor (``rdkit.Chem.Descriptors._descList``, 217 in RDKit
+    2026.09), in RDKit's order: the columns of :func:`rdkit_descriptors`."""
+    return [name for name, _ in Descriptors._descList]
+
+
+def rdkit_descriptors(smiles: Sequence[str | Chem.Mol], progress: bool = True) -> np.ndarray:
+    """Every RDKit 2-D descriptor (:func:`rdkit_descriptor_names`) per molecule: float32 (n, d),
+    NaN where RDKit returns a non-finite value or the SMILES does not parse, for models that accept
+    missing values (gradient boosting). Values beyond float32's range become NaN too."""
+    names = rdkit_descriptor_names()
+    out = np.full((len(smiles), len(names)), np.nan, dtype=np.float64)
+    for i, item in enumerate(progress_bar(list(smiles), progress, "RDKit descriptors")):
+        try:
+            mol = as_mol(item)
+        except InvalidSmilesError:
+            continue
+        values = Descriptors.CalcMolDescriptors(mol, missingVal=np.nan, silent=True)
+        out[i] = [values[name] for name in names]
+    out[~np.isfinite(out) | (np.abs(out) > np.finfo(np.float32).max)] = np.nan
+    return out.astype(np.float32)

@@ -5,7 +5,8 @@ default) and optionally a label. ``pair_key`` makes a pair and its swap one key;
 ``deduplicate_pairs`` keeps one row per unordered pair (dropping pairs whose copies disagree);
 ``drug_cold_split`` puts a molecule absent from training in every valid / test pair (or, with
 ``unseen="both"``, both molecules); ``make_pair_split`` names every split a pair notebook uses;
-``split_overlap`` / ``check_cold_split`` count (or refuse) what each part shares with training.
+``split_overlap`` / ``check_cold_split`` count (or refuse) what each part shares with training;
+``straddling_pairs`` finds the pairs a ``drug_cold_both`` split leaves out between two parts.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "make_pair_split",
     "pair_key",
     "split_overlap",
+    "straddling_pairs",
 ]
 
 #: The default columns of a pair frame's two molecules.
@@ -255,3 +257,43 @@ def check_cold_split(
             + "; ".join(problems)
             + ". Use drug_cold_split on deduplicate_pairs(df)."
         )
+
+
+def straddling_pairs(
+    df: pd.DataFrame,
+    split: Split,
+    parts: tuple[str, str] = ("train", "test"),
+    cols: tuple[str, str] = PAIR_COLUMNS,
+) -> np.ndarray:
+    """Rows in no part of ``split`` with one molecule that a ``parts[0]`` pair holds and the other
+    molecule held by a ``parts[1]`` pair, in row order.
+
+    For a ``drug_cold_both`` split (`drug_cold_split` with ``unseen="both"``) and the default
+    ``parts`` these are the pairs it leaves out between train and test: one drug seen in training,
+    the other unseen. So one model trained on that split's training part can be scored on both
+    drugs unseen (its test part) and on one drug unseen (these pairs), against the same training
+    data. Raises when the two parts share a molecule (the split is not cold on both sides).
+    """
+    for part in parts:
+        if part not in split:
+            raise KeyError(f"the split has no part {part!r}; it has {sorted(split)}")
+    first, second = (df[c].astype(str).to_numpy() for c in cols)
+
+    def molecules(part: str) -> set[str]:
+        idx = np.asarray(split[part], dtype=int)
+        return set(first[idx]) | set(second[idx])
+
+    seen, unseen = molecules(parts[0]), molecules(parts[1])
+    if seen & unseen:
+        raise ValueError(
+            f"{len(seen & unseen)} molecules occur in both {parts[0]} and {parts[1]} pairs: "
+            "straddling pairs need a split with no shared molecule (how='drug_cold_both')"
+        )
+    used = np.zeros(len(df), dtype=bool)
+    for idx in split.values():
+        used[np.asarray(idx, dtype=int)] = True
+    a_seen = np.array([m in seen for m in first])
+    b_seen = np.array([m in seen for m in second])
+    a_new = np.array([m in unseen for m in first])
+    b_new = np.array([m in unseen for m in second])
+    return np.flatnonzero(~used & ((a_seen & b_new) | (a_new & b_seen)))

@@ -47,6 +47,8 @@ CLAIM_COLUMNS = (
 HOLDS = "holds"
 CONTRADICTED = "contradicted"
 UNDECIDED = "undecided"
+#: A comparison left unjudged because one of its arms did not beat its trivial baseline (`gated`).
+NOT_JUDGED = "not judged"
 
 
 # --------------------------------------------------------------------------- settings
@@ -215,6 +217,28 @@ def paired_claim(
         verdict=verdict_from_interval(boot["low"], boot["high"], higher_is_better),
         n=len(np.asarray(y_true).ravel()),
         detail=detail,
+    )
+
+
+def gated(comparison: Claim, gates: Sequence[Claim]) -> Claim:
+    """A comparison between two models, reported only when each passed its gate.
+
+    ``gates`` are the claims that each arm beats its trivial baseline on the same test items (the
+    training mean, chance, a no-chemistry prior). When every gate holds, ``comparison`` is returned
+    with "every arm passes its gate" appended to its detail; otherwise its difference and interval
+    are withheld (NaN), its verdict is `NOT_JUDGED` and the detail names each gate that failed and
+    how, so a ledger never prints "helps" between models that learned nothing."""
+    failed = [g for g in gates if g.verdict != HOLDS]
+    if not gates:
+        raise ValueError("gated needs at least one gate claim")
+    if not failed:
+        return dataclasses.replace(
+            comparison, detail=f"{comparison.detail}; every arm passes its gate".lstrip("; ")
+        )
+    reasons = "; ".join(f"gate {g.verdict}: {g.claim} ({g.detail})" for g in failed)
+    nan = math.nan
+    return dataclasses.replace(
+        comparison, ours=nan, low=nan, high=nan, verdict=NOT_JUDGED, detail=f"not judged: {reasons}"
     )
 
 

@@ -2,14 +2,16 @@
 solvent) in a language model, with a shared GIN, Q-Former graph tokens per role, dynamic parameter
 sharing and chain-of-thought targets.
 
-Rooms: ``method`` (tasks, prompts, CoT targets, answer parsing, the LM variants), ``lm`` (training,
-scoring, generation, `PairLMSession`), ``pair_gin`` (pair fingerprints and the pair GIN),
+Rooms: ``method`` (tasks, prompts, CoT targets, answer parsing, the LM variants), ``lm`` (training
+through the adapter cache, scoring, generation, `PairLMSession`), ``pair_gin`` (pair fingerprints
+and the pair GIN),
 ``experiment`` (`Settings` and one function per Practical section of ``04_moltc``), ``figures``.
 Pair data lives in `molkit.data.pairs`, the graph-token modules in `molkit.models.graph_tokens`.
 """
 
 from molkit.methods.moltc import figures
 from molkit.methods.moltc.experiment import (
+    ONE_FACTOR,
     PAPER,
     Settings,
     both_unseen,
@@ -18,10 +20,13 @@ from molkit.methods.moltc.experiment import (
     drug_cold,
     findings,
     freesolv_lm,
+    gbm_params,
+    lm_gate_and_comparisons,
     load_pairs,
     pair_pretraining,
     regression_baselines,
     results_table,
+    role_lm,
     run_baselines,
     upstream_baselines,
 )
@@ -38,9 +43,12 @@ from molkit.methods.moltc.method import (
     OFFICIAL_SETTINGS,
     PIPELINE_STEPS,
     PRETRAIN_DESCRIPTORS,
+    SMILES_ONLY,
+    STAGES,
     TASKS,
     LMVariant,
     PairTask,
+    lm_variants,
     pair_prompt,
     parse_ddi_answer,
     parse_value,
@@ -69,12 +77,15 @@ __all__ = [
     "LMVariant",
     "LM_VARIANTS",
     "OFFICIAL_SETTINGS",
+    "ONE_FACTOR",
     "PAPER",
     "PIPELINE_STEPS",
     "PRETRAIN_DESCRIPTORS",
     "PairGIN",
     "PairLMSession",
     "PairTask",
+    "SMILES_ONLY",
+    "STAGES",
     "Settings",
     "TASKS",
     "answer_log_likelihoods",
@@ -86,7 +97,10 @@ __all__ = [
     "findings",
     "fit_pair_gin",
     "freesolv_lm",
+    "gbm_params",
     "generate_pair_answers",
+    "lm_gate_and_comparisons",
+    "lm_variants",
     "load_pairs",
     "pair_fingerprints",
     "pair_graphs",
@@ -102,6 +116,7 @@ __all__ = [
     "regression_baselines",
     "regression_target",
     "results_table",
+    "role_lm",
     "run_baselines",
     "score_ddi",
     "swap_consistency",

@@ -38,6 +38,8 @@ __all__ = [
     "PIPELINE_STEPS",
     "PRETRAIN_DESCRIPTORS",
     "PairTask",
+    "SMILES_ONLY",
+    "STAGES",
     "TASKS",
     "pair_prompt",
     "parse_ddi_answer",
@@ -50,26 +52,50 @@ __all__ = [
     "swap_consistency",
     "task_answers",
     "task_prompts",
+    "lm_variants",
     "value_range",
 ]
 
-#: The official MolTC settings, for the notebook's comparison table.
+#: The official MolTC settings (the paper and the README commands of ``MangoKiller/MolTC``), for
+#: the notebook's comparison table.
 OFFICIAL_SETTINGS: dict[str, str] = {
-    "graph encoder": "GIN, 5 layers x 300 (MoleculeSTM / Hu et al. pre-trained), frozen",
-    "projector": "Q-Former from SciBERT, 8 query tokens per molecule, one projector in every stage",
-    "language model": "Galactica-1.3B with LoRA r 8 / alpha 32 on q_proj, v_proj",
+    "graph encoder": "GIN, 5 layers x 300 (MoleculeSTM / Hu et al. pre-trained), tuned in every "
+    "stage (--tune_gnn)",
+    "projector": "Q-Former from SciBERT, 8 query tokens per molecule; shared in pre-training, one "
+    "per role in fine-tuning",
+    "language model": "Galactica-1.3B; frozen in pair pre-training (--llm_tune freeze), LoRA "
+    "r 8 / alpha 32 on q_proj, v_proj in solvation pre-training and fine-tuning",
     "optimiser": "AdamW, lr 1e-4 -> 1e-5 cosine, warm-up",
+    "epochs": "pair pre-training 10; fine-tuning 40-100 (DDI), 100-1000 (solvation); FreeSolv not "
+    "fine-tuned (the README: it over-fits), predicted by the solvation-pre-trained model",
     "decoding": "5-beam generation; DDI read by string matching",
     "CoT bins": "0.5 units (solvation), 10 nm (chromophore)",
 }
 
+#: Which parts train in each stage, official MolTC beside this notebook (the Theory's table and
+#: `molkit.methods.moltc.figures.stages`): rows = parts, columns = stages.
+STAGES: dict[str, dict[str, str]] = {
+    "official: pair pre-training": {
+        "GIN": "trained", "Q-Former": "trained, shared", "LM": "frozen", "LoRA": "-",
+    },
+    "official: fine-tuning": {
+        "GIN": "trained", "Q-Former": "trained, per role", "LM": "frozen", "LoRA": "trained",
+    },
+    "here: pair pre-training (full only)": {
+        "GIN": "frozen", "Q-Former": "trained, shared", "LM": "frozen", "LoRA": "trained",
+    },
+    "here: fine-tuning": {
+        "GIN": "frozen", "Q-Former": "trained, per role", "LM": "frozen", "LoRA": "trained",
+    },
+}  # fmt: skip
+
 #: MolTC's steps for the Theory figure (`molkit.viz.pipeline_figure`); a list is drawn stacked.
 PIPELINE_STEPS: tuple = (
     ["molecule 1 (SMILES + graph)", "molecule 2 (SMILES + graph)"],
-    "shared GIN (frozen): atom embeddings",
+    "shared GIN (frozen here; tuned in the official runs): atom embeddings",
     ["Q-Former, role 1: 8 graph tokens", "Q-Former, role 2: 8 graph tokens"],
     "prompt: SMILES + graph tokens spliced into the LM's input embeddings",
-    "LM + LoRA: pair pre-training (properties), then fine-tuning (CoT targets)",
+    "LM + LoRA: pair pre-training (properties; full profile), then fine-tuning (CoT targets)",
     ["DDI: log-likelihood of yes / no", "regression: parse the value"],
 )
 
@@ -95,7 +121,9 @@ PRETRAIN_DESCRIPTORS: tuple[tuple[str, str], ...] = (
 @dataclass(frozen=True)
 class PairTask:
     """How a pair dataset is asked and answered: target column, role names, question (may use row
-    columns, e.g. ``{temperature}``), CoT bin width, decimals, the quantity's name and unit."""
+    columns, e.g. ``{temperature}``), CoT bin width, decimals, the quantity's name and unit, the
+    context columns (``extra``) and whether gradient boosting also reads RDKit's 2-D descriptors
+    (``descriptors``: the small solvation sets)."""
 
     dataset: str
     target: str
@@ -107,6 +135,7 @@ class PairTask:
     quantity: str = "The value"
     unit: str = ""
     extra: tuple[str, ...] = ()
+    descriptors: bool = False
 
 
 TASKS: dict[str, PairTask] = {
@@ -119,12 +148,13 @@ TASKS: dict[str, PairTask] = {
         PairTask(
             "freesolv-pairs", "freesolv", "regression", ("Solute", "Solvent"),
             "What is the hydration free energy of the solute in kcal/mol?", 0.5, 2,
-            "The hydration free energy", "kcal/mol",
+            "The hydration free energy", "kcal/mol", descriptors=True,
         ),
         PairTask(
             "combisolu", "logS", "regression", ("Solute", "Solvent"),
             "What is the solubility logS (mol/L) of the solute in the solvent at "
             "{temperature:.0f} K?", 0.5, 2, "The solubility", "log(mol/L)", ("temperature",),
+            descriptors=True,
         ),
         PairTask(
             "chromophore-abs", "absorption_nm", "regression", ("Chromophore", "Solvent"),
@@ -336,14 +366,30 @@ class LMVariant:
     init: str = "minilm"
 
 
-LM_VARIANTS: dict[str, LMVariant] = {
-    "MolTC": LMVariant(),
-    "MolTC, shared projector": LMVariant(shared=True),
-    "MolTC, no CoT": LMVariant(cot=False),
-    "MolTC, no pre-training": LMVariant(pretrained=False),
-    "MolTC, no pre-training, random Q-Former": LMVariant(pretrained=False, init="random"),
-    "SMILES only (same LM, no graph tokens)": LMVariant(graph=False, pretrained=False),
-}
+#: The SMILES-only variant's name (the same LM, no graph tokens).
+SMILES_ONLY = "SMILES only (same LM, no graph tokens)"
+
+
+def lm_variants(pretrained: bool = True) -> dict[str, LMVariant]:
+    """MolTC and its one-factor variants. ``pretrained``: whether the main model starts from the
+    pair pre-training (the ``full`` profile; ``default`` leaves it out). Every variant differs from
+    "MolTC" in one factor: a shared projector, value-only targets, a random Q-Former, no graph
+    tokens (SMILES only, from the same kind of pre-training: one without graph tokens), and, when
+    the main model is pre-trained, no pre-training."""
+    variants = {
+        "MolTC": LMVariant(pretrained=pretrained),
+        "MolTC, shared projector": LMVariant(shared=True, pretrained=pretrained),
+        "MolTC, no CoT": LMVariant(cot=False, pretrained=pretrained),
+        "MolTC, random Q-Former": LMVariant(init="random", pretrained=pretrained),
+        SMILES_ONLY: LMVariant(graph=False, pretrained=pretrained),
+    }
+    if pretrained:
+        variants["MolTC, no pre-training"] = LMVariant(pretrained=False)
+    return variants
+
+
+#: The variants with the main model pre-trained (MolTC's staged training, the ``full`` profile).
+LM_VARIANTS: dict[str, LMVariant] = lm_variants(pretrained=True)
 
 
 def pretrain_graph_encoder(

@@ -34,13 +34,22 @@ def pair_fingerprints(
     radius: int = 2,
     n_bits: int = 1024,
     extra: np.ndarray | None = None,
+    counts: bool = False,
+    descriptors: bool = False,
 ) -> np.ndarray:
-    """Morgan bits of molecule 1, then of molecule 2 (each molecule fingerprinted once), then
-    ``extra`` context columns (e.g. temperature): float32 (n, 2 * n_bits + n_extra)."""
-    from molkit.chem import morgan_bits
+    """Pair features for gradient boosting: molecule 1's Morgan fingerprint, then molecule 2's
+    (bits, or substructure counts with ``counts``), with ``descriptors`` every RDKit 2-D descriptor
+    of molecule 1 and then of molecule 2 (`molkit.chem.rdkit_descriptors`, NaN where undefined),
+    then ``extra`` context columns (e.g. temperature). Each molecule is featurised once; float32
+    (n, 2 * n_bits [+ 2 * 217] + n_extra)."""
+    from molkit.chem import morgan_bits, morgan_counts, rdkit_descriptors
 
     unique = list(dict.fromkeys([*smiles_1, *smiles_2]))
-    table = morgan_bits(unique, radius=radius, n_bits=n_bits, progress=False)
+    fingerprint = morgan_counts if counts else morgan_bits
+    tables = [fingerprint(unique, radius=radius, n_bits=n_bits, progress=False)]
+    if descriptors:
+        tables.append(rdkit_descriptors(unique, progress=False))
+    table = np.hstack(tables).astype(np.float32)
     row = {s: i for i, s in enumerate(unique)}
     parts = [table[[row[s] for s in smiles_1]], table[[row[s] for s in smiles_2]]]
     if extra is not None:
