@@ -91,3 +91,20 @@ def test_fit_predict_per_task_predicts_with_one_thread_inside_a_pipeline():
         np.array(SMILES[:3], dtype=object),
     )
     assert seen[0].get_params()["rf__n_jobs"] == 1
+
+
+def test_fit_gradient_boosting_stops_early_and_is_deterministic():
+    from molkit.methods.baselines import fit_gradient_boosting
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 8)).astype(np.float32)
+    y = 2 * x[:, 0] + rng.normal(scale=0.1, size=300)
+    x[:10, 1] = np.nan  # missing values are allowed
+    args = (x[:200], y[:200], x[200:250], y[200:250], "regression", 2000, 0.1, 0)
+    a = fit_gradient_boosting(*args, num_leaves=7, patience=20)
+    b = fit_gradient_boosting(*args, num_leaves=7, patience=20)
+    assert a.best_iteration_ < 2000  # early stopping on the validation MAE
+    np.testing.assert_array_equal(a.predict(x[250:]), b.predict(x[250:]))
+    assert np.corrcoef(a.predict(x[250:]), y[250:])[0, 1] > 0.9
+    with pytest.raises(ValueError, match="non-empty validation part"):
+        fit_gradient_boosting(x[:200], y[:200], x[:0], y[:0], "regression")

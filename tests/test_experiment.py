@@ -1,6 +1,7 @@
 """The shared method contract: typed settings per profile, overrides, claims with computed verdicts,
 and CLAIMS.md built from claim rows."""
 
+import math
 from dataclasses import FrozenInstanceError, dataclass
 
 import numpy as np
@@ -139,3 +140,22 @@ def test_record_results_and_claims_md(tmp_path, monkeypatch):
         "| IB helps (BBBP) | +2 points | roc_auc | +0.050 | [-0.010, +0.110] "
         "| **undecided** | 42 | `98_probe` |" in text
     )
+
+
+def test_gated_reports_a_comparison_only_when_every_gate_holds():
+    import dataclasses
+
+    from molkit.methods.experiment import NOT_JUDGED, Claim, gated
+
+    def claim(text, verdict, ours=0.2):
+        return Claim("p", text, "fig", "rmse", ours, ours - 0.1, ours + 0.1, verdict, 50, "d")
+
+    comparison = claim("A beats B", "holds")
+    ok = gated(comparison, [claim("A beats mean", "holds"), claim("B beats mean", "holds")])
+    assert dataclasses.replace(ok, detail="d") == comparison
+    assert ok.detail == "d; every arm passes its gate"
+    out = gated(comparison, [claim("A beats mean", "holds"), claim("B beats mean", "undecided")])
+    assert out.verdict == NOT_JUDGED and math.isnan(out.ours) and math.isnan(out.low)
+    assert out.detail == "not judged: gate undecided: B beats mean (d)" and out.n == 50
+    with pytest.raises(ValueError, match="at least one gate"):
+        gated(comparison, [])

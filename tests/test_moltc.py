@@ -11,7 +11,7 @@ import torch
 
 from molkit.data.pairs import make_pair_split
 from molkit.methods import moltc
-from molkit.methods.experiment import CLAIM_COLUMNS, UNDECIDED, Results
+from molkit.methods.experiment import UNDECIDED, Results
 from molkit.methods.moltc import experiment as mx
 from molkit.models.graph_tokens import (
     GRAPH_TOKEN,
@@ -32,9 +32,12 @@ def test_settings_profiles_and_overrides():
     assert smoke.lm_model == "tiny-random-llama" and smoke.seeds == (0,) and smoke.ddi_rows == 1200
     assert smoke.regression_sets == ("freesolv-pairs", "combisolu") and smoke.gin_min_steps == 0
     assert default.lm_model == "smollm2-135m-instruct" and default.seeds == (0, 1, 2)
-    assert default.ddi_rows is None and default.lm_train_pairs == 256 and default.num_beams == 1
+    assert default.ddi_rows is None and default.lm_train_pairs == 768 and default.num_beams == 1
+    assert default.lm_pretrain_pairs == 0 and default.lm_test_pairs == 200
+    assert default.lm_variants == ("MolTC", moltc.SMILES_ONLY) and default.role_set == "combisolu"
     assert full.lm_model == "facebook/galactica-1.3b" and full.num_beams == 5
-    assert full.lm_train_pairs is None and full.gbm_lr == 0.1
+    assert full.lm_train_pairs is None and full.lm_pretrain_pairs > 0
+    assert "MolTC, no pre-training" in full.lm_variants
     changed = smoke.with_overrides(lm_model=None, lm_train_pairs=16, seed=None)
     assert changed.lm_model == "tiny-random-llama" and changed.lm_train_pairs == 16
     assert smoke.with_overrides(seeds=[0, 1]).seeds == (0, 1)
@@ -44,6 +47,35 @@ def test_settings_profiles_and_overrides():
         smoke.with_overrides(lm_lr="fast")
     with pytest.raises(FrozenInstanceError):
         smoke.seed = 3  # type: ignore[misc]
+    with pytest.raises(ValueError, match="must hold 'MolTC'"):
+        smoke.with_overrides(lm_variants=("SMILES only (same LM, no graph tokens)",))
+    with pytest.raises(ValueError, match="unknown: \\['MolTC, bigger'\\]"):
+        smoke.with_overrides(role_variants=("MolTC", "MolTC, bigger"))
+    with pytest.raises(ValueError, match="needs lm_pretrain_pairs > 0"):
+        smoke.with_overrides(lm_variants=("MolTC", "MolTC, no pre-training"))
+    with pytest.raises(ValueError, match="role_set must be a regression pair set"):
+        smoke.with_overrides(role_set="chchminer")
+
+
+def test_lm_variants_change_one_factor_from_moltc():
+    for pretrained in (False, True):
+        variants = moltc.lm_variants(pretrained)
+        main = variants["MolTC"]
+        assert main.pretrained is pretrained and main.graph and main.cot and not main.shared
+        for name, v in variants.items():
+            changed = [f for f in ("graph", "cot", "pretrained", "shared", "init")
+                       if getattr(v, f) != getattr(main, f)]  # fmt: skip
+            assert len(changed) == (0 if name == "MolTC" else 1), (name, changed)
+    assert "MolTC, no pre-training" not in moltc.lm_variants(False)
+    assert moltc.LM_VARIANTS == moltc.lm_variants(True)
+
+
+def test_gbm_params_follow_the_set_size():
+    settings = moltc.Settings.for_profile("default")
+    small, large = moltc.gbm_params(settings, 642), moltc.gbm_params(settings, 17000)
+    assert small == {"max_iter": 3000, "learning_rate": 0.03, "num_leaves": 15,
+                     "min_child_samples": 5, "colsample": 0.3, "patience": 200}  # fmt: skip
+    assert large["num_leaves"] == 63 and large["learning_rate"] == 0.1 and large["patience"] == 100
 
 
 # ---------------------------------------------------------------- pair baselines
@@ -55,6 +87,18 @@ def test_pair_fingerprints_layout():
     assert x.shape == (2, 129) and x.dtype == np.float32
     assert np.array_equal(x[0, :64], x[1, 64:128])  # CCO as molecule 1, then as molecule 2
     assert list(x[:, -1]) == [300.0, 310.0]
+    from molkit.chem import morgan_counts, rdkit_descriptors
+
+    x = moltc.pair_fingerprints(["CCCO", "c1ccccc1"], ["O", "CCO"], n_bits=64, counts=True,
+                                descriptors=True)  # fmt: skip
+    desc = rdkit_descriptors(["CCCO", "O"], progress=False)
+    d = desc.shape[1]
+    assert x.shape == (2, 2 * (64 + d)) and d > 200
+    # molecule 1: counts, then its descriptors; molecule 2 likewise
+    assert np.array_equal(x[0, :64], morgan_counts(["CCCO"], n_bits=64, progress=False)[0])
+    assert x[0, :64].max() > 1  # counts, not bits (CCCO has repeated CH2 environments)
+    np.testing.assert_array_equal(x[0, 64 : 64 + d], desc[0])
+    np.testing.assert_array_equal(x[0, 128 + d :], desc[1])  # water as molecule 2
 
 
 def test_pair_graphs_and_pair_gin_roles():
@@ -320,21 +364,35 @@ def test_pair_lm_session_runs_variants_from_saved_states(tmp_path):
     path = resolve_lm(SMOKE_LM, corpus, tmp_path, vocab_size=384, hidden=64, layers=2, heads=4)
     settings = moltc.Settings.for_profile("smoke").with_overrides(projector_layers=1)
     torch.manual_seed(0)
-    session = moltc.PairLMSession(path, GIN(num_layers=1, hidden=8), settings, progress=False)
+    cache = tmp_path / "adapters"
+    session = moltc.PairLMSession(
+        path, GIN(num_layers=1, hidden=8), settings, progress=False, cache=str(cache)
+    )
     variant = moltc.LM_VARIANTS["MolTC"]
     with pytest.raises(RuntimeError, match="pretrain"):
         session.run("MolTC", variant, task, df.iloc[:4], df.iloc[4:6])
     report = session.pretrain(SMILES, SMILES, 2)
-    assert report.tokens > 0 and session.pretrained is not None
+    assert report.tokens > 0 and True in session.pretrained and session.pretrain_report is report
+    smiles_only = moltc.LM_VARIANTS[moltc.SMILES_ONLY]
+    with pytest.raises(RuntimeError, match="graph_tokens=False"):  # its own pre-training
+        session.run("SMILES", smiles_only, task, df.iloc[:4], df.iloc[4:6])
     out = session.run("MolTC", variant, task, df.iloc[:4], df.iloc[4:6], swap=True)
     assert out["y_pred"].shape == (2,) and len(out["texts"]) == 2 and 0 <= out["n_unparsed"] <= 2
     assert out["y_pred_swapped"].shape == (2,) and set(out["metrics"]) == {"mae", "rmse", "r2"}
+    assert not out["report"].replayed
+    # several named test sets: one trained model scored on each, swapped where asked; the second
+    # run of the same training replays the cached weights and predicts the same
+    tests = {"a": df.iloc[4:6], "b": df.iloc[6:8]}
+    again = session.run("MolTC", variant, task, df.iloc[:4], tests, swap=["b"])
+    assert again["report"].replayed and set(again["tests"]) == {"a", "b"}
+    np.testing.assert_array_equal(again["tests"]["a"]["y_pred"], out["y_pred"])
+    assert "y_pred_swapped" in again["tests"]["b"] and "y_pred_swapped" not in again["tests"]["a"]
     # a variant without pre-training starts again from the initial adapters
     session.load_adapter_state(session.initial_state)
     assert all(torch.equal(v, session.initial_state[k]) for k, v in session.adapter_state().items())
-    smiles_only = moltc.LM_VARIANTS["SMILES only (same LM, no graph tokens)"]
-    out = session.run("SMILES", smiles_only, task, df.iloc[:4], df.iloc[4:6])
-    assert "y_pred_swapped" not in out
+    plain = moltc.lm_variants(pretrained=False)[moltc.SMILES_ONLY]
+    out = session.run("SMILES", plain, task, df.iloc[:4], df.iloc[4:6])
+    assert "y_pred_swapped" not in out and not out["report"].replayed
 
 
 # ---------------------------------------------------------------- experiment functions
@@ -387,70 +445,135 @@ def test_ddi_sections_return_rows_in_the_recorded_order():
 
 
 class _FakeSession:
-    """A stand-in for `PairLMSession`: known predictions per variant, no LM."""
+    """A stand-in for `PairLMSession`: known predictions per variant (and, swapped, per variant
+    in ``swapped``), no LM."""
 
-    def __init__(self, predictions):
-        self.predictions = predictions
+    def __init__(self, predictions, swapped=None):
+        self.predictions, self.swapped = predictions, swapped or {}
 
-    def run(self, name, variant, task, train, test, swap=False):
+    def run(self, name, variant, task, train, tests, swap=(), epochs=1.0):
         from molkit.eval.metrics import task_metrics
 
-        y = test[task.target].to_numpy(dtype=float)
-        p = self.predictions[name](y)
         report = type("Report", (), {"tokens_per_second": 100.0})()
-        out = {"name": name, "y_true": y, "y_pred": p, "report": report, "pairs_per_s": 10.0,
-               "metrics": task_metrics(task.kind, y, p), "n_unparsed": 0,
-               "texts": [f"The accurate value is {v:.2f}." for v in p]}  # fmt: skip
-        if swap:
-            out["y_pred_swapped"] = p
+        out = {"name": name, "report": report, "tests": {}}
+        for set_name, test in tests.items():
+            y = test[task.target].to_numpy(dtype=float)
+            p = self.predictions[name](y)
+            got = {"y_true": y, "y_pred": p, "pairs_per_s": 10.0, "n_unparsed": 0,
+                   "metrics": task_metrics(task.kind, y, p),
+                   "texts": [f"The accurate value is {v:.2f}." for v in p]}  # fmt: skip
+            if set_name in swap:
+                got["y_pred_swapped"] = self.swapped.get(name, self.predictions[name])(y)
+            out["tests"][set_name] = got
         return out
 
 
-def test_lm_sections_claim_against_the_trivial_baseline_first():
+def _pair_frame(n, rng, target, solvents):
+    return pd.DataFrame({"smiles_1": [f"C{'C' * (i % 7)}O" for i in range(n)],
+                         "smiles_2": [solvents[i % len(solvents)] for i in range(n)],
+                         target: rng.normal(size=n), "temperature": 298.0})  # fmt: skip
+
+
+def test_lm_gate_withholds_comparisons_between_variants_that_fail_it():
     rng = np.random.default_rng(0)
-    n = 60
-    fs_train = pd.DataFrame({"smiles_1": ["CCO"] * n, "smiles_2": ["O"] * n,
-                             "freesolv": rng.normal(size=n)})  # fmt: skip
-    fs_test = fs_train.assign(freesolv=rng.normal(size=n))
-    noise = {name: 0.05 for name in moltc.LM_VARIANTS} | {"MolTC, no CoT": 1.0}
-    session = _FakeSession(
-        {name: (lambda y, s=s: y + rng.normal(scale=s, size=len(y))) for name, s in noise.items()}
-    )
-    lm_sets = {"freesolv-pairs": (fs_train, fs_test)}
-    pretraining = Results(artefacts={"session": session, "lm_sets": lm_sets})
+    y = rng.normal(size=200)
     settings = moltc.Settings.for_profile("smoke")
-    res = moltc.freesolv_lm(settings, pretraining)
-    assert (
-        len(res.claims) == 3 and res.claims[0].claim == "MolTC beats the training mean (FreeSolv)"
+    task = moltc.TASKS["freesolv-pairs"]
+    mean = ("training mean", np.zeros_like(y))
+    good = y + rng.normal(scale=0.3, size=200)
+    better = y + rng.normal(scale=0.1, size=200)
+    near_mean = 0.05 * y  # learnt almost nothing, but lands closer than the mean
+    gates, comparisons = moltc.lm_gate_and_comparisons(
+        settings, task, "toy", y, {"MolTC": better, moltc.SMILES_ONLY: good}, mean
     )
-    assert res.claims[0].verdict == "holds" and res.claims[0].ours < 0  # RMSE: lower is better
-    assert res.claims[2].verdict == "holds"  # CoT (noise 0.05) vs no CoT (noise 1.0)
-    assert res.claims[1].verdict == UNDECIDED  # equal noise: graph tokens vs SMILES only
-    assert list(res.claims_frame().columns) == list(CLAIM_COLUMNS)
+    assert [g.verdict for g in gates] == ["holds", "holds"]
+    assert [c.verdict for c in comparisons] == ["holds"]
+    assert comparisons[0].claim.startswith("graph tokens beat SMILES only")
+    assert comparisons[0].detail.endswith("every arm passes its gate")
+    gates, comparisons = moltc.lm_gate_and_comparisons(
+        settings, task, "toy", y, {"MolTC": near_mean, moltc.SMILES_ONLY: np.zeros_like(y)}, mean
+    )
+    assert gates[0].verdict == "holds" and gates[1].verdict == UNDECIDED  # the mean itself
+    assert comparisons[0].verdict == "not judged" and math.isnan(comparisons[0].ours)
+    assert "gate undecided: SMILES only" in comparisons[0].detail
+    assert "MolTC beats" not in comparisons[0].detail  # only the failed gate is named
+    # the CoT comparison is for regression only; variants that did not run get no comparison
+    ddi = moltc.TASKS["chchminer"]
+    labels = (y > 0).astype(float)
+    preds = {"MolTC": labels * 0.6 + 0.2, "MolTC, no CoT": np.full(200, 0.5)}
+    _, comparisons = moltc.lm_gate_and_comparisons(
+        settings, ddi, "toy", labels, preds, ("chance", np.full(200, 0.5))
+    )
+    assert comparisons == []
+
+
+def test_lm_sections_gate_then_compare_on_the_same_pairs():
+    rng = np.random.default_rng(0)
+    n = 200
+    settings = moltc.Settings.for_profile("smoke")
+    fs = _pair_frame(n, rng, "freesolv", ["O"])
+    lm_sets = {"freesolv-pairs": (fs, fs, {"grouped (LM test pairs)": fs.iloc[:120]}, fs)}
+    noise = {"MolTC": 0.1, moltc.SMILES_ONLY: 0.5}
+    session = _FakeSession(
+        {m: (lambda y, s=s: y + rng.normal(scale=s, size=len(y))) for m, s in noise.items()}
+    )
+    pretraining = Results(artefacts={"session": session, "lm_sets": lm_sets})
+    res = moltc.freesolv_lm(settings, pretraining)
+    assert [c.verdict for c in res.claims] == ["holds", "holds", "holds"]
+    assert res.claims[0].claim == "MolTC beats training mean (freesolv-pairs, grouped split)"
+    assert res.claims[2].claim.startswith("graph tokens beat SMILES only")
+    table = res.artefacts["tables"]["grouped (LM test pairs)"]
+    assert list(table.index) == ["training mean", "Morgan + gradient boosting", "MolTC",
+                                 moltc.SMILES_ONLY]  # fmt: skip
+    assert table.loc["MolTC", "distinct answers"] == 120 and len(res.artefacts["cot_examples"]) == 6
     frame = res.frame()
-    moltc_rows = frame[frame.method == "MolTC"].metric.tolist()
-    assert moltc_rows == ["mae", "rmse", "r2", "train tokens/s", "inference pairs/s",
-                          "swap_mean_abs_change", "unparsed answers"]  # fmt: skip
-    assert set(frame.note) == {f"LM fine-tuned on {n} pairs (1 epoch), scored on {n} test pairs"}
-    assert len(res.artefacts["vs_training_mean"]) == len(moltc.LM_VARIANTS)
-    assert len(res.artefacts["ablations"]) == 3 and len(res.artefacts["cot_examples"]) == 6
-    # DDI: MolTC is judged against the no-chemistry prior (fitted on the cold training part) first
-    ddi = pd.DataFrame({"smiles_1": [f"A{i}" for i in range(n)], "smiles_2": ["B"] * n,
-                        "label": (np.arange(n) % 2).astype(float)})  # fmt: skip
-    cold = Results(artefacts={"ddi_unique": ddi, "splits": {0: {"train": np.arange(n)}}})
-    probs = {
-        "MolTC": lambda y: 0.8 * y + 0.1,
-        "SMILES only (same LM, no graph tokens)": lambda y: np.full(len(y), 0.5),
-    }
-    unseen = ddi.assign(smiles_1=[f"C{i}" for i in range(n)])  # drug-cold: A_i are not tested
-    pretraining.artefacts.update(session=_FakeSession(probs), lm_sets={"chchminer": (ddi, unseen)})
-    res = moltc.ddi_lm(settings, pretraining, cold)
-    assert [c.metric for c in res.claims] == ["roc_auc", "roc_auc"]
-    assert res.claims[0].claim == "MolTC beats the no-chemistry prior (drug-cold DDI)"
-    assert res.claims[0].verdict == "holds" and res.claims[1].verdict == "holds"
-    assert res.artefacts["lm_prior_roc_auc"] == pytest.approx(0.5)  # unseen C_i: one score
-    lines = moltc.findings(res, settings)
-    assert any(line.startswith("LM on the drug-cold subset: MolTC 1.000") for line in lines)
+    assert set(frame.split) == {"grouped (LM test pairs)"}
+    assert frame[frame.method == "MolTC"].note.iloc[0] == (
+        f"LM fine-tuned on {n} pairs (1 epochs); 120 test pairs"
+    )
+    # the role test on a set whose second molecule varies: both variants scored swapped
+    cs = _pair_frame(n, rng, "logS", ["O", "CCO", "CC(C)=O", "ClCCl"])
+    lm_sets["combisolu"] = (cs, cs, {"random (LM test pairs)": cs.iloc[:100]}, cs)
+    session = _FakeSession(
+        {"MolTC": lambda y: y + 0.05, "MolTC, shared projector": lambda y: 0.0 * y},
+        swapped={"MolTC": lambda y: y - 1.0, "MolTC, shared projector": lambda y: 0.0 * y},
+    )
+    pretraining.artefacts["session"] = session
+    role = moltc.role_lm(settings, pretraining)
+    swap = role.frame().query("metric == 'swap_mean_abs_change'").set_index("method").value
+    assert swap["MolTC"] == pytest.approx(1.05) and swap["MolTC, shared projector"] == 0.0
+    assert [c.verdict for c in role.claims] == ["holds", UNDECIDED, "not judged"]
+    assert role.claims[2].claim.startswith("role-separated projectors beat one shared projector")
+    lines = moltc.findings(res + role, settings)
+    assert any(
+        line.startswith("Not judged (an arm fails its gate): role-separated") for line in lines
+    )
+    assert any("Swap test on combisolu" in line and "MolTC: 1.05" in line for line in lines)
+
+
+def test_ddi_lm_gates_against_chance_and_the_prior():
+    n = 120
+    train = pd.DataFrame({"smiles_1": ["C" * (i % 20 + 1) + "O" for i in range(n)],
+                          "smiles_2": ["CCl"] * n,
+                          "label": (np.arange(n) % 2).astype(float)})  # fmt: skip
+    both_unseen = pd.DataFrame({"smiles_1": ["C" * (i % 40 + 1) + "N" for i in range(n)],
+                                "smiles_2": ["c1ccccc1"] * n,
+                                "label": (np.arange(n) % 2).astype(float)})  # fmt: skip
+    one_unseen = both_unseen.assign(smiles_2="CCl")
+    tests = {mx.LM_BOTH_UNSEEN: both_unseen, mx.LM_ONE_UNSEEN: one_unseen}
+    probs = {"MolTC": lambda y: 0.6 * y + 0.2, moltc.SMILES_ONLY: lambda y: np.full(len(y), 0.5)}
+    session = _FakeSession(probs)
+    pretraining = Results(
+        artefacts={"session": session, "lm_sets": {"chchminer": (train, train, tests, train)}}
+    )
+    settings = moltc.Settings.for_profile("smoke").with_overrides(n_bits=32)
+    res = moltc.ddi_lm(settings, pretraining)
+    gates = res.claims_frame().set_index("claim").verdict
+    assert gates["MolTC beats chance (constant score) (chchminer, both drugs unseen)"] == "holds"
+    prior = "MolTC beats per-drug prior (no chemistry) (chchminer, one drug unseen)"
+    assert gates[prior] == "holds"  # CCl's training rate is one number for every test pair
+    assert res.claims[-1].verdict == "not judged"  # SMILES only is a constant score
+    assert res.artefacts["tables"][mx.LM_BOTH_UNSEEN].loc["MolTC", "swap_label_agreement"] == 1.0
 
 
 def test_results_table_and_figures():
@@ -460,16 +583,21 @@ def test_results_table_and_figures():
     res = Results()
     for seed, value in ((0, 0.6), (1, 0.7)):
         res.add_row("chchminer", "prior", "roc_auc", value, seed, "drug_cold")
+    res.add_row("chchminer", "MolTC", "roc_auc", 0.9, 0, mx.LM_ONE_UNSEEN)
     res.add_row("freesolv-pairs", "training mean", "rmse", 3.0, 0, "grouped")
     res.add_row("chchminer", "data", "dedup: rows", 10, 0, "drug_cold")
     table = moltc.results_table(res)
     assert table.loc["prior", ("chchminer", "drug_cold", "roc_auc")] == "0.650 ± 0.071"
     assert "data" not in table.index
-    assert len(moltc.figures.baseline_bars(res.frame()).axes) == 2
-    assert moltc.figures.pipeline() is not None
+    fig = moltc.figures.baseline_bars(res.frame())
+    assert len(fig.axes) == 2 and len(fig.axes[0].patches) == 1  # the LM set is left out
+    assert moltc.figures.pipeline() is not None and moltc.figures.stages() is not None
     y = np.array([0.0, 1.0, 1.0, 0.0])
-    runs = {"MolTC": {"y_true": y, "y_pred": y * 0.5}}
-    assert moltc.figures.roc_curves(y, {"prior": y}, runs).axes
-    assert len(moltc.figures.parity_plots(y, {"GBM": y}, runs, ["MolTC"]).axes) == 2
+    runs = {"MolTC": {"tests": {"s": {"y_true": y, "y_pred": y * 0.5}}}}
+    lm = {"runs": runs, "trivial": {"s": ("chance", np.full(4, 0.5))},
+          "tables": {"s": pd.DataFrame({"roc_auc": [0.5, 1.0]}, index=["chance", "MolTC"])},
+          "context": {"s": {"GBM": y}}}  # fmt: skip
+    assert "n = 4, seed 0" in moltc.figures.roc_curves(lm).axes[0].get_title()
+    assert len(moltc.figures.parity_plots(lm).axes) == 2  # GBM, then MolTC
     frame = pd.DataFrame({"a": ["x"], "b": ["y"]})
     assert moltc.figures.text_table(frame, "t").axes

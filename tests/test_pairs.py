@@ -120,3 +120,29 @@ def test_make_pair_split_by_name():
     with pytest.raises(ValueError, match="unknown split"):
         make_pair_split(df, "scaffold")
     assert set(PAIR_SPLITS) == {"upstream", "random", "grouped", "drug_cold", "drug_cold_both"}
+
+
+def test_straddling_pairs_are_the_one_drug_unseen_pairs_of_a_both_unseen_split():
+    from molkit.data.pairs import deduplicate_pairs, drug_cold_split, straddling_pairs
+
+    rng = np.random.default_rng(0)
+    drugs = [f"{'C' * (i + 1)}O" for i in range(30)]
+    pairs = {tuple(sorted(rng.choice(drugs, 2, replace=False))) for _ in range(300)}
+    df = pd.DataFrame(sorted(pairs), columns=["smiles_1", "smiles_2"]).assign(label=1.0)
+    df, _ = deduplicate_pairs(df)
+    split = drug_cold_split(df, seed=0, unseen="both")
+    idx = straddling_pairs(df, split)
+    train = set(df.smiles_1.iloc[split["train"]]) | set(df.smiles_2.iloc[split["train"]])
+    test = set(df.smiles_1.iloc[split["test"]]) | set(df.smiles_2.iloc[split["test"]])
+    assert len(idx) > 0 and not set(idx) & {i for part in split.values() for i in part}
+    for a, b in zip(df.smiles_1.iloc[idx], df.smiles_2.iloc[idx], strict=True):
+        assert (a in train and b in test) or (a in test and b in train)
+    expected = [
+        i for i, (a, b) in enumerate(zip(df.smiles_1, df.smiles_2, strict=True))
+        if (a in train and b in test) or (a in test and b in train)
+    ]  # fmt: skip
+    assert idx.tolist() == expected
+    with pytest.raises(ValueError, match="drug_cold_both"):
+        straddling_pairs(df, drug_cold_split(df, seed=0, unseen="one"))
+    with pytest.raises(KeyError, match="no part 'holdout'"):
+        straddling_pairs(df, split, parts=("train", "holdout"))

@@ -208,7 +208,7 @@ def fit_gradient_boosting(
         verbosity=-1,
     )
     stop = lgb.early_stopping(patience, first_metric_only=True, verbose=False)
-    return model.fit(x_train, y_train, eval_set=[(x_valid, y_valid)], callbacks=[stop])
+    return model.fit(x_train, y_train, eval_X=(x_valid,), eval_y=(y_valid,), callbacks=[stop])
 
 
 def fit_predict_per_task(
