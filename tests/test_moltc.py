@@ -35,6 +35,9 @@ def test_settings_profiles_and_overrides():
     assert default.ddi_rows is None and default.lm_train_pairs == 768 and default.num_beams == 1
     assert default.lm_pretrain_pairs == 0 and default.lm_test_pairs == 200
     assert default.lm_variants == ("MolTC", moltc.SMILES_ONLY) and default.role_set == "combisolu"
+    assert default.ddi_variants == ("MolTC",) and default.lm_freesolv_epochs == 8.0
+    assert smoke.ddi_variants == full.ddi_variants == ("MolTC", moltc.SMILES_ONLY)
+    assert (default.gin_hidden, default.gin_layers, default.gin_patience) == (128, 4, 10)
     assert full.lm_model == "facebook/galactica-1.3b" and full.num_beams == 5
     assert full.lm_train_pairs is None and full.lm_pretrain_pairs > 0
     assert "MolTC, no pre-training" in full.lm_variants
@@ -51,6 +54,8 @@ def test_settings_profiles_and_overrides():
         smoke.with_overrides(lm_variants=("SMILES only (same LM, no graph tokens)",))
     with pytest.raises(ValueError, match="unknown: \\['MolTC, bigger'\\]"):
         smoke.with_overrides(role_variants=("MolTC", "MolTC, bigger"))
+    with pytest.raises(ValueError, match="ddi_variants must hold 'MolTC'"):
+        smoke.with_overrides(ddi_variants=(moltc.SMILES_ONLY,))
     with pytest.raises(ValueError, match="needs lm_pretrain_pairs > 0"):
         smoke.with_overrides(lm_variants=("MolTC", "MolTC, no pre-training"))
     with pytest.raises(ValueError, match="role_set must be a regression pair set"):
@@ -108,7 +113,7 @@ def test_pair_graphs_and_pair_gin_roles():
     assert graphs[0].num_nodes == 10 and graphs[0].role.tolist() == [0] * 3 + [1] * 7
     batch = Batch.from_data_list(graphs)
     torch.manual_seed(0)
-    for combine, invariant in (("symmetric", True), ("concat", False)):
+    for combine, invariant in (("symmetric", True), ("concat", False), ("interaction", False)):
         model = moltc.PairGIN(1, combine=combine, hidden=16, num_layers=2).eval()
         out = model(batch)
         assert out.shape == (2, 1)
@@ -118,6 +123,25 @@ def test_pair_graphs_and_pair_gin_roles():
     assert mask.sum(-1).tolist() == [[3, 7], [7, 3]]
     with pytest.raises(ValueError, match="combine"):
         moltc.PairGIN(1, combine="max")
+
+
+def test_pair_gin_interaction_layer_masks_padding_and_reads_the_partner():
+    from torch_geometric.data import Batch
+
+    torch.manual_seed(0)
+    model = moltc.PairGIN(1, combine="interaction", hidden=16, num_layers=2).eval()
+    graphs = moltc.pair_graphs(["CCO", "CCO", "CC(=O)Oc1ccccc1C(=O)O"], ["O", "CCCCCCO", "O"])
+    with torch.no_grad():
+        alone = model(Batch.from_data_list(graphs[:1]))
+        batched = model(Batch.from_data_list(graphs))
+        h = model.interaction_embeddings(Batch.from_data_list(graphs))
+    # padding atoms (pair 1 is padded to aspirin's 13 atoms in the batch) change nothing
+    torch.testing.assert_close(alone[0], batched[0], atol=1e-5, rtol=1e-5)
+    assert h.shape == (3, 2, 32)
+    # same solute, another solvent: the solute's pooled features change through the interaction
+    # map (the second half), its own atoms' half does not
+    assert not torch.allclose(h[0, 0, 16:], h[1, 0, 16:], atol=1e-4)
+    torch.testing.assert_close(h[0, 0, :16], h[1, 0, :16])
 
 
 def test_fit_pair_gin_learns_a_separable_toy_task():

@@ -120,8 +120,10 @@ class Settings(BaseSettings):
     tasks whose `PairTask` asks for them and the context columns; sets under `GBM_SMALL_SET` pairs
     use the ``gbm_*`` settings (FreeSolv), larger ones ``gbm_large_*``.
 
-    The LM sections: ``lm_variants`` run on DDI and FreeSolv, ``role_variants`` on ``role_set``
-    (a set whose second molecule varies); ``lm_pretrain_pairs`` = 0 leaves MolTC's pair
+    The LM sections: ``ddi_variants`` run on DDI (MolTC alone in ``default``: at its one epoch
+    neither LM beat chance in earlier records, and the time went to FreeSolv's epochs),
+    ``lm_variants`` on FreeSolv, ``role_variants`` on ``role_set`` (a set whose second molecule
+    varies); ``lm_pretrain_pairs`` = 0 leaves MolTC's pair
     pre-training out (``default``); ``lm_train_pairs`` caps each task's LM training pairs (FreeSolv
     is smaller), ``lm_test_pairs`` each test set; ``lm_*_epochs`` the passes per task."""
 
@@ -143,10 +145,11 @@ class Settings(BaseSettings):
     gbm_large_lr: float = 0.1
     gbm_large_leaves: int = 63
     gbm_large_patience: int = 100
-    gin_hidden: int = 64  # the pair-GIN baseline (the LM's GIN is 5 x lm_gin_hidden)
-    gin_layers: int = 3
+    gin_hidden: int = 128  # the pair-GIN baseline (the LM's GIN is 5 x lm_gin_hidden)
+    gin_layers: int = 4
     gin_epochs: int = 2
-    gin_min_steps: int = 150  # small sets get more epochs (FreeSolv: ~16 batches of 32 an epoch)
+    gin_min_steps: int = 1500  # small sets get more epochs (FreeSolv: ~17 batches of 32 an epoch)
+    gin_patience: int = 10  # epochs without a better validation loss before the pair GIN stops
     seeds: tuple[int, ...] = (0, 1, 2)
     lm_model: str = "smollm2-135m-instruct"  # registry name, folder or HF id; or SMOKE_LM
     lm_gin_hidden: int = 300
@@ -157,6 +160,7 @@ class Settings(BaseSettings):
     projector_lr: float = 1e-3
     lm_pretrain_pairs: int = 0  # 0: no pair pre-training (it runs in full)
     lm_variants: tuple[str, ...] = ("MolTC", SMILES_ONLY)
+    ddi_variants: tuple[str, ...] = ("MolTC",)
     role_variants: tuple[str, ...] = ("MolTC", "MolTC, shared projector")
     role_set: str = "combisolu"
     role_split: str = "random"
@@ -164,7 +168,7 @@ class Settings(BaseSettings):
     lm_test_pairs: int | None = 200  # per test set; None: the whole test part
     freesolv_lm_test: float = 0.33  # FreeSolv's LM split: test share (642 pairs -> 212)
     lm_ddi_epochs: float = 1.0
-    lm_freesolv_epochs: float = 3.0
+    lm_freesolv_epochs: float = 8.0
     lm_role_epochs: float = 1.0
     smiles_chars: int = 24
     max_new_tokens: int = 34  # the longest FreeSolv CoT target is 29 tokens + EOS
@@ -178,10 +182,10 @@ class Settings(BaseSettings):
             "ddi_rows": 1200, "reg_rows": 300, "regression_sets": ("freesolv-pairs", "combisolu"),
             "n_bits": 128, "gbm_iter": 20, "gbm_large_iter": 20, "gbm_patience": 5,
             "gbm_large_patience": 5, "gin_hidden": 16, "gin_layers": 2, "gin_epochs": 1,
-            "gin_min_steps": 0, "seeds": (0,), "lm_model": "tiny-random-llama",
+            "gin_min_steps": 0, "gin_patience": 3, "seeds": (0,), "lm_model": "tiny-random-llama",
             "lm_gin_hidden": 32, "projector_layers": 1, "lm_train_pairs": 8, "lm_test_pairs": 6,
             "smiles_chars": 16, "max_new_tokens": 8, "lm_lr": 5e-4, "lm_freesolv_epochs": 1.0,
-            "lm_eval_batch_size": 4,
+            "lm_eval_batch_size": 4, "ddi_variants": ("MolTC", SMILES_ONLY),
         },
         "default": {},
         "full": {
@@ -190,6 +194,7 @@ class Settings(BaseSettings):
             "lm_pretrain_pairs": 20000,
             "lm_variants": ("MolTC", SMILES_ONLY, "MolTC, no CoT", "MolTC, no pre-training",
                             "MolTC, random Q-Former"),
+            "ddi_variants": ("MolTC", SMILES_ONLY),
             "lm_train_pairs": None, "lm_test_pairs": None, "lm_ddi_epochs": 3.0,
             "lm_freesolv_epochs": 10.0, "lm_role_epochs": 5.0, "smiles_chars": 256,
             "max_new_tokens": 40, "num_beams": 5, "lm_lr": 1e-4, "projector_lr": 1e-4,
@@ -198,10 +203,11 @@ class Settings(BaseSettings):
     }  # fmt: skip
 
     def __post_init__(self) -> None:
-        if not all(isinstance(v, tuple) for v in (self.lm_variants, self.role_variants)):
+        names = ("lm_variants", "ddi_variants", "role_variants")
+        if not all(isinstance(getattr(self, n), tuple) for n in names):
             return  # the contract's type check names the bad value
         known = set(lm_variants(True))
-        for field_name in ("lm_variants", "role_variants"):
+        for field_name in names:
             unknown = [v for v in getattr(self, field_name) if v not in known]
             if unknown or "MolTC" not in getattr(self, field_name):
                 raise ValueError(
@@ -267,8 +273,9 @@ def run_baselines(
     """Every baseline on one split: the no-chemistry per-drug prior (classification,
     `molkit.methods.baselines.DrugPrior`) or the training mean (regression), with ``gbm`` Morgan
     bits of both molecules + gradient boosting (``task.extra`` context columns appended), and with
-    ``gin`` the pair GIN (symmetric head for DDI, role-aware otherwise; pass ``graphs =
-    pair_graphs(...)`` of ``df`` to reuse them across splits). Returns tidy rows (method, metric,
+    ``gin`` the pair GIN (symmetric head for DDI, role-aware otherwise; early stopping after
+    ``gin_patience`` epochs without a better validation loss; pass ``graphs = pair_graphs(...)``
+    of ``df`` to reuse them across splits). Returns tidy rows (method, metric,
     value; ``seconds`` of wall time included) and the test predictions per method."""
     y = df[task.target].to_numpy(dtype=float)
     tr, va, te = split["train"], split["valid"], split["test"]
@@ -311,7 +318,8 @@ def run_baselines(
             combine="symmetric" if task.kind == "classification" else "concat",
             hidden=settings.gin_hidden, num_layers=settings.gin_layers,
             epochs=settings.gin_epochs, batch_size=int(np.clip(len(tr) // 16, 32, 256)),
-            patience=3, seed=seed, progress=progress, min_steps=settings.gin_min_steps,
+            patience=settings.gin_patience, seed=seed, progress=progress,
+            min_steps=settings.gin_min_steps,
         )  # fmt: skip
         preds[PAIR_GIN] = fitted.predict([graphs[i] for i in te])
         seconds[PAIR_GIN] = time.perf_counter() - start
@@ -567,7 +575,7 @@ def pair_pretraining(
     report = None
     if settings.lm_pretrain_pairs:
         report = session.pretrain(pool, pool, settings.lm_pretrain_pairs)
-        if SMILES_ONLY in settings.lm_variants:
+        if SMILES_ONLY in (*settings.lm_variants, *settings.ddi_variants):
             session.pretrain(pool, pool, settings.lm_pretrain_pairs, graph_tokens=False)
         note = f"{settings.lm_pretrain_pairs} random pairs, {report.tokens} tokens"
         res.add_row("pretraining", "MolTC pair pre-training", "train tokens/s",
@@ -726,7 +734,7 @@ def _gbm_on(settings: Settings, full_train: pd.DataFrame, valid: pd.DataFrame,
 
 
 def ddi_lm(settings: Settings, pretraining: Results) -> Results:
-    """§7: ``lm_variants`` fine-tuned on the DDI training pairs of the both-unseen split, one model
+    """§7: ``ddi_variants`` fine-tuned on the DDI training pairs of the both-unseen split, one model
     each, scored on both test sets (MolTC also with the drugs swapped). The gate: beat chance on
     both drugs unseen (a constant score, ROC-AUC 0.5), beat the no-chemistry prior (fitted on the
     whole training part) where one drug is seen; then the one-factor comparisons. Gradient
@@ -745,7 +753,7 @@ def ddi_lm(settings: Settings, pretraining: Results) -> Results:
             trivial[name] = (PRIOR, p)
             context[name] = {GBM: gbm[name]}
     labels = {LM_BOTH_UNSEEN: "both drugs unseen", LM_ONE_UNSEEN: "one drug unseen"}
-    res = _lm_task(settings, pretraining, DDI, settings.lm_variants, settings.lm_ddi_epochs,
+    res = _lm_task(settings, pretraining, DDI, settings.ddi_variants, settings.lm_ddi_epochs,
                    trivial, labels, swap=("MolTC",), context=context)  # fmt: skip
     res.artefacts["trivial"] = trivial
     return res

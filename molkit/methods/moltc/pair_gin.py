@@ -1,7 +1,7 @@
 """MolTC's pair baselines with chemistry: both molecules' Morgan bits side by side
 (``pair_fingerprints``, for `molkit.methods.baselines.fit_gradient_boosting`), and the pair GIN
 (``PairGIN``: one GIN shared by both molecules of a pair graph, an MLP head on the two molecule
-embeddings; ``fit_pair_gin`` trains it).
+embeddings, optionally after CIGIN's atom-level interaction layer; ``fit_pair_gin`` trains it).
 
 The pair GIN is MolTC's own and not `molkit.methods.baselines.GINBaseline`: that one embeds one
 molecule per graph, this one reads a pair graph (two disconnected molecules, ``role`` marking
@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "COMBINE",
     "FittedPairGIN",
     "PairGIN",
     "fit_pair_gin",
@@ -85,11 +86,19 @@ def pair_graphs(smiles_1: Sequence[str], smiles_2: Sequence[str], progress: bool
     return out
 
 
+#: How `PairGIN` combines the two molecules.
+COMBINE = ("concat", "symmetric", "interaction")
+
+
 class PairGIN(nn.Module):
     """One GIN shared by both molecules of a pair graph (see :func:`pair_graphs`) and an MLP head.
 
     ``combine="concat"``: head on [h1, h2] (role-aware: solute / solvent); ``"symmetric"``: head on
-    [h1 + h2, h1 * h2] (invariant to swapping the molecules, for DDI).
+    [h1 + h2, h1 * h2] (invariant to swapping the molecules, for DDI); ``"interaction"``: CIGIN's
+    interaction layer (Pathak et al., AAAI 2020) before pooling: the map I = tanh(H1 H2^T) between
+    every atom of molecule 1 and every atom of molecule 2, each atom's embedding extended by what it
+    sees of the other molecule ([H1, I H2] and [H2, I^T H1]), mean-pooled per molecule (CIGIN uses
+    Set2Set) and the head on the two (role-aware).
     ``forward(batch)`` -> (B, n_tasks).
     """
 
@@ -105,13 +114,13 @@ class PairGIN(nn.Module):
         from molkit.models.gnn import GIN
 
         super().__init__()
-        if combine not in ("concat", "symmetric"):
-            raise ValueError(f"combine must be 'concat' or 'symmetric', not {combine!r}")
+        if combine not in COMBINE:
+            raise ValueError(f"combine must be one of {COMBINE}, not {combine!r}")
         self.gin = gin if gin is not None else GIN(**gin_kwargs)
         self.combine = combine
         d = self.gin.out_dim
         self.head = nn.Sequential(
-            nn.Linear(2 * d, head_hidden),
+            nn.Linear((4 if combine == "interaction" else 2) * d, head_hidden),
             nn.ReLU(),
             nn.Dropout(dropout),
             nn.Linear(head_hidden, n_tasks),
@@ -132,7 +141,21 @@ class PairGIN(nn.Module):
         counts = torch.bincount(index, minlength=n).clamp(min=1).unsqueeze(1).to(nodes.dtype)
         return (sums / counts).view(-1, 2, nodes.shape[1])
 
+    def interaction_embeddings(self, batch):
+        """CIGIN's interaction layer: per molecule the masked mean of [H, I H_other] with
+        I = tanh(H1 H2^T) over real atoms only, (B, 2, 2d)."""
+        dense, mask = self.node_embeddings(batch)
+        h1, h2 = dense[:, 0], dense[:, 1]
+        m1, m2 = mask[:, 0].to(h1.dtype), mask[:, 1].to(h2.dtype)
+        inter = torch.tanh(h1 @ h2.transpose(1, 2)) * m1.unsqueeze(2) * m2.unsqueeze(1)
+        f1 = torch.cat([h1, inter @ h2], dim=-1)
+        f2 = torch.cat([h2, inter.transpose(1, 2) @ h1], dim=-1)
+        return torch.stack([_masked_mean(f1, m1), _masked_mean(f2, m2)], dim=1)
+
     def forward(self, batch):
+        if self.combine == "interaction":
+            h = self.interaction_embeddings(batch)
+            return self.head(torch.cat([h[:, 0], h[:, 1]], dim=1))
         h = self.molecule_embeddings(batch)
         h1, h2 = h[:, 0], h[:, 1]
         if self.combine == "concat":
@@ -140,6 +163,11 @@ class PairGIN(nn.Module):
         else:
             z = torch.cat([h1 + h2, h1 * h2], dim=1)
         return self.head(z)
+
+
+def _masked_mean(features, mask):
+    """Mean over the real atoms: features (B, M, k), mask (B, M) of 0 / 1 -> (B, k)."""
+    return (features * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
 
 
 def _n_pairs(batch) -> int:
