@@ -26,6 +26,7 @@ def load_causal_lm(
     name_or_path: str | os.PathLike,
     dtype: torch.dtype | None = None,
     device: str | torch.device | None = None,
+    quantization_config: Any = None,
 ) -> tuple[Any, Any]:
     """``(model, tokenizer)`` ready for `generate`: eval mode, pad token set, left padding.
 
@@ -33,6 +34,9 @@ def load_causal_lm(
     init. ``device`` defaults to `default_device()`; ``dtype`` to the precision policy's weights
     for generation (`molkit.models.runtime.inference_dtype`: bf16 where the policy resolves to
     bf16, else float32). Fine-tuning loads float32 weights (`molkit.models.lm_training.load_lm`).
+    ``quantization_config`` (e.g. a ``transformers.BitsAndBytesConfig``) goes to
+    ``from_pretrained``, which then places the model on ``device`` itself (a quantized model is
+    not moved afterwards); ``dtype`` then applies to the weights left unquantized.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -40,7 +44,13 @@ def load_causal_lm(
     tokenizer = AutoTokenizer.from_pretrained(path)
     device = torch.device(device) if device is not None else default_device()
     dtype = dtype if dtype is not None else inference_dtype(device)
-    model = load_pretrained_checked(AutoModelForCausalLM, path, dtype=dtype)
+    placement: dict[str, Any] = {}
+    if quantization_config is not None:
+        where = device
+        if where.type == "cuda" and where.index is None:
+            where = torch.device("cuda", torch.cuda.current_device())
+        placement = {"quantization_config": quantization_config, "device_map": {"": where}}
+    model = load_pretrained_checked(AutoModelForCausalLM, path, dtype=dtype, **placement)
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is not None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -50,7 +60,9 @@ def load_causal_lm(
     tokenizer.padding_side = "left"
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model.to(device).eval(), tokenizer
+    if quantization_config is None:
+        model = model.to(device)
+    return model.eval(), tokenizer
 
 
 def has_chat_template(tokenizer: Any) -> bool:

@@ -2,9 +2,11 @@
 
 The pieces, in the order a method uses them:
 
-* :func:`load_lm`: `molkit.models.causal_lm.load_causal_lm` with float32 weights for training: a
-  registry name (``smollm2-135m-instruct``), a local folder or a Hugging Face id ->
-  ``(model, tokenizer)``.
+* :func:`load_lm`: `molkit.models.causal_lm.load_causal_lm` for training: a registry name
+  (``smollm2-135m-instruct``), a local folder or a Hugging Face id -> ``(model, tokenizer)``, with
+  float32 weights by default, bfloat16 weights (``dtype="bf16"``) or QLoRA's 4-bit NF4 weights
+  (``quantization="4bit"``, CUDA and ``bitsandbytes`` only) for LoRA on models that float32 would
+  not fit; `molkit.models.memory` estimates what a setting needs before anything loads.
 * :class:`FewShotTemplate` and :func:`fit_fewshot_prompt`: prompts made of solved examples followed
   by a query, dropping the first examples until the prompt fits a token budget.
 * :func:`encode_example`: prompt + answer -> token ids with an **answer-only loss mask** (labels
@@ -51,6 +53,11 @@ __all__ = [
     "TrainReport",
     "FewShotTemplate",
     "load_lm",
+    "LM_DTYPES",
+    "LM_QUANTIZATIONS",
+    "check_lm_dtype",
+    "check_lm_quantization",
+    "four_bit_unavailable",
     "fit_fewshot_prompt",
     "encode_example",
     "collate_examples",
@@ -74,13 +81,113 @@ ExtraEmbeddings = Callable[[Sequence[int]], Sequence[Tensor]]
 # ---------------------------------------------------------------- loading
 
 
-def load_lm(name_or_path: str | os.PathLike, device: str | torch.device | None = None):
+#: Weight dtypes `load_lm` loads for training (the ``lm_dtype`` setting): float32 (the default,
+#: bf16 compute through autocast) or bfloat16 weights (half the memory; LoRA adapters stay float32).
+LM_DTYPES = ("fp32", "bf16")
+#: Quantizations `load_lm` offers (the ``lm_quantization`` setting): none, or QLoRA's 4-bit NF4.
+LM_QUANTIZATIONS = (None, "4bit")
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+_DTYPE_ALIASES = {"float32": "fp32", "bfloat16": "bf16"}
+
+
+def check_lm_dtype(value: str | torch.dtype) -> str:
+    """``value`` as one of `LM_DTYPES` (``float32`` / ``bfloat16`` and the torch dtypes accepted),
+    else a ValueError naming the setting and the valid values."""
+    if isinstance(value, torch.dtype):
+        value = {v: k for k, v in _DTYPES.items()}.get(value, str(value))
+    text = str(value).strip().lower()
+    text = _DTYPE_ALIASES.get(text, text)
+    if text not in LM_DTYPES:
+        raise ValueError(
+            f"unknown LM weight dtype {value!r} (the lm_dtype setting); "
+            f"choose one of {', '.join(LM_DTYPES)}"
+        )
+    return text
+
+
+def check_lm_quantization(value: str | None) -> str | None:
+    """``value`` as one of `LM_QUANTIZATIONS` (``None`` / ``"none"``: no quantization), else a
+    ValueError naming the setting and the valid values."""
+    if value is None or str(value).strip().lower() in ("", "none"):
+        return None
+    text = str(value).strip().lower()
+    if text not in LM_QUANTIZATIONS:
+        raise ValueError(
+            f"unknown LM quantization {value!r} (the lm_quantization setting); "
+            "choose one of None, '4bit'"
+        )
+    return text
+
+
+def four_bit_unavailable(device: str | torch.device | None = None) -> str | None:
+    """Why 4-bit loading cannot run here (no CUDA device, ``device`` not CUDA, no
+    ``bitsandbytes``), or None when it can."""
+    import importlib.util
+
+    reasons = []
+    if not torch.cuda.is_available():
+        reasons.append("no CUDA device is visible")
+    elif device is not None and torch.device(device).type != "cuda":
+        reasons.append(f"the device is {torch.device(device)}, not CUDA")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        reasons.append("bitsandbytes is not installed")
+    if not reasons:
+        return None
+    return (
+        f"lm_quantization='4bit' (QLoRA) needs a CUDA GPU and bitsandbytes, but "
+        f"{' and '.join(reasons)}: set lm_quantization=None, or install bitsandbytes on a CUDA "
+        "machine"
+    )
+
+
+def load_lm(
+    name_or_path: str | os.PathLike,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype = "fp32",
+    quantization: str | None = None,
+):
     """``(model, tokenizer)`` for fine-tuning: `molkit.models.causal_lm.load_causal_lm` (a registry
-    name, a local folder or a Hugging Face id; registry weights are hash-checked) with float32
-    weights (bf16 runs through autocast, `molkit.models.runtime`), eval mode, a pad token set."""
+    name, a local folder or a Hugging Face id; registry weights are hash-checked), eval mode, a pad
+    token set.
+
+    ``dtype`` (`LM_DTYPES`, the ``lm_dtype`` setting): ``"fp32"`` (default) loads float32 weights
+    (bf16 compute runs through autocast, `molkit.models.runtime`); ``"bf16"`` loads bfloat16
+    weights, half the memory, for LoRA on models too big for float32 (`apply_lora` keeps the
+    adapters float32; full fine-tuning of bf16 weights would update them in bf16).
+
+    ``quantization`` (`LM_QUANTIZATIONS`, the ``lm_quantization`` setting): ``"4bit"`` is QLoRA's
+    loading: every linear layer of the decoder in 4-bit NF4 with double quantization and bf16
+    compute (``transformers.BitsAndBytesConfig``), then ``peft.prepare_model_for_kbit_training``
+    (the base frozen, the weights left unquantized: embeddings, norms, output head, cast to
+    float32; activation checkpointing is left to ``TrainConfig.gradient_checkpointing``). It
+    needs a CUDA device and ``bitsandbytes`` (imported only then): without them a RuntimeError
+    says so (`four_bit_unavailable`). Train a 4-bit model through `apply_lora` only.
+    """
     from molkit.models.causal_lm import load_causal_lm
 
-    model, tokenizer = load_causal_lm(name_or_path, dtype=torch.float32, device=device)
+    dtype = check_lm_dtype(dtype)
+    quantization = check_lm_quantization(quantization)
+    load_kwargs: dict[str, Any] = {}
+    if quantization == "4bit":
+        problem = four_bit_unavailable(device)
+        if problem is not None:
+            raise RuntimeError(problem)
+        from transformers import BitsAndBytesConfig
+
+        load_kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+        dtype = "bf16"  # the unquantized weights load in bf16; prepare_... casts them to float32
+    model, tokenizer = load_causal_lm(
+        name_or_path, dtype=_DTYPES[dtype], device=device, **load_kwargs
+    )
+    if quantization == "4bit":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False).eval()
     if tokenizer.eos_token_id is None:
         raise ValueError(
             f"{name_or_path}: the tokenizer has no EOS token; "
@@ -255,7 +362,9 @@ def apply_lora(
     target_modules: str | list[str] = "all-linear",
 ):
     """Wrap ``model`` with LoRA adapters (``peft``); only the adapters train. ICMA's settings are
-    the defaults (r 32, alpha 64, dropout 0.1, every linear layer except the output head)."""
+    the defaults (r 32, alpha 64, dropout 0.1, every linear layer except the output head). The
+    adapters are float32 whatever the base weights' dtype (bf16 or 4-bit, `load_lm`): peft casts
+    them up (``autocast_adapter_dtype``) and casts each adapter's input to float32."""
     try:
         from peft import LoraConfig, TaskType, get_peft_model
     except ImportError as exc:
@@ -269,7 +378,7 @@ def apply_lora(
         lora_dropout=dropout,
         target_modules=target_modules,
     )
-    return get_peft_model(model, config)
+    return get_peft_model(model, config, autocast_adapter_dtype=True)
 
 
 @dataclass
