@@ -189,3 +189,14 @@ def test_lora_on_bf16_weights_trains_float32_adapters_only(tmp_path):
         if "lora_" not in name:
             original = name.replace("base_model.model.", "").replace(".base_layer", "")
             assert p.dtype == torch.bfloat16 and torch.equal(p, base[original]), name
+
+
+def test_readme_figures_for_llama_7b():
+    """README's "Running at paper scale": LoRA r 8, 4 x 512 tokens, gradient checkpointing."""
+    totals = [
+        memory.estimate_lm_memory(
+            LLAMA_7B, d, q, lora_r=8, batch_size=4, seq_len=512, gradient_checkpointing=True
+        ).total
+        for d, q in [("fp32", None), ("bf16", None), ("bf16", "4bit")]
+    ]
+    assert [round(t / 1e9) for t in totals] == [30, 15, 6]
