@@ -8,7 +8,11 @@
 - `RegexSmilesTokenizer`: the Schwaller regex SMILES tokenizer for rxnfp's vocabulary.
 - `load_causal_lm`, `generate`: batched generation with chat templates.
 - `load_lm`, `apply_lora`, `TrainConfig`, `train_causal_lm`, `generate_texts`, `splice_embeddings`:
-  fine-tuning a causal LM on prompt -> answer pairs (answer-only loss, LoRA, spliced-in embeddings).
+  fine-tuning a causal LM on prompt -> answer pairs (answer-only loss, LoRA on float32, bf16 or
+  4-bit weights, spliced-in embeddings).
+- `estimate_lm_memory`, `check_fits`, `device_memory`: what loading and fine-tuning a causal LM
+  will need (weights by dtype or 4-bit, training state, activations) and a refusal
+  (`InsufficientMemoryError`) before a model the device cannot hold is loaded.
 - `ResponseCache`: a replayable, hash-keyed store of LLM responses.
 - `train_cached`, `adapter_key`: `train_causal_lm` behind a cache of trained weights (LoRA adapters
   or full weights) keyed by the initial weights, examples and settings; a rerun replays them.
@@ -47,6 +51,10 @@ _EXPORTS = {
     "train_causal_lm": "lm_training",
     "generate_texts": "lm_training",
     "splice_embeddings": "lm_training",
+    "estimate_lm_memory": "memory",
+    "check_fits": "memory",
+    "device_memory": "memory",
+    "InsufficientMemoryError": "memory",
     "ResponseCache": "responses",
     "train_cached": "adapter_cache",
     "adapter_key": "adapter_cache",
