@@ -125,7 +125,7 @@ def test_constrained_stage1_keeps_the_name_the_model_was_trained_to_prefer(
 ):
     model, tok = trained_lm
     # the real `load_ranker`, on the tiny model
-    monkeypatch.setattr(descriptions, "_causal_lm", lambda name: (model, tok))
+    monkeypatch.setattr(descriptions, "_causal_lm", lambda name, *loading: (model, tok))
     cache = ResponseCache(tmp_path / "r.jsonl")
     table, kept = lardo.stage1_ranked("bbbp", cache, "tiny-lm", top=4)
     assert cache.model_calls == 1 and len(table) == len(NAMES)
@@ -151,7 +151,7 @@ def test_constrained_stage1_keeps_the_name_the_model_was_trained_to_prefer(
     assert {record["key"]} < lardo.stage1_keys("bbbp", "tiny-lm", 128)
 
     # a second call replays, offline, without the model
-    def forbidden(name):
+    def forbidden(name, *loading):
         raise AssertionError("loaded the model on a cache hit")
 
     monkeypatch.setattr(descriptions, "_causal_lm", forbidden)

@@ -380,6 +380,8 @@ def test_rerank_prompts_tune_and_replay_on_toy_data(tmp_path, monkeypatch):
     assert set(prompts["cap2mol"].ablations) == {"no reversal", "k = 0"}
     assert prompts["cap2mol"].ablations["k = 0"] == [prompts["cap2mol"].direct_test[1]]
     assert len(res.artefacts["lengths"]["mol2cap ICMA train"]) == 4
+    assert res.artefacts["memory"].startswith(f"memory: {_lm(tmp_path)} needs about")
+    assert f"fp32, full fine-tuning, batch {settings.batch_size} x " in res.artefacts["memory"]
 
     res = fine_tune(settings, prompts, res.artefacts["lm_path"])
     assert [(r["method"], r["metric"]) for r in res.rows if r["dataset"] == "chebi20-mol2cap"] == [
@@ -592,3 +594,66 @@ def test_paper_claims_order_and_gate_from_per_item_scores():
     assert "NOT both above retrieval only: ICMA fails, direct fine-tuning fails" in claims[4].detail
     assert "both beat retrieval only" in claims[5].detail and claims[5].detail.endswith("toy")
     assert claims[4].ours == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------- paper scale: loading and memory
+
+
+def test_full_profile_loads_galactica_in_bf16_with_lora_and_checks_memory(tmp_path, monkeypatch):
+    """Issue 19: ``full`` fine-tunes Galactica-125m (not a 7B model: no 4-bit) with LoRA on bf16
+    weights; a tiny random OPT (the same architecture) goes through `fine_tune_and_generate` that
+    way (bf16 base, float32 adapters that train); 4-bit without CUDA names the setting; the memory
+    line, its refusal and the unavailable estimate."""
+    import torch
+
+    from molkit.methods.icma import Settings, fine_tune_and_generate, lm_memory
+    from molkit.models import lm_training
+    from molkit.models.memory import InsufficientMemoryError
+
+    smoke, default, full = (Settings.for_profile(p) for p in ("smoke", "default", "full"))
+    assert (full.lm_dtype, full.lm_quantization, full.lora) == ("bf16", None, True)
+    assert (smoke.lm_dtype, smoke.lm_quantization) == (default.lm_dtype, None) == ("fp32", None)
+    with pytest.raises(ValueError, match="lm_dtype setting"):
+        smoke.with_overrides(lm_dtype="half")
+    with pytest.raises(ValueError, match="lm_quantization setting"):
+        smoke.with_overrides(lm_quantization="int8")
+    with pytest.raises(ValueError, match="lm_quantization='4bit' trains through LoRA only"):
+        smoke.with_overrides(lm_quantization="4bit")
+    corpus = POOL["text"].tolist() + POOL["smiles"].tolist()
+    path = str(lm_training.save_tiny_random_lm(tmp_path / "opt", corpus, "opt", vocab_size=300))
+    loaded = []
+    real_load = lm_training.load_lm
+
+    def recording_load(*args, **kwargs):
+        model, tokenizer = real_load(*args, **kwargs)
+        loaded.append(model)
+        return model, tokenizer
+
+    monkeypatch.setattr(lm_training, "load_lm", recording_load)
+    train = lm_training.TrainConfig(epochs=1, batch_size=2, seed=0)
+    run, _ = fine_tune_and_generate(
+        path, ["Molecule: CCO Caption:"] * 2, [" ethanol"] * 2, ["Molecule: CCO Caption:"],
+        train, cutoff=64, max_new_tokens=2, gen_batch_size=1, lora=True, cache=False,
+        lm_dtype=full.lm_dtype, lm_quantization=full.lm_quantization,
+    )  # fmt: skip
+    (model,) = loaded
+    assert run.train is not None and len(run.predictions) == 1
+    params = dict(model.named_parameters())
+    trainable = {n for n, p in params.items() if p.requires_grad}
+    assert trainable and all("lora_" in n and params[n].dtype == torch.float32 for n in trainable)
+    assert {p.dtype for n, p in params.items() if n not in trainable} == {torch.bfloat16}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="lm_quantization='4bit'.*no CUDA device"):
+        fine_tune_and_generate(
+            path, None, None, ["Molecule: CCO Caption:"], train, cutoff=64, max_new_tokens=2,
+            gen_batch_size=1, lora=True, lm_quantization="4bit",
+        )  # fmt: skip
+    settings = smoke.with_overrides(lm_dtype="bf16", lora=True)
+    line = lm_memory(settings, path, 64, "cpu", free_bytes=10**12)
+    assert line.startswith(f"memory: {path} needs about")
+    assert "bf16, LoRA r 32, batch 4 x 64 tokens" in line
+    assert "full fine-tuning" in lm_memory(smoke, path, 64, "cpu", free_bytes=10**12)
+    with pytest.raises(InsufficientMemoryError, match="lm_dtype='bf16' with lora=True"):
+        lm_memory(settings, path, 64, "cpu", free_bytes=1000)
+    absent = lm_memory(full, "no-such-org/no-such-model-xyz", 2048, local_files_only=True)
+    assert absent.startswith("memory: no estimate for no-such-org/no-such-model-xyz")

@@ -964,3 +964,51 @@ def test_pretrain_and_finetune_replays_the_shipped_responses(mirror):
     assert "esol" in lardo.verdict_text(res)
     calib = lardo.calibration(settings, res.artefacts["descriptions"])
     assert len(calib.claims) == 1 and calib.artefacts["n_descriptions"] == settings.ablation_pool
+
+
+# ---------------------------------------------------------------- paper scale: loading and memory
+
+
+def test_full_profile_generates_with_mistral_in_4bit_and_checks_memory(tmp_path, monkeypatch):
+    """Issue 19: ``full`` generates with Mistral-7B in 4-bit (bf16 for what stays unquantized); a
+    tiny random Mistral (the same architecture) generates a stage-1 answer through the cache with
+    bf16 weights; 4-bit without CUDA names the setting; "fp32" leaves the weights to the precision
+    policy as before; the memory line (generation only), its refusal, the unavailable estimate."""
+    from transformers import AutoTokenizer
+
+    from molkit.methods.lardo import descriptions
+    from molkit.models.lm_training import save_tiny_random_lm
+    from molkit.models.memory import InsufficientMemoryError
+    from molkit.models.runtime import inference_dtype
+
+    smoke, default, full = (lardo.Settings.for_profile(p) for p in ("smoke", "default", "full"))
+    assert (full.lm_dtype, full.lm_quantization) == ("bf16", "4bit")
+    assert (smoke.lm_dtype, smoke.lm_quantization) == (default.lm_dtype, None) == ("fp32", None)
+    with pytest.raises(ValueError, match="lm_dtype setting"):
+        smoke.with_overrides(lm_dtype="fp64")
+    with pytest.raises(ValueError, match="lm_quantization setting"):
+        smoke.with_overrides(lm_quantization="nf4")
+    corpus = [lardo.stage1_prompt("bbbp")[-1]["content"], FREE_ANSWER] * 5
+    path = str(save_tiny_random_lm(tmp_path / "mistral", corpus, "mistral", vocab_size=300))
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
+    tokenizer.save_pretrained(path)  # LarDo's prompts are chat messages
+    cache = ResponseCache(tmp_path / "r.jsonl")
+    answer, _ = lardo.stage1_free("bbbp", cache, path, 4, lm_dtype="bf16")
+    assert cache.model_calls == 1 and isinstance(answer, str)
+    model, _ = descriptions._causal_lm(path, "bf16", None)  # the model that answered, cached
+    assert model.config.model_type == "mistral"
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    plain, _ = descriptions._causal_lm(path, "fp32", None)
+    assert {p.dtype for p in plain.parameters()} == {inference_dtype("cpu")}
+    descriptions._causal_lm.cache_clear()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="lm_quantization='4bit'.*no CUDA device"):
+        lardo.stage1_free("esol", cache, path, 4, lm_dtype="bf16", lm_quantization="4bit")
+    settings = smoke.with_overrides(lm_model=path, lm_dtype="bf16", lm_quantization=None)
+    line = lardo.lm_memory(settings, "cpu", free_bytes=10**12)
+    assert line.startswith(f"memory: {path} needs about") and "bf16, inference, batch 8 x" in line
+    with pytest.raises(InsufficientMemoryError, match="lm_quantization='4bit', lm_batch_size"):
+        lardo.lm_memory(settings, "cpu", free_bytes=1000)
+    absent = lardo.lm_memory(full.with_overrides(offline=True), "cpu", free_bytes=10**12)
+    assert absent.startswith("memory: no estimate for mistralai/Mistral-7B-Instruct-v0.2")

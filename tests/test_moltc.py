@@ -625,3 +625,45 @@ def test_results_table_and_figures():
     assert len(moltc.figures.parity_plots(lm).axes) == 2  # GBM, then MolTC
     frame = pd.DataFrame({"a": ["x"], "b": ["y"]})
     assert moltc.figures.text_table(frame, "t").axes
+
+
+# ---------------------------------------------------------------- paper scale: loading and memory
+
+
+def test_full_profile_loads_galactica_in_bf16_and_checks_memory_first(tmp_path, monkeypatch):
+    """Issue 19: ``full`` loads Galactica-1.3B in bf16 through `load_lm`; a tiny random OPT (the
+    same architecture) loaded that way keeps bf16 weights and trains float32 LoRA adapters; 4-bit
+    without CUDA names the setting; the memory line estimates LoRA r 8 on q/v and refuses."""
+    from molkit.models.gnn import GIN
+    from molkit.models.lm_training import save_tiny_random_lm
+    from molkit.models.memory import InsufficientMemoryError
+
+    smoke, default, full = (moltc.Settings.for_profile(p) for p in ("smoke", "default", "full"))
+    assert (full.lm_dtype, full.lm_quantization) == ("bf16", None)
+    assert (smoke.lm_dtype, smoke.lm_quantization) == (default.lm_dtype, None) == ("fp32", None)
+    with pytest.raises(ValueError, match="lm_dtype setting"):
+        smoke.with_overrides(lm_dtype="fp16")
+    with pytest.raises(ValueError, match="lm_quantization setting"):
+        smoke.with_overrides(lm_quantization="8bit")
+    task = moltc.TASKS["freesolv-pairs"]
+    df = pd.DataFrame({"smiles_1": SMILES, "smiles_2": ["O"] * 8, "freesolv": np.arange(8.0)})
+    corpus = moltc.task_prompts(task, df, 8, 16) + moltc.task_answers(task, df)
+    path = str(save_tiny_random_lm(tmp_path / "opt", corpus, "opt", vocab_size=300, hidden=64))
+    settings = smoke.with_overrides(lm_dtype="bf16")
+    session = moltc.PairLMSession(path, GIN(num_layers=1, hidden=8), settings, cache=False)
+    params = dict(session.model.named_parameters())
+    assert session.model.base_model.model.config.model_type == "opt"
+    trainable = {n for n, p in params.items() if p.requires_grad}
+    assert trainable and all("lora_" in n and params[n].dtype == torch.float32 for n in trainable)
+    assert {p.dtype for n, p in params.items() if n not in trainable} == {torch.bfloat16}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="lm_quantization='4bit'.*no CUDA device"):
+        moltc.PairLMSession(path, GIN(num_layers=1, hidden=8), settings.with_overrides(
+            lm_quantization="4bit"))  # fmt: skip
+    line = moltc.lm_memory(settings, path, "cpu", free_bytes=10**12)
+    assert line.startswith(f"memory: {path} needs about") and "bf16, LoRA r 8" in line
+    assert "1000.0 GB free on cpu" in line and "\n" not in line
+    with pytest.raises(InsufficientMemoryError, match="lm_quantization='4bit', lm_batch_size"):
+        moltc.lm_memory(settings, path, "cpu", free_bytes=1000)
+    absent = moltc.lm_memory(full, "no-such-org/no-such-model-xyz", local_files_only=True)
+    assert absent.startswith("memory: no estimate for no-such-org/no-such-model-xyz")

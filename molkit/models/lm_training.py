@@ -58,6 +58,8 @@ __all__ = [
     "check_lm_dtype",
     "check_lm_quantization",
     "four_bit_unavailable",
+    "four_bit_config",
+    "generation_load_kwargs",
     "fit_fewshot_prompt",
     "encode_example",
     "collate_examples",
@@ -140,6 +142,41 @@ def four_bit_unavailable(device: str | torch.device | None = None) -> str | None
     )
 
 
+def four_bit_config(device: str | torch.device | None = None):
+    """QLoRA's ``transformers.BitsAndBytesConfig``: 4-bit NF4 with double quantization and bf16
+    compute; a RuntimeError naming ``lm_quantization`` where it cannot run
+    (`four_bit_unavailable`)."""
+    problem = four_bit_unavailable(device)
+    if problem is not None:
+        raise RuntimeError(problem)
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+
+
+def generation_load_kwargs(
+    dtype: str | torch.dtype = "fp32",
+    quantization: str | None = None,
+    device: str | torch.device | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments of `molkit.models.causal_lm.load_causal_lm` for a model loaded only to
+    generate, from the ``lm_dtype`` / ``lm_quantization`` settings: ``"fp32"`` (default) leaves
+    the weights to the precision policy (`molkit.models.runtime.inference_dtype`: float32, or
+    bf16 where the policy resolves to bf16), exactly as before these settings; ``"bf16"`` loads
+    bfloat16 weights whatever the policy; ``quantization="4bit"`` loads the decoder's linear
+    layers in NF4 (`four_bit_config`; CUDA and bitsandbytes only) and the rest in bf16."""
+    dtype = check_lm_dtype(dtype)
+    quantization = check_lm_quantization(quantization)
+    if quantization == "4bit":
+        return {"dtype": torch.bfloat16, "quantization_config": four_bit_config(device)}
+    return {"dtype": torch.bfloat16} if dtype == "bf16" else {}
+
+
 def load_lm(
     name_or_path: str | os.PathLike,
     device: str | torch.device | None = None,
@@ -169,17 +206,7 @@ def load_lm(
     quantization = check_lm_quantization(quantization)
     load_kwargs: dict[str, Any] = {}
     if quantization == "4bit":
-        problem = four_bit_unavailable(device)
-        if problem is not None:
-            raise RuntimeError(problem)
-        from transformers import BitsAndBytesConfig
-
-        load_kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
-        )
+        load_kwargs["quantization_config"] = four_bit_config(device)
         dtype = "bf16"  # the unquantized weights load in bf16; prepare_... casts them to float32
     model, tokenizer = load_causal_lm(
         name_or_path, dtype=_DTYPES[dtype], device=device, **load_kwargs

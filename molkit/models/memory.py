@@ -32,6 +32,9 @@ The pieces:
   - **total**: the sum. Not counted: the CUDA context and allocator slack (a few hundred MB),
     data, the tokenizer.
 
+* :func:`lm_memory_line`: what a notebook prints before its LM stage: `estimate_lm_memory` then
+  `check_fits` (refusing with the settings to change), or a line saying the estimate is
+  unavailable, and why, when the config cannot be had (the run is then not refused).
 * :func:`device_memory` -> ``(total, free)`` bytes (CUDA: ``torch.cuda.mem_get_info``; CPU:
   available RAM from psutil, else ``/proc/meminfo``), and :func:`check_fits`, which raises
   `InsufficientMemoryError` (a `MemoryError`) naming the estimate, the free memory and the
@@ -61,6 +64,7 @@ __all__ = [
     "estimate_lm_memory",
     "device_memory",
     "check_fits",
+    "lm_memory_line",
 ]
 
 GB = 1e9
@@ -394,3 +398,40 @@ def check_fits(
         f"memory: {estimate.name} needs about {estimate.total / GB:.1f} GB "
         f"({estimate.setting}); {free_bytes / GB:.1f} GB free on {device}"
     )
+
+
+def lm_memory_line(
+    name: Any,
+    dtype: str = "fp32",
+    quantization: str | None = None,
+    settings_hint: str = "",
+    device: Any = None,
+    free_bytes: int | None = None,
+    local_files_only: bool = False,
+    **estimate: Any,
+) -> str:
+    """The line a notebook prints before its LM stage: `estimate_lm_memory` of ``name`` (with
+    ``dtype``, ``quantization`` and the ``estimate`` keywords: ``lora_r``, ``lora_targets``,
+    ``batch_size``, ``seq_len``, ``gradient_checkpointing``, ``training``) checked by
+    `check_fits` on ``device`` (``free_bytes``: instead of the device's free memory), so it
+    raises `InsufficientMemoryError` naming ``settings_hint`` when the setting does not fit.
+    When the config cannot be had (`ConfigUnavailableError`, a registry model not installed;
+    ``local_files_only``: never ask the hub) or its architecture has no parameter formula, the
+    line says the estimate is unavailable and why, and nothing is refused."""
+    import dataclasses
+
+    from molkit.models.registry import ModelNotInstalledError
+
+    try:
+        config = lm_config(name, local_files_only=local_files_only)
+    except (ConfigUnavailableError, ModelNotInstalledError) as exc:
+        return f"memory: no estimate for {name} (the run is not checked): {exc}"
+    if getattr(config, "model_type", None) not in SUPPORTED_MODEL_TYPES:
+        return (
+            f"memory: no estimate for {name} (the run is not checked): no parameter formula for "
+            f"model_type {config.model_type!r} (supported: {', '.join(SUPPORTED_MODEL_TYPES)})"
+        )
+    est = dataclasses.replace(
+        estimate_lm_memory(config, dtype, quantization, **estimate), name=str(name)
+    )
+    return check_fits(est, device, settings_hint, free_bytes=free_bytes)

@@ -65,6 +65,7 @@ __all__ = [
     "build_retrievers",
     "retrieval_baselines",
     "rerank_contexts",
+    "lm_memory",
     "build_prompt_sets",
     "fine_tune",
     "evaluate",
@@ -96,11 +97,16 @@ class Settings(BaseSettings):
     answer) and per test prompt plus its new tokens: large enough that all ``k`` examples always
     fit (the notebook reports the share); ``random_walk_candidates``: the ranked list the random
     walk walks down (at least ``k``); ``mol2cap_retriever``: a retriever, or ``auto`` for the best
-    on the validation queries."""
+    on the validation queries. ``lm_dtype`` / ``lm_quantization``: how the LM loads for
+    fine-tuning (`molkit.models.lm_training.load_lm`: fp32 or bf16 weights, ``"4bit"`` QLoRA with
+    ``lora`` only; ``full``: Galactica-125m in bf16 with LoRA), checked against the device by
+    `lm_memory` before any training."""
 
     seed: int = 0
     dataset: Literal["chebi20", "chebi20-full"] = "chebi20"
     lm_model: str = "smollm2-135m-instruct"
+    lm_dtype: str = "fp32"
+    lm_quantization: str | None = None
     n_train: int | None = 64
     n_test: int | None = 100
     n_ablation: int | None = 50
@@ -149,6 +155,7 @@ class Settings(BaseSettings):
         "full": {
             "dataset": "chebi20-full",
             "lm_model": "facebook/galactica-125m",
+            "lm_dtype": "bf16",
             "n_train": None,
             "n_test": None,
             "n_ablation": 500,
@@ -171,8 +178,16 @@ class Settings(BaseSettings):
 
     def _checked(self) -> Settings:
         """The base class's type checks, then: the mol2cap retriever is one that gets built (or
-        ``auto``), and ``k`` >= 1."""
+        ``auto``), ``k`` >= 1, ``lm_dtype`` / ``lm_quantization`` known, 4-bit only with LoRA."""
+        from molkit.models.lm_training import check_lm_dtype, check_lm_quantization
+
         super()._checked()
+        check_lm_dtype(self.lm_dtype)
+        if check_lm_quantization(self.lm_quantization) and not self.lora:
+            raise ValueError(
+                f"lm_quantization={self.lm_quantization!r} trains through LoRA only: set "
+                "lora=True, or lm_quantization=None"
+            )
         if self.mol2cap_retriever not in (*self.mol_retrievers, "auto"):
             raise ValueError(
                 f"mol2cap_retriever {self.mol2cap_retriever!r} is not among mol_retrievers "
@@ -537,6 +552,32 @@ class PromptSet:
     test_context_outputs: list[list[str]]
 
 
+def lm_memory(
+    settings: Settings,
+    lm_path: str,
+    seq_len: int,
+    device=None,
+    free_bytes: int | None = None,
+    local_files_only: bool = False,
+) -> str:
+    """The memory line printed before fine-tuning (`molkit.models.memory.lm_memory_line`): the LM
+    as `fine_tune_and_generate` trains it (LoRA r 32 on every linear layer with ``lora``, else
+    full fine-tuning), ``batch_size`` examples of ``seq_len`` tokens (the longest training
+    example: a batch pads to its longest), ``lm_dtype`` / ``lm_quantization``. Raises
+    `molkit.models.memory.InsufficientMemoryError` naming the settings to change when it does not
+    fit ``device`` (``free_bytes``: instead of its free memory); a line saying so when the
+    estimate is unavailable (``local_files_only``: never ask the Hugging Face hub)."""
+    from molkit.models.memory import lm_memory_line
+
+    hint = "lm_dtype='bf16' with lora=True, batch_size (grad_accum keeps the batch) or cutoff"
+    return lm_memory_line(
+        lm_path, settings.lm_dtype, settings.lm_quantization, hint, device, free_bytes,
+        local_files_only,
+        lora_r=32 if settings.lora else None, lora_targets="all-linear",
+        batch_size=settings.batch_size, seq_len=int(seq_len),
+    )  # fmt: skip
+
+
 def build_prompt_sets(
     settings: Settings, data: ChebiData, contexts: dict, workdir: str | os.PathLike
 ) -> Results:
@@ -547,7 +588,9 @@ def build_prompt_sets(
     Artefacts: ``lm_path``, ``prompts`` (direction -> `PromptSet`), ``fit`` (share of prompts that
     kept all k examples, training and test: 1.0 when the cut-off is large enough), ``lengths``
     (set -> prompt + answer tokens, for the figure), ``summary``, ``example`` (one ICMA training
-    prompt, answer after ``||``)."""
+    prompt, answer after ``||``), ``memory`` (`lm_memory` for the longest training example;
+    raises `molkit.models.memory.InsufficientMemoryError` before any training when the setting
+    does not fit)."""
     from molkit.models.lm_training import load_lm, resolve_lm
 
     pool, train_queries = data.pool, data.train_queries
@@ -600,6 +643,8 @@ def build_prompt_sets(
             f"{lengths[f'{direction} direct train'].mean():.0f})"
         )
     example = prompts["mol2cap"].icma_train[0] + " ||" + prompts["mol2cap"].answers[0]
+    longest = max(int(v.max()) for k, v in lengths.items() if k.endswith("train") and len(v))
+    memory = lm_memory(settings, lm_path, longest)
     return Results(
         artefacts={
             "lm_path": lm_path,
@@ -608,6 +653,7 @@ def build_prompt_sets(
             "lengths": lengths,
             "summary": "\n".join(lines),
             "example": example,
+            "memory": memory,
         }
     )
 
@@ -637,6 +683,8 @@ def fine_tune(settings: Settings, prompts: dict[str, PromptSet], lm_path: str) -
         "cutoff": settings.cutoff,
         "gen_batch_size": settings.gen_batch_size,
         "lora": settings.lora,
+        "lm_dtype": settings.lm_dtype,
+        "lm_quantization": settings.lm_quantization,
     }
     res, outputs, ablation_outputs, stats = Results(), {}, {}, []
     for direction in DIRECTIONS:

@@ -590,13 +590,16 @@ def fine_tune_and_generate(
     extra_test_prompts: dict[str, Sequence[str]] | None = None,
     desc: str = "",
     cache: bool = True,
+    lm_dtype: str = "fp32",
+    lm_quantization: str | None = None,
 ) -> tuple[LMRun, dict[str, list[str]]]:
     """Load a fresh copy of the LM, fine-tune it (LoRA if ``lora``, else fully) on the prompts with
     answer-only loss (``train``: a ``molkit.models.lm_training.TrainConfig``; its seed also seeds
     torch before the model loads; examples truncated to ``cutoff`` tokens; the trained weights are
     cached by `molkit.models.train_cached` unless ``cache`` is False, so a re-run replays them),
     then generate greedily, stopping at the end of the line, for ``test_prompts`` and for each set
-    of ``extra_test_prompts`` (test-time ablations with the same trained model).
+    of ``extra_test_prompts`` (test-time ablations with the same trained model). ``lm_dtype`` /
+    ``lm_quantization``: how the LM loads (`molkit.models.lm_training.load_lm`).
 
     ``train_prompts=None``: no tuning at all (in-context prompting of the pre-trained LM); the
     returned run's ``train`` is then ``None``."""
@@ -606,7 +609,7 @@ def fine_tune_and_generate(
     from molkit.models.lm_training import apply_lora, encode_example, generate_texts, load_lm
 
     torch.manual_seed(train.seed)
-    model, tok = load_lm(lm_path)
+    model, tok = load_lm(lm_path, dtype=lm_dtype, quantization=lm_quantization)
     report = None
     if train_prompts is not None:
         if lora:

@@ -72,23 +72,33 @@ def response_cache(path: str | Path | None = "default", shipped: bool = True) ->
 
 
 @functools.cache
-def _causal_lm(lm_model: str) -> tuple[Any, Any]:
+def _causal_lm(
+    lm_model: str, lm_dtype: str = "fp32", lm_quantization: str | None = None
+) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` loaded once per process and loading setting: ``lm_dtype`` /
+    ``lm_quantization`` as `molkit.models.lm_training.generation_load_kwargs` reads them
+    (``"fp32"``: the precision policy's weights, as before these settings)."""
     from molkit.models.causal_lm import load_causal_lm
+    from molkit.models.lm_training import generation_load_kwargs
 
-    return load_causal_lm(lm_model)
+    return load_causal_lm(lm_model, **generation_load_kwargs(lm_dtype, lm_quantization))
 
 
 def load_generator(
-    lm_model: str, settings: dict[str, Any]
+    lm_model: str,
+    settings: dict[str, Any],
+    lm_dtype: str = "fp32",
+    lm_quantization: str | None = None,
 ) -> Callable[[list[Prompt]], tuple[list[str], list[int]]]:
     """A ``generate_fn`` for `ResponseCache.generate`: answers a batch of chat prompts with
-    ``lm_model`` (registry name, HF id or path; loaded on the first call, once per process) under
-    bf16 autocast where native. Returns ``(texts, new_token_counts)``."""
+    ``lm_model`` (registry name, HF id or path; loaded on the first call, once per process, with
+    ``lm_dtype`` / ``lm_quantization``: `_causal_lm`) under bf16 autocast where native. Returns
+    ``(texts, new_token_counts)``."""
 
     def generate_fn(prompts: list[Prompt]) -> tuple[list[str], list[int]]:
         from molkit.models.causal_lm import generate
 
-        model, tokenizer = _causal_lm(lm_model)
+        model, tokenizer = _causal_lm(lm_model, lm_dtype, lm_quantization)
         texts = generate(
             model,
             tokenizer,
@@ -106,7 +116,11 @@ def load_generator(
 
 
 def throughput_benchmark(
-    lm_model: str, prompts: Sequence[Prompt], max_new_tokens: int = 48
+    lm_model: str,
+    prompts: Sequence[Prompt],
+    max_new_tokens: int = 48,
+    lm_dtype: str = "fp32",
+    lm_quantization: str | None = None,
 ) -> pd.DataFrame:
     """New tokens per second generating ``prompts`` one at a time vs in one batch (no cache
     involved).
@@ -115,7 +129,7 @@ def throughput_benchmark(
     ``tokens_per_s``.
     """
     settings = generation_settings(max_new_tokens)
-    generate_fn = load_generator(lm_model, settings)
+    generate_fn = load_generator(lm_model, settings, lm_dtype, lm_quantization)
     generate_fn([prompts[0]])  # load the model and warm up outside the timing
     rows = []
     for mode, batches in (("one at a time", [[p] for p in prompts]), ("batched", [list(prompts)])):
@@ -198,12 +212,15 @@ def stage1_free(
     max_new_tokens: int = 160,
     offline: bool = False,
     generate_fn: Callable | None = None,
+    lm_dtype: str = "fp32",
+    lm_quantization: str | None = None,
 ) -> tuple[str, PropertyMap]:
     """The paper's stage 1: the free-text answer to `stage1_prompt` (through ``cache``), parsed
     and mapped to descriptors; the names without one are in ``PropertyMap.unmatched`` (the guard
-    in `stage2_prompt` never passes them on)."""
+    in `stage2_prompt` never passes them on). ``lm_dtype`` / ``lm_quantization``: how the LLM
+    loads on a miss (`_causal_lm`)."""
     settings = generation_settings(max_new_tokens)
-    fn = generate_fn or load_generator(lm_model, settings)
+    fn = generate_fn or load_generator(lm_model, settings, lm_dtype, lm_quantization)
     (answer,), _ = _run(cache, lm_model, [stage1_prompt(dataset)], settings, fn, 1, offline, False)
     return answer, map_properties(parse_property_list(answer))
 
@@ -213,7 +230,12 @@ def ranking_settings(candidates: Sequence[str]) -> dict[str, Any]:
     return {"scoring": "pmi", "candidates": list(candidates), "chat_template": True}
 
 
-def load_ranker(lm_model: str, candidates: Sequence[str]) -> Callable[[list[Prompt]], list[str]]:
+def load_ranker(
+    lm_model: str,
+    candidates: Sequence[str],
+    lm_dtype: str = "fp32",
+    lm_quantization: str | None = None,
+) -> Callable[[list[Prompt]], list[str]]:
     """A ``generate_fn`` for `ResponseCache.generate` that answers each constrained stage-1
     prompt with the JSON of ``{option: [log-probability, tokens, log-probability under the
     content-free prompt]}`` (`answer_logprobs`; `rank_properties` ranks by the difference)."""
@@ -221,7 +243,7 @@ def load_ranker(lm_model: str, candidates: Sequence[str]) -> Callable[[list[Prom
     def rank_fn(prompts: list[Prompt]) -> list[str]:
         from molkit.models.causal_lm import answer_logprobs
 
-        model, tokenizer = _causal_lm(lm_model)
+        model, tokenizer = _causal_lm(lm_model, lm_dtype, lm_quantization)
         names = list(candidates)
         prior = answer_logprobs(model, tokenizer, stage1_choice_prompt(None, names), names)
         out = []
@@ -242,6 +264,8 @@ def stage1_ranked(
     top: int = 4,
     offline: bool = False,
     rank_fn: Callable | None = None,
+    lm_dtype: str = "fp32",
+    lm_quantization: str | None = None,
 ) -> tuple[pd.DataFrame, PropertyMap]:
     """The constrained stage 1: the LLM ranks the DSM's descriptor names (`RANKED_NAMES`) by the
     log-likelihood of each as the answer to `stage1_choice_prompt` (through ``cache``), and the
@@ -249,7 +273,7 @@ def stage1_ranked(
     (`rank_properties`)."""
     candidates = list(RANKED_NAMES.values())
     settings = ranking_settings(candidates)
-    fn = rank_fn or load_ranker(lm_model, candidates)
+    fn = rank_fn or load_ranker(lm_model, candidates, lm_dtype, lm_quantization)
     prompt = stage1_choice_prompt(dataset, candidates)
     (text,), _ = _run(cache, lm_model, [prompt], settings, fn, 1, offline, False)
     scores = json.loads(text)
@@ -269,12 +293,15 @@ def describe_molecules(
     offline: bool = False,
     progress: bool = True,
     generate_fn: Callable | None = None,
+    lm_dtype: str = "fp32",
+    lm_quantization: str | None = None,
 ) -> Descriptions:
     """Stage 2 (each LLM variant, with the stage-1 ``properties``) for the molecules of
     ``smiles``, through ``cache``; ``"dsm_only"`` texts need no LLM. ``pools``: variant ->
     positions in ``smiles`` to describe (default: all); the others hold None. ``offline=True``
     replays only (a miss raises). ``generate_fn`` replaces the LLM (tests); by default
-    `load_generator` loads ``lm_model`` on the first miss."""
+    `load_generator` loads ``lm_model`` on the first miss (with ``lm_dtype`` /
+    ``lm_quantization``)."""
     smiles = list(smiles)
     values = compute_descriptors(smiles, list(DESCRIPTORS), progress=False)
     settings = generation_settings(max_new_tokens)
@@ -292,7 +319,7 @@ def describe_molecules(
             prompts = [
                 stage2_prompt(smiles[i], dataset, variant, properties, records[i]) for i in wanted
             ]
-            fn = generate_fn or load_generator(lm_model, settings)
+            fn = generate_fn or load_generator(lm_model, settings, lm_dtype, lm_quantization)
             got, stats[variant] = _run(
                 cache, lm_model, prompts, settings, fn, batch_size, offline, progress
             )

@@ -81,7 +81,11 @@ class Settings(contract.Settings):
     lower validation loss (restoring the best epoch); fine-tuning uses ``head_lr`` for the
     prediction head and ``encoder_lr`` for the GIN (the official 5e-4 / 1e-4). ``finetune_max``:
     None fine-tunes on the whole split, else on a prefix of each part of about ``finetune_max``
-    molecules in all (at least 8 per part).
+    molecules in all (at least 8 per part). ``lm_dtype`` / ``lm_quantization``: how the LLM loads
+    when a response is not cached (`molkit.models.lm_training.generation_load_kwargs`: ``"fp32"``
+    leaves the weights to the precision policy, as before these settings; ``"bf16"`` bfloat16
+    weights; ``"4bit"`` NF4, CUDA and bitsandbytes only; ``full``: Mistral-7B in 4-bit), checked
+    against the device by `lm_memory`.
     """
 
     datasets: tuple[str, ...] = ("bbbp", "bace", "esol")
@@ -106,6 +110,8 @@ class Settings(contract.Settings):
     encoder_lr: float = 1e-4
     batch_size: int = 64
     lm_model: str = "smollm2-135m-instruct"
+    lm_dtype: str = "fp32"
+    lm_quantization: str | None = None
     text_encoder: str = "minilm-l6"
     max_new_tokens: int = 64
     stage1_max_new_tokens: int = 128
@@ -131,6 +137,7 @@ class Settings(contract.Settings):
             "ablation_pretraining": True, "hidden": 300, "pretrain_epochs": 100,
             "pretrain_patience": 10, "masking_epochs": 100, "finetune_epochs": 100,
             "patience": 20, "batch_size": 32, "lm_model": "mistralai/Mistral-7B-Instruct-v0.2",
+            "lm_dtype": "bf16", "lm_quantization": "4bit",
             "text_encoder": "sentence-transformers/all-mpnet-base-v2", "max_new_tokens": 256,
             "stage1_max_new_tokens": 256, "lm_batch_size": 16, "offline": False, "rf_trees": 500,
             "throughput_prompts": 8, "n_examples": 4,
@@ -139,7 +146,10 @@ class Settings(contract.Settings):
 
     def __post_init__(self) -> None:
         from molkit.methods.lardo.method import STAGE1_MODES
+        from molkit.models.lm_training import check_lm_dtype, check_lm_quantization
 
+        check_lm_dtype(self.lm_dtype)
+        check_lm_quantization(self.lm_quantization)
         if self.stage1 not in STAGE1_MODES:
             raise ValueError(f"stage1 must be one of {sorted(STAGE1_MODES)}, not {self.stage1!r}")
         sizes = (self.pool, self.ablation_pool)
@@ -161,6 +171,33 @@ def _cache(cache: ResponseCache | None) -> ResponseCache:
     return cache if cache is not None else response_cache()
 
 
+def _loading(settings: Settings) -> dict[str, Any]:
+    return {"lm_dtype": settings.lm_dtype, "lm_quantization": settings.lm_quantization}
+
+
+#: Tokens of a stage-2 prompt with its chat template (an allowance for the memory estimate).
+PROMPT_TOKENS = 512
+
+
+def lm_memory(settings: Settings, device=None, free_bytes: int | None = None) -> str:
+    """The memory line printed before the LLM stages (`molkit.models.memory.lm_memory_line`):
+    generation only (no training), ``lm_batch_size`` prompts of `PROMPT_TOKENS` plus the longer
+    of ``max_new_tokens`` / ``stage1_max_new_tokens``, ``lm_dtype`` / ``lm_quantization``. Raises
+    `molkit.models.memory.InsufficientMemoryError` naming the settings to change when it does not
+    fit ``device`` (``free_bytes``: instead of its free memory); a line saying the estimate is
+    unavailable when the config cannot be had (with ``offline``, from the local files only). A
+    replayed run loads the LLM only on a miss."""
+    from molkit.models.memory import lm_memory_line
+
+    seq_len = PROMPT_TOKENS + max(settings.max_new_tokens, settings.stage1_max_new_tokens)
+    return lm_memory_line(
+        settings.lm_model, settings.lm_dtype, settings.lm_quantization,
+        "lm_quantization='4bit', lm_batch_size or max_new_tokens", device, free_bytes,
+        settings.offline,
+        training=False, batch_size=settings.lm_batch_size, seq_len=seq_len,
+    )  # fmt: skip
+
+
 # ----------------------------------------------------------------------------------------- stage 1
 
 
@@ -179,10 +216,20 @@ def stage1_properties(settings: Settings, cache: ResponseCache | None = None) ->
     rows, rankings, answers, used = [], {}, {}, {}
     for name in settings.datasets:
         answer, free = stage1_free(
-            name, cache, settings.lm_model, settings.stage1_max_new_tokens, settings.offline
+            name,
+            cache,
+            settings.lm_model,
+            settings.stage1_max_new_tokens,
+            settings.offline,
+            **_loading(settings),
         )
         ranking, ranked = stage1_ranked(
-            name, cache, settings.lm_model, settings.stage1_top, settings.offline
+            name,
+            cache,
+            settings.lm_model,
+            settings.stage1_top,
+            settings.offline,
+            **_loading(settings),
         )
         used[name] = ranked if settings.stage1 == "ranked" else free
         rankings[name], answers[name] = ranking, answer
@@ -234,7 +281,9 @@ def generation_speed(settings: Settings, properties: Mapping[str, Any]) -> Resul
         stage2_prompt(s, dataset, "lardo", props, row.to_dict())
         for s, (_, row) in zip(smiles, values.iterrows(), strict=True)
     ]
-    speed = throughput_benchmark(settings.lm_model, prompts, max_new_tokens=SPEED_NEW_TOKENS)
+    speed = throughput_benchmark(
+        settings.lm_model, prompts, max_new_tokens=SPEED_NEW_TOKENS, **_loading(settings)
+    )
     for row in speed.itertuples():
         res.add_row(
             "generation",
@@ -336,7 +385,7 @@ def pretrain_and_finetune(
         desc = describe_molecules(
             name, smiles, cache, settings.lm_model, properties[name], settings.max_new_tokens,
             settings.lm_batch_size, variants=tuple(VARIANTS), pools=pools,
-            offline=settings.offline, progress=progress,
+            offline=settings.offline, progress=progress, **_loading(settings),
         )  # fmt: skip
         descriptions[name] = desc
         emb = _text_embeddings(encoder, desc)

@@ -58,9 +58,10 @@ def generate_responses(
     cache = response_cache(writable, shipped=False)
     keys: set[str] = set()
     properties = {}
+    loading = {"lm_dtype": sizes.lm_dtype, "lm_quantization": sizes.lm_quantization}
     for name in sizes.datasets:
-        free = stage1_free(name, cache, sizes.lm_model, sizes.stage1_max_new_tokens)[1]
-        ranked = stage1_ranked(name, cache, sizes.lm_model, sizes.stage1_top)[1]
+        free = stage1_free(name, cache, sizes.lm_model, sizes.stage1_max_new_tokens, **loading)[1]
+        ranked = stage1_ranked(name, cache, sizes.lm_model, sizes.stage1_top, **loading)[1]
         properties[name] = ranked if sizes.stage1 == "ranked" else free
         keys |= stage1_keys(name, sizes.lm_model, sizes.stage1_max_new_tokens)
     tokens, seconds = 0, 0.0
@@ -70,6 +71,7 @@ def generate_responses(
         desc = describe_molecules(
             name, [smiles[i] for i in positions], cache, sizes.lm_model, properties[name],
             sizes.max_new_tokens, sizes.lm_batch_size, variants=(variant,), progress=progress,
+            **loading,
         )  # fmt: skip
         keys |= response_keys(desc, sizes.lm_model, sizes.max_new_tokens)
         st = desc.stats[variant]

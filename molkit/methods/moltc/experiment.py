@@ -76,6 +76,7 @@ __all__ = [
     "ONE_FACTOR",
     "gbm_params",
     "lm_gate_and_comparisons",
+    "lm_memory",
     "regression_baselines",
     "results_table",
     "role_lm",
@@ -125,7 +126,10 @@ class Settings(BaseSettings):
     ``lm_variants`` on FreeSolv, ``role_variants`` on ``role_set`` (a set whose second molecule
     varies); ``lm_pretrain_pairs`` = 0 leaves MolTC's pair
     pre-training out (``default``); ``lm_train_pairs`` caps each task's LM training pairs (FreeSolv
-    is smaller), ``lm_test_pairs`` each test set; ``lm_*_epochs`` the passes per task."""
+    is smaller), ``lm_test_pairs`` each test set; ``lm_*_epochs`` the passes per task.
+    ``lm_dtype`` / ``lm_quantization``: how the LM loads (`molkit.models.lm_training.load_lm`;
+    ``full``: Galactica-1.3B in bf16), checked against the device by `lm_memory` before it
+    loads."""
 
     seed: int = 0
     ddi_rows: int | None = None  # seeded subsample of ChCh-Miner rows; None: all rows
@@ -152,6 +156,8 @@ class Settings(BaseSettings):
     gin_patience: int = 10  # epochs without a better validation loss before the pair GIN stops
     seeds: tuple[int, ...] = (0, 1, 2)
     lm_model: str = "smollm2-135m-instruct"  # registry name, folder or HF id; or SMOKE_LM
+    lm_dtype: str = "fp32"  # the LM's weights: fp32 or bf16 (LoRA adapters stay float32)
+    lm_quantization: str | None = None  # "4bit": QLoRA's NF4 weights (CUDA + bitsandbytes)
     lm_gin_hidden: int = 300
     lm_gin_epochs: int = 1
     projector_layers: int = 2
@@ -190,8 +196,8 @@ class Settings(BaseSettings):
         "default": {},
         "full": {
             "gin_hidden": 300, "gin_layers": 5, "gin_epochs": 100, "gin_min_steps": 2000,
-            "lm_model": "facebook/galactica-1.3b", "lm_gin_epochs": 20, "projector_layers": 6,
-            "lm_pretrain_pairs": 20000,
+            "lm_model": "facebook/galactica-1.3b", "lm_dtype": "bf16", "lm_gin_epochs": 20,
+            "projector_layers": 6, "lm_pretrain_pairs": 20000,
             "lm_variants": ("MolTC", SMILES_ONLY, "MolTC, no CoT", "MolTC, no pre-training",
                             "MolTC, random Q-Former"),
             "ddi_variants": ("MolTC", SMILES_ONLY),
@@ -203,6 +209,10 @@ class Settings(BaseSettings):
     }  # fmt: skip
 
     def __post_init__(self) -> None:
+        from molkit.models.lm_training import check_lm_dtype, check_lm_quantization
+
+        check_lm_dtype(self.lm_dtype)
+        check_lm_quantization(self.lm_quantization)
         names = ("lm_variants", "ddi_variants", "role_variants")
         if not all(isinstance(getattr(self, n), tuple) for n in names):
             return  # the contract's type check names the bad value
@@ -528,6 +538,36 @@ def _lm_sets(settings: Settings, cold: Results, both: Results, regression: Resul
     return out
 
 
+#: Tokens of a MolTC prompt besides its two SMILES, graph tokens and answer (an allowance).
+PROMPT_TOKENS = 128
+
+
+def lm_memory(
+    settings: Settings,
+    lm_path: str,
+    device=None,
+    free_bytes: int | None = None,
+    local_files_only: bool = False,
+) -> str:
+    """The memory line printed before the LM stage (`molkit.models.memory.lm_memory_line`): LoRA
+    r 8 on q_proj / v_proj as `PairLMSession` trains it, ``lm_batch_size`` sequences of
+    `PROMPT_TOKENS` + two SMILES (``smiles_chars``, a token a character at most) with 8 graph
+    tokens each + ``max_new_tokens``, ``lm_dtype`` / ``lm_quantization``. Raises
+    `molkit.models.memory.InsufficientMemoryError` naming the settings to change when it does not
+    fit ``device`` (``free_bytes``: instead of its free memory); a line saying so when the
+    estimate is unavailable (``local_files_only``: never ask the Hugging Face hub)."""
+    from molkit.models.memory import lm_memory_line
+
+    seq_len = PROMPT_TOKENS + 2 * (settings.smiles_chars + 8) + settings.max_new_tokens
+    return lm_memory_line(
+        lm_path, settings.lm_dtype, settings.lm_quantization,
+        "lm_quantization='4bit', lm_batch_size or smiles_chars", device, free_bytes,
+        local_files_only,
+        lora_r=8, lora_targets=["q_proj", "v_proj"], batch_size=settings.lm_batch_size,
+        seq_len=seq_len,
+    )  # fmt: skip
+
+
 def pair_pretraining(
     settings: Settings,
     cold: Results,
@@ -541,8 +581,10 @@ def pair_pretraining(
     (`molkit.models.lm_training.resolve_lm`: in smoke a tiny random Llama with a tokenizer trained
     on these prompts, saved under ``workdir``, default a new temporary folder) and, when
     ``lm_pretrain_pairs`` > 0, MolTC's pair pre-training (with graph tokens, and without them for
-    the SMILES-only arm). Artefacts: ``session`` (`PairLMSession`), ``lm_sets``, ``sizes`` (pairs
-    per task and part), ``report`` (pre-training, or None), ``example_target``."""
+    the SMILES-only arm). Before the LM loads, `lm_memory` checks that it fits (raising
+    `molkit.models.memory.InsufficientMemoryError` when not). Artefacts: ``session``
+    (`PairLMSession`), ``lm_sets``, ``sizes`` (pairs per task and part), ``report``
+    (pre-training, or None), ``example_target``, ``memory`` (`lm_memory`'s line)."""
     from molkit.models.lm_training import resolve_lm
 
     seed = settings.seed
@@ -570,6 +612,7 @@ def pair_pretraining(
         settings.lm_model, corpus + list(DDI_ANSWERS), workdir, vocab_size=384, hidden=64,
         layers=2, heads=4,
     )  # fmt: skip
+    memory = lm_memory(settings, lm_path)
     session = PairLMSession(lm_path, gin, settings, seed=seed)
     pool = sorted({m for _, train, _, _ in lm_sets.values() for m in train.smiles_1})
     report = None
@@ -582,7 +625,7 @@ def pair_pretraining(
                     report.tokens_per_second, seed, note=note)  # fmt: skip
     res.artefacts.update(
         session=session, lm_sets=lm_sets, sizes=pd.Series(sizes, name="pairs"), report=report,
-        example_target=pretrain_target(pool[0], pool[1]),
+        example_target=pretrain_target(pool[0], pool[1]), memory=memory,
     )  # fmt: skip
     return res
 

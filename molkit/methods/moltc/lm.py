@@ -226,7 +226,8 @@ class PairLMSession:
 
     ``settings`` is the method's `Settings` (read: ``projector_hidden``, ``projector_heads``,
     ``projector_layers``, ``projector_lr``, ``lm_lr``, ``lm_batch_size``, ``lm_eval_batch_size``,
-    ``smiles_chars``, ``max_new_tokens``, ``num_beams``). ``pretrain`` trains LoRA (+ one shared
+    ``smiles_chars``, ``max_new_tokens``, ``num_beams``, ``lm_dtype``, ``lm_quantization``: how
+    `molkit.models.lm_training.load_lm` loads the LM). ``pretrain`` trains LoRA (+ one shared
     projector, or without graph tokens for the SMILES-only arm) on random training pairs whose
     target states both molecules' properties; ``run`` fine-tunes one `LMVariant` on a task and
     evaluates it on one or more test sets. ``cache``: the adapter cache (``True``: the molkit
@@ -247,7 +248,9 @@ class PairLMSession:
         from molkit.models.lm_training import apply_lora, load_lm
 
         torch.manual_seed(seed)
-        model, self.tokenizer = load_lm(lm_model)
+        model, self.tokenizer = load_lm(
+            lm_model, dtype=settings.lm_dtype, quantization=settings.lm_quantization
+        )
         self.graph_token_id = add_graph_token(model, self.tokenizer)
         self.model = apply_lora(
             model, r=lora_r, alpha=lora_alpha, dropout=0.05, target_modules=["q_proj", "v_proj"]
