@@ -1005,9 +1005,13 @@ def test_full_profile_generates_with_mistral_in_4bit_and_checks_memory(tmp_path,
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match="lm_quantization='4bit'.*no CUDA device"):
         lardo.stage1_free("esol", cache, path, 4, lm_dtype="bf16", lm_quantization="4bit")
-    settings = smoke.with_overrides(lm_model=path, lm_dtype="bf16", lm_quantization=None)
+    assert lardo.lm_memory(smoke).endswith("is not loaded (offline: every response replays "
+                                           "from the cache; throughput_prompts = 0)")  # fmt: skip
+    settings = smoke.with_overrides(lm_model=path, lm_dtype="bf16", offline=False)
     line = lardo.lm_memory(settings, "cpu", free_bytes=10**12)
     assert line.startswith(f"memory: {path} needs about") and "bf16, inference, batch 8 x" in line
+    speed = settings.with_overrides(offline=True, throughput_prompts=3)  # only the benchmark loads
+    assert "inference, batch 3 x 544 tokens" in lardo.lm_memory(speed, "cpu", free_bytes=10**12)
     with pytest.raises(InsufficientMemoryError, match="lm_quantization='4bit', lm_batch_size"):
         lardo.lm_memory(settings, "cpu", free_bytes=1000)
     absent = lardo.lm_memory(full.with_overrides(offline=True), "cpu", free_bytes=10**12)

@@ -181,20 +181,31 @@ PROMPT_TOKENS = 512
 
 def lm_memory(settings: Settings, device=None, free_bytes: int | None = None) -> str:
     """The memory line printed before the LLM stages (`molkit.models.memory.lm_memory_line`):
-    generation only (no training), ``lm_batch_size`` prompts of `PROMPT_TOKENS` plus the longer
-    of ``max_new_tokens`` / ``stage1_max_new_tokens``, ``lm_dtype`` / ``lm_quantization``. Raises
+    generation only (no training) with ``lm_dtype`` / ``lm_quantization``, at the batch that will
+    load the LLM: ``lm_batch_size`` prompts of `PROMPT_TOKENS` plus the longer of
+    ``max_new_tokens`` / ``stage1_max_new_tokens`` when responses are generated; with ``offline``
+    (every response replays from the cache) only `generation_speed` loads it, for
+    ``throughput_prompts`` prompts of `PROMPT_TOKENS` + `SPEED_NEW_TOKENS`, and with
+    ``throughput_prompts`` = 0 it never loads (the line says so). Raises
     `molkit.models.memory.InsufficientMemoryError` naming the settings to change when it does not
     fit ``device`` (``free_bytes``: instead of its free memory); a line saying the estimate is
-    unavailable when the config cannot be had (with ``offline``, from the local files only). A
-    replayed run loads the LLM only on a miss."""
+    unavailable when the config cannot be had (with ``offline``, from the local files only)."""
     from molkit.models.memory import lm_memory_line
 
-    seq_len = PROMPT_TOKENS + max(settings.max_new_tokens, settings.stage1_max_new_tokens)
+    if settings.offline and not settings.throughput_prompts:
+        return (
+            f"memory: {settings.lm_model} is not loaded (offline: every response replays from "
+            "the cache; throughput_prompts = 0)"
+        )
+    if settings.offline:
+        batch, seq_len = settings.throughput_prompts, PROMPT_TOKENS + SPEED_NEW_TOKENS
+    else:
+        batch = settings.lm_batch_size
+        seq_len = PROMPT_TOKENS + max(settings.max_new_tokens, settings.stage1_max_new_tokens)
     return lm_memory_line(
         settings.lm_model, settings.lm_dtype, settings.lm_quantization,
         "lm_quantization='4bit', lm_batch_size or max_new_tokens", device, free_bytes,
-        settings.offline,
-        training=False, batch_size=settings.lm_batch_size, seq_len=seq_len,
+        settings.offline, training=False, batch_size=batch, seq_len=seq_len,
     )  # fmt: skip
 
 
