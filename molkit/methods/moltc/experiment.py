@@ -581,11 +581,11 @@ def pair_pretraining(
     (`molkit.models.lm_training.resolve_lm`: in smoke a tiny random Llama with a tokenizer trained
     on these prompts, saved under ``workdir``, default a new temporary folder) and, when
     ``lm_pretrain_pairs`` > 0, MolTC's pair pre-training (with graph tokens, and without them for
-    the SMILES-only arm). Before the LM loads, `lm_memory` checks that it fits (raising
-    `molkit.models.memory.InsufficientMemoryError` when not). Artefacts: ``session``
-    (`PairLMSession`), ``lm_sets``, ``sizes`` (pairs per task and part), ``report``
-    (pre-training, or None), ``example_target``, ``memory`` (`lm_memory`'s line)."""
-    from molkit.models.lm_training import resolve_lm
+    the SMILES-only arm). Before the LM loads (a named LM: before the GIN trains), `lm_memory`
+    checks that it fits, raising `molkit.models.memory.InsufficientMemoryError` when not.
+    Artefacts: ``session`` (`PairLMSession`), ``lm_sets``, ``sizes`` (pairs per task and part),
+    ``report`` (pre-training, or None), ``example_target``, ``memory`` (`lm_memory`'s line)."""
+    from molkit.models.lm_training import SMOKE_LM, resolve_lm
 
     seed = settings.seed
     lm_sets = _lm_sets(settings, cold, both, regression)
@@ -600,6 +600,8 @@ def pair_pretraining(
     train_molecules = sorted(
         {m for _, train, _, _ in lm_sets.values() for m in [*train.smiles_1, *train.smiles_2]}
     )
+    # a named LM is checked before the GIN trains; the smoke LM once it is written
+    memory = lm_memory(settings, settings.lm_model) if settings.lm_model != SMOKE_LM else None
     gin = pretrain_graph_encoder(
         train_molecules, hidden=settings.lm_gin_hidden, epochs=settings.lm_gin_epochs, seed=seed
     )
@@ -612,7 +614,7 @@ def pair_pretraining(
         settings.lm_model, corpus + list(DDI_ANSWERS), workdir, vocab_size=384, hidden=64,
         layers=2, heads=4,
     )  # fmt: skip
-    memory = lm_memory(settings, lm_path)
+    memory = memory or lm_memory(settings, lm_path)
     session = PairLMSession(lm_path, gin, settings, seed=seed)
     pool = sorted({m for _, train, _, _ in lm_sets.values() for m in train.smiles_1})
     report = None
