@@ -1012,6 +1012,8 @@ def test_full_profile_generates_with_mistral_in_4bit_and_checks_memory(tmp_path,
     assert line.startswith(f"memory: {path} needs about") and "bf16, inference, batch 8 x" in line
     speed = settings.with_overrides(offline=True, throughput_prompts=3)  # only the benchmark loads
     assert "inference, batch 3 x 544 tokens" in lardo.lm_memory(speed, "cpu", free_bytes=10**12)
+    with pytest.raises(InsufficientMemoryError, match="lm_quantization='4bit' or throughput_"):
+        lardo.lm_memory(speed, "cpu", free_bytes=1000)
     with pytest.raises(InsufficientMemoryError, match="lm_quantization='4bit', lm_batch_size"):
         lardo.lm_memory(settings, "cpu", free_bytes=1000)
     absent = lardo.lm_memory(full.with_overrides(offline=True), "cpu", free_bytes=10**12)

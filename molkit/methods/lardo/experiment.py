@@ -199,12 +199,13 @@ def lm_memory(settings: Settings, device=None, free_bytes: int | None = None) ->
         )
     if settings.offline:
         batch, seq_len = settings.throughput_prompts, PROMPT_TOKENS + SPEED_NEW_TOKENS
+        hint = "lm_quantization='4bit' or throughput_prompts"
     else:
         batch = settings.lm_batch_size
         seq_len = PROMPT_TOKENS + max(settings.max_new_tokens, settings.stage1_max_new_tokens)
+        hint = "lm_quantization='4bit', lm_batch_size or max_new_tokens"
     return lm_memory_line(
-        settings.lm_model, settings.lm_dtype, settings.lm_quantization,
-        "lm_quantization='4bit', lm_batch_size or max_new_tokens", device, free_bytes,
+        settings.lm_model, settings.lm_dtype, settings.lm_quantization, hint, device, free_bytes,
         settings.offline, training=False, batch_size=batch, seq_len=seq_len,
     )  # fmt: skip
 
