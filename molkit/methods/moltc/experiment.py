@@ -91,10 +91,6 @@ PRIOR = "per-drug prior (no chemistry)"
 MEAN = "training mean"
 GBM = "Morgan + gradient boosting"
 PAIR_GIN = "pair GIN"
-#: The LM variants fine-tuned on DDI (the first is scored with the molecules swapped too).
-DDI_VARIANTS = ("MolTC", SMILES_ONLY)
-#: The FreeSolv variants also scored with the molecules swapped.
-SWAPPED_ON_FREESOLV = ("MolTC", SMILES_ONLY)
 #: What `split_overlap` columns the upstream-split section records.
 OVERLAP_METRICS = (
     "pairs", "repeated_conflicting", "pairs_in_train", "opposite_label_in_train", "new_molecule",
