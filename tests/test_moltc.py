@@ -32,10 +32,10 @@ def test_settings_profiles_and_overrides():
     assert smoke.lm_model == "tiny-random-llama" and smoke.seeds == (0,) and smoke.ddi_rows == 1200
     assert smoke.regression_sets == ("freesolv-pairs", "combisolu") and smoke.gin_min_steps == 0
     assert default.lm_model == "smollm2-135m-instruct" and default.seeds == (0, 1, 2)
-    assert default.ddi_rows is None and default.lm_train_pairs == 768 and default.num_beams == 1
+    assert default.ddi_rows is None and default.lm_train_pairs == 512 and default.num_beams == 1
     assert default.lm_pretrain_pairs == 0 and default.lm_test_pairs == 200
     assert default.lm_variants == ("MolTC", moltc.SMILES_ONLY) and default.role_set == "combisolu"
-    assert default.ddi_variants == ("MolTC",) and default.lm_freesolv_epochs == 8.0
+    assert default.ddi_variants == ("MolTC",) and default.lm_freesolv_epochs == 6.0
     assert smoke.ddi_variants == full.ddi_variants == ("MolTC", moltc.SMILES_ONLY)
     assert (default.gin_hidden, default.gin_layers, default.gin_patience) == (128, 4, 10)
     assert full.lm_model == "facebook/galactica-1.3b" and full.num_beams == 5
@@ -591,6 +591,7 @@ def test_ddi_lm_gates_against_chance_and_the_prior():
         artefacts={"session": session, "lm_sets": {"chchminer": (train, train, tests, train)}}
     )
     settings = moltc.Settings.for_profile("smoke").with_overrides(n_bits=32)
+    assert settings.ddi_swap and not moltc.Settings().ddi_swap
     res = moltc.ddi_lm(settings, pretraining)
     gates = res.claims_frame().set_index("claim").verdict
     assert gates["MolTC beats chance (constant score) (chchminer, both drugs unseen)"] == "holds"
@@ -598,6 +599,8 @@ def test_ddi_lm_gates_against_chance_and_the_prior():
     assert gates[prior] == "holds"  # CCl's training rate is one number for every test pair
     assert res.claims[-1].verdict == "not judged"  # SMILES only is a constant score
     assert res.artefacts["tables"][mx.LM_BOTH_UNSEEN].loc["MolTC", "swap_label_agreement"] == 1.0
+    unswapped = moltc.ddi_lm(settings.with_overrides(ddi_swap=False), pretraining)
+    assert "swap_label_agreement" not in unswapped.artefacts["tables"][mx.LM_BOTH_UNSEEN]
 
 
 def test_results_table_and_figures():
