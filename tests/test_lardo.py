@@ -384,6 +384,18 @@ def test_both_stage1_modes_go_through_the_cache(tmp_path):
     assert replayed.equals(table) and kept == ranked and again.model_calls == 0
     with pytest.raises(LookupError, match="not in the response cache"):
         lardo.stage1_free("esol", again, "fake-lm", 128, offline=True, generate_fn=forbidden)
+    # the same model loaded in bf16 (or 4-bit) is another model to the cache: no replay of the
+    # float32 answers, its own keys; the float32 keys are the settings' own (shipped files replay)
+    with pytest.raises(LookupError, match="not in the response cache"):
+        lardo.stage1_free("bbbp", again, "fake-lm", 128, offline=True, generate_fn=forbidden,
+                          lm_dtype="bf16")  # fmt: skip
+    bf16 = lardo.stage1_keys("bbbp", "fake-lm", 128, lm_dtype="bf16")
+    four_bit = lardo.stage1_keys("bbbp", "fake-lm", 128, lm_quantization="4bit")
+    assert len(bf16 | four_bit | lardo.stage1_keys("bbbp", "fake-lm", 128)) == 6
+    assert lardo.keyed_settings({"a": 1}) == {"a": 1}
+    assert lardo.keyed_settings({"a": 1}, "bf16", "4bit") == {
+        "a": 1, "lm_dtype": "bf16", "lm_quantization": "4bit",
+    }  # fmt: skip
 
 
 def test_describe_molecules_describes_each_variants_pool_through_the_cache(tmp_path):

@@ -219,10 +219,25 @@ def stage1_free(
     and mapped to descriptors; the names without one are in ``PropertyMap.unmatched`` (the guard
     in `stage2_prompt` never passes them on). ``lm_dtype`` / ``lm_quantization``: how the LLM
     loads on a miss (`_causal_lm`)."""
-    settings = generation_settings(max_new_tokens)
+    settings = keyed_settings(generation_settings(max_new_tokens), lm_dtype, lm_quantization)
     fn = generate_fn or load_generator(lm_model, settings, lm_dtype, lm_quantization)
     (answer,), _ = _run(cache, lm_model, [stage1_prompt(dataset)], settings, fn, 1, offline, False)
     return answer, map_properties(parse_property_list(answer))
+
+
+def keyed_settings(
+    settings: dict[str, Any], lm_dtype: str = "fp32", lm_quantization: str | None = None
+) -> dict[str, Any]:
+    """``settings`` as the response cache keys them: with the LLM's loading (``lm_dtype``,
+    ``lm_quantization``) added where it is not the default float32 one, so that a bf16 or 4-bit
+    model's answers are never replayed as the float32 model's (or the other way round); the
+    default's keys stay as they were, so the shipped responses still replay."""
+    out = dict(settings)
+    if lm_dtype != "fp32":
+        out["lm_dtype"] = lm_dtype
+    if lm_quantization is not None:
+        out["lm_quantization"] = lm_quantization
+    return out
 
 
 def ranking_settings(candidates: Sequence[str]) -> dict[str, Any]:
@@ -272,7 +287,7 @@ def stage1_ranked(
     ``top`` best besides logP and MW (which every prompt carries) are kept
     (`rank_properties`)."""
     candidates = list(RANKED_NAMES.values())
-    settings = ranking_settings(candidates)
+    settings = keyed_settings(ranking_settings(candidates), lm_dtype, lm_quantization)
     fn = rank_fn or load_ranker(lm_model, candidates, lm_dtype, lm_quantization)
     prompt = stage1_choice_prompt(dataset, candidates)
     (text,), _ = _run(cache, lm_model, [prompt], settings, fn, 1, offline, False)
@@ -304,7 +319,7 @@ def describe_molecules(
     ``lm_quantization``)."""
     smiles = list(smiles)
     values = compute_descriptors(smiles, list(DESCRIPTORS), progress=False)
-    settings = generation_settings(max_new_tokens)
+    settings = keyed_settings(generation_settings(max_new_tokens), lm_dtype, lm_quantization)
     stats: dict[str, GenerationStats] = {}
     texts: dict[str, list[str | None]] = {}
     records = values.to_dict("records")
@@ -329,12 +344,18 @@ def describe_molecules(
     return Descriptions(dataset, smiles, texts, properties, values, stats)
 
 
-def response_keys(desc: Descriptions, lm_model: str, max_new_tokens: int) -> set[str]:
+def response_keys(
+    desc: Descriptions,
+    lm_model: str,
+    max_new_tokens: int,
+    lm_dtype: str = "fp32",
+    lm_quantization: str | None = None,
+) -> set[str]:
     """The response-cache keys of ``desc``'s stage-2 texts (every LLM variant, the molecules it
-    described)."""
+    described) for the LLM loaded with ``lm_dtype`` / ``lm_quantization`` (`keyed_settings`)."""
     from molkit.models.responses import response_key
 
-    settings = generation_settings(max_new_tokens)
+    settings = keyed_settings(generation_settings(max_new_tokens), lm_dtype, lm_quantization)
     records = desc.values.to_dict("records")
     keys = set()
     for variant in desc.texts:
@@ -348,14 +369,21 @@ def response_keys(desc: Descriptions, lm_model: str, max_new_tokens: int) -> set
     return keys
 
 
-def stage1_keys(dataset: str, lm_model: str, max_new_tokens: int) -> set[str]:
-    """The response-cache keys of ``dataset``'s two stage-1 calls (free text and ranking)."""
+def stage1_keys(
+    dataset: str,
+    lm_model: str,
+    max_new_tokens: int,
+    lm_dtype: str = "fp32",
+    lm_quantization: str | None = None,
+) -> set[str]:
+    """The response-cache keys of ``dataset``'s two stage-1 calls (free text and ranking) for the
+    LLM loaded with ``lm_dtype`` / ``lm_quantization`` (`keyed_settings`)."""
     from molkit.models.responses import response_key
 
     candidates = list(RANKED_NAMES.values())
+    free = keyed_settings(generation_settings(max_new_tokens), lm_dtype, lm_quantization)
+    ranked = keyed_settings(ranking_settings(candidates), lm_dtype, lm_quantization)
     return {
-        response_key(lm_model, stage1_prompt(dataset), generation_settings(max_new_tokens)),
-        response_key(
-            lm_model, stage1_choice_prompt(dataset, candidates), ranking_settings(candidates)
-        ),
+        response_key(lm_model, stage1_prompt(dataset), free),
+        response_key(lm_model, stage1_choice_prompt(dataset, candidates), ranked),
     }

@@ -63,7 +63,7 @@ def generate_responses(
         free = stage1_free(name, cache, sizes.lm_model, sizes.stage1_max_new_tokens, **loading)[1]
         ranked = stage1_ranked(name, cache, sizes.lm_model, sizes.stage1_top, **loading)[1]
         properties[name] = ranked if sizes.stage1 == "ranked" else free
-        keys |= stage1_keys(name, sizes.lm_model, sizes.stage1_max_new_tokens)
+        keys |= stage1_keys(name, sizes.lm_model, sizes.stage1_max_new_tokens, **loading)
     tokens, seconds = 0, 0.0
     for stage, variant, name, positions in response_plan(profile):
         began = time.perf_counter()
@@ -73,7 +73,7 @@ def generate_responses(
             sizes.max_new_tokens, sizes.lm_batch_size, variants=(variant,), progress=progress,
             **loading,
         )  # fmt: skip
-        keys |= response_keys(desc, sizes.lm_model, sizes.max_new_tokens)
+        keys |= response_keys(desc, sizes.lm_model, sizes.max_new_tokens, **loading)
         st = desc.stats[variant]
         tokens, seconds = tokens + st.new_tokens, seconds + st.seconds
         print(
