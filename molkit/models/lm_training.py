@@ -66,6 +66,7 @@ __all__ = [
     "splice_embeddings",
     "apply_lora",
     "train_causal_lm",
+    "answer_logits",
     "answer_loss",
     "generate_texts",
     "data_parallel",
@@ -493,17 +494,18 @@ def _length_grouped_batches(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def answer_loss(
+def answer_logits(
     model,
     batch: dict[str, Tensor],
     extra_positions: Sequence[Sequence[int]] | None = None,
     extra_vectors: Sequence[Tensor] | None = None,
     forward=None,
-) -> Tensor:
-    """Mean cross-entropy over the answer tokens of a collated ``batch`` (labels -100 elsewhere),
-    with extra embeddings spliced in when given. ``forward``: the module that runs the forward
-    pass (a data-parallel wrapper of ``model``, whose gradients it synchronises); default
-    ``model``."""
+) -> tuple[Tensor, Tensor]:
+    """The LM's logits where a collated ``batch`` predicts an answer token (labels -100
+    elsewhere), with extra embeddings spliced in when given: ``(logits, answer)``, logits
+    (n_answer_tokens, vocab) in the forward's dtype and ``answer`` the (batch, length - 1) mask of
+    those positions in the shifted labels. ``forward``: the module that runs the forward pass (a
+    data-parallel wrapper of ``model``); default ``model``."""
     device = next(model.parameters()).device
     ids = batch["input_ids"].to(device)
     kwargs = {"attention_mask": batch["attention_mask"].to(device)}
@@ -511,14 +513,27 @@ def answer_loss(
         kwargs["inputs_embeds"] = splice_embeddings(model, ids, extra_positions, extra_vectors)
     else:
         kwargs["input_ids"] = ids
-    # logits only where the loss needs them: the LM head over a 49k vocabulary at every prompt
-    # position is a fifth of a small model's compute
+    # logits only where an answer token is predicted: the LM head over a 49k vocabulary at every
+    # prompt position is a fifth of a small model's compute and most of its memory traffic
     out = (forward or model)(**kwargs, output_hidden_states=True, logits_to_keep=1)
-    labels = batch["labels"][:, 1:].to(device)
-    answer = labels != IGNORE_INDEX
-    logits = model.get_output_embeddings()(out.hidden_states[-1][:, :-1][answer])
+    answer = batch["labels"][:, 1:].to(device) != IGNORE_INDEX
+    return model.get_output_embeddings()(out.hidden_states[-1][:, :-1][answer]), answer
+
+
+def answer_loss(
+    model,
+    batch: dict[str, Tensor],
+    extra_positions: Sequence[Sequence[int]] | None = None,
+    extra_vectors: Sequence[Tensor] | None = None,
+    forward=None,
+) -> Tensor:
+    """Mean cross-entropy over the answer tokens of a collated ``batch`` (`answer_logits`).
+    ``forward``: the module that runs the forward pass (a data-parallel wrapper of ``model``,
+    whose gradients it synchronises); default ``model``."""
+    logits, answer = answer_logits(model, batch, extra_positions, extra_vectors, forward)
     if logits.dtype not in (torch.float32, torch.float64):  # bf16 autocast: the loss in float32
         logits = logits.float()
+    labels = batch["labels"][:, 1:].to(logits.device)
     return torch.nn.functional.cross_entropy(logits, labels[answer])
 
 

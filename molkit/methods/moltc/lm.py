@@ -137,7 +137,7 @@ def answer_log_likelihoods(
     """Sum of log-probabilities of each answer's tokens (EOS included) given its prompt, (n,)
     float64."""
     from molkit._progress import tqdm
-    from molkit.models.lm_training import IGNORE_INDEX, collate_examples, splice_embeddings
+    from molkit.models.lm_training import answer_logits, collate_examples
     from molkit.models.runtime import autocast
 
     gid = graph_token_id if graph is not None else None
@@ -149,24 +149,13 @@ def answer_log_likelihoods(
     for start in tqdm(starts, desc="scoring", disable=not progress, leave=False):
         idx = list(range(start, min(start + batch_size, len(examples))))
         batch = collate_examples([examples[i] for i in idx], tokenizer.pad_token_id)
-        ids = batch["input_ids"].to(device)
-        attention = batch["attention_mask"].to(device)
-        labels = batch["labels"][:, 1:].to(device)
-        mask = labels != IGNORE_INDEX
         with autocast(device):
+            positions = vectors = None
             if graph is not None:
                 positions = [examples[i].extra_positions for i in idx]
                 vectors = graph([pairs[i] for i in idx])
-                inputs = {"inputs_embeds": splice_embeddings(model, ids, positions, vectors)}
-            else:
-                inputs = {"input_ids": ids}
-            # the LM head and the softmax only where an answer token is predicted (as
-            # `answer_loss`): over a 49k vocabulary at every prompt position they are a fifth
-            # of a small model's compute and most of its memory traffic
-            hidden = model(
-                **inputs, attention_mask=attention, output_hidden_states=True, logits_to_keep=1
-            ).hidden_states[-1][:, :-1]
-            logits = model.get_output_embeddings()(hidden[mask])
+            logits, mask = answer_logits(model, batch, positions, vectors)
+        labels = batch["labels"][:, 1:].to(device)
         token_logp = torch.log_softmax(logits.float(), dim=-1)
         token_logp = token_logp.gather(-1, labels[mask].unsqueeze(-1)).squeeze(-1)
         rows = torch.arange(len(idx), device=device).unsqueeze(1).expand_as(mask)[mask]
