@@ -199,6 +199,23 @@ def test_run_baselines_rows_and_predictions():
     assert set(rows.metric) == {"mae", "rmse", "r2", "seconds"}
 
 
+def test_gbm_features_computed_once_give_the_same_baseline():
+    task = moltc.TASKS["freesolv-pairs"]
+    fs = pd.DataFrame({"smiles_1": SMILES * 3, "smiles_2": ["O"] * 24, "freesolv": np.arange(24.0)})
+    settings = moltc.Settings.for_profile("smoke").with_overrides(n_bits=32, gbm_iter=5)
+    features = moltc.gbm_features(fs, task, settings)
+    assert features.shape[0] == len(fs)
+    for seed in (0, 1):
+        split = make_pair_split(fs, "random", seed=seed)
+        _, fresh = moltc.run_baselines(fs, split, task, settings, seed=seed, gin=False)
+        _, reused = moltc.run_baselines(fs, split, task, settings, seed=seed, gin=False,
+                                        features=features)  # fmt: skip
+        assert np.array_equal(fresh["Morgan + gradient boosting"],
+                              reused["Morgan + gradient boosting"])  # fmt: skip
+    with pytest.raises(ValueError, match="24 pairs; pass features=gbm_features"):
+        moltc.run_baselines(fs, split, task, settings, gin=False, features=features[:5])
+
+
 def test_roc_auc_matches_scikit_learn_with_ties():
     from sklearn.metrics import roc_auc_score
 
@@ -573,6 +590,12 @@ def test_lm_sections_gate_then_compare_on_the_same_pairs():
         line.startswith("Not judged (an arm fails its gate): role-separated") for line in lines
     )
     assert any("Swap test on combisolu" in line and "MolTC: 1.05" in line for line in lines)
+    # the FreeSolv baseline's spread over split seeds, beside the outside figure
+    gbm = Results()
+    for seed, value in ((0, 1.2), (1, 0.9)):
+        gbm.add_row("freesolv-pairs", "Morgan + gradient boosting", "rmse", value, seed, "random")
+    line = next(x for x in moltc.findings(gbm, settings) if "by split seed" in x)
+    assert "seed 0: 1.200, seed 1: 0.900 (a spread of 0.300)" in line and "0.850 ± 0.015" in line
 
 
 def test_ddi_lm_gates_against_chance_and_the_prior():
@@ -659,6 +682,12 @@ def test_full_profile_loads_galactica_in_bf16_and_checks_memory_first(tmp_path, 
     trainable = {n for n, p in params.items() if p.requires_grad}
     assert trainable and all("lora_" in n and params[n].dtype == torch.float32 for n in trainable)
     assert {p.dtype for n, p in params.items() if n not in trainable} == {torch.bfloat16}
+    # LoRA dropout is the setting's: off in default (CPU time), the official 0.1 in full
+    assert (default.lora_dropout, full.lora_dropout) == (0.0, 0.1)
+    assert session.model.peft_config["default"].lora_dropout == settings.lora_dropout
+    with_dropout = settings.with_overrides(lora_dropout=0.1)
+    dropped = moltc.PairLMSession(path, GIN(num_layers=1, hidden=8), with_dropout, cache=False)
+    assert dropped.model.peft_config["default"].lora_dropout == 0.1
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match="lm_quantization='4bit'.*no CUDA device"):
         moltc.PairLMSession(path, GIN(num_layers=1, hidden=8), settings.with_overrides(

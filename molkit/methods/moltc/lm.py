@@ -217,18 +217,18 @@ def generate_pair_answers(
 
 
 class PairLMSession:
-    """One LM (LoRA on q/v, r 8 / alpha 32, as MolTC) with the graph placeholder token, a frozen
-    GIN and the projector settings; runs MolTC's stages and the ablations from saved adapter
-    states, every training run through the shared adapter cache.
+    """One LM (LoRA on q/v, r 8 / alpha 32 as MolTC's defaults, dropout ``lora_dropout``) with the
+    graph placeholder token, a frozen GIN and the projector settings; runs MolTC's stages and the
+    ablations from saved adapter states, every training run through the shared adapter cache.
 
     ``settings`` is the method's `Settings` (read: ``projector_hidden``, ``projector_heads``,
     ``projector_layers``, ``projector_lr``, ``lm_lr``, ``lm_batch_size``, ``lm_eval_batch_size``,
-    ``smiles_chars``, ``max_new_tokens``, ``num_beams``, ``lm_dtype``, ``lm_quantization``: how
-    `molkit.models.lm_training.load_lm` loads the LM). ``pretrain`` trains LoRA (+ one shared
-    projector, or without graph tokens for the SMILES-only arm) on random training pairs whose
-    target states both molecules' properties; ``run`` fine-tunes one `LMVariant` on a task and
-    evaluates it on one or more test sets. ``cache``: the adapter cache (``True``: the molkit
-    cache, a folder, or ``False``).
+    ``smiles_chars``, ``max_new_tokens``, ``num_beams``, ``lora_dropout``, ``lm_dtype``,
+    ``lm_quantization``: how `molkit.models.lm_training.load_lm` loads the LM). ``pretrain`` trains
+    LoRA (+ one shared projector, or without graph tokens for the SMILES-only arm) on random
+    training pairs whose target states both molecules' properties; ``run`` fine-tunes one
+    `LMVariant` on a task and evaluates it on one or more test sets. ``cache``: the adapter cache
+    (``True``: the molkit cache, a folder, or ``False``).
     """
 
     def __init__(
@@ -250,7 +250,11 @@ class PairLMSession:
         )
         self.graph_token_id = add_graph_token(model, self.tokenizer)
         self.model = apply_lora(
-            model, r=lora_r, alpha=lora_alpha, dropout=0.05, target_modules=["q_proj", "v_proj"]
+            model,
+            r=lora_r,
+            alpha=lora_alpha,
+            dropout=settings.lora_dropout,
+            target_modules=["q_proj", "v_proj"],
         )
         self.device = next(self.model.parameters()).device
         self.gin, self.settings, self.seed = gin.to(self.device), settings, seed

@@ -64,7 +64,7 @@ OFFICIAL_SETTINGS: dict[str, str] = {
     "projector": "Q-Former from SciBERT, 8 query tokens per molecule; shared in pre-training, one "
     "per role in fine-tuning",
     "language model": "Galactica-1.3B; frozen in pair pre-training (--llm_tune freeze), LoRA "
-    "r 8 / alpha 32 on q_proj, v_proj in solvation pre-training and fine-tuning",
+    "r 8 / alpha 32 / dropout 0.1 on q_proj, v_proj in solvation pre-training and fine-tuning",
     "optimiser": "AdamW, lr 1e-4 -> 1e-5 cosine, warm-up",
     "epochs": "pair pre-training 10; fine-tuning 40-100 (DDI), 100-1000 (solvation); FreeSolv not "
     "fine-tuned (the README: it over-fits), predicted by the solvation-pre-trained model",
