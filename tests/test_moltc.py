@@ -32,7 +32,7 @@ def test_settings_profiles_and_overrides():
     assert smoke.lm_model == "tiny-random-llama" and smoke.seeds == (0,) and smoke.ddi_rows == 1200
     assert smoke.regression_sets == ("freesolv-pairs", "combisolu") and smoke.gin_min_steps == 0
     assert default.lm_model == "smollm2-135m-instruct" and default.seeds == (0, 1, 2)
-    assert default.ddi_rows is None and default.lm_train_pairs == 512 and default.num_beams == 1
+    assert default.ddi_rows is None and default.lm_train_pairs == 384 and default.num_beams == 1
     assert default.lm_pretrain_pairs == 0 and default.lm_test_pairs == 200
     assert default.lm_variants == ("MolTC", moltc.SMILES_ONLY) and default.role_set == "combisolu"
     assert default.ddi_variants == ("MolTC",) and default.lm_freesolv_epochs == 6.0
@@ -682,12 +682,12 @@ def test_full_profile_loads_galactica_in_bf16_and_checks_memory_first(tmp_path, 
     trainable = {n for n, p in params.items() if p.requires_grad}
     assert trainable and all("lora_" in n and params[n].dtype == torch.float32 for n in trainable)
     assert {p.dtype for n, p in params.items() if n not in trainable} == {torch.bfloat16}
-    # LoRA dropout is the setting's: off in default (CPU time), the official 0.1 in full
-    assert (default.lora_dropout, full.lora_dropout) == (0.0, 0.1)
+    # LoRA dropout is the setting's: 0.05 in default, the official 0.1 in full
+    assert (default.lora_dropout, full.lora_dropout) == (0.05, 0.1)
     assert session.model.peft_config["default"].lora_dropout == settings.lora_dropout
-    with_dropout = settings.with_overrides(lora_dropout=0.1)
+    with_dropout = settings.with_overrides(lora_dropout=0.0)
     dropped = moltc.PairLMSession(path, GIN(num_layers=1, hidden=8), with_dropout, cache=False)
-    assert dropped.model.peft_config["default"].lora_dropout == 0.1
+    assert dropped.model.peft_config["default"].lora_dropout == 0.0
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match="lm_quantization='4bit'.*no CUDA device"):
         moltc.PairLMSession(path, GIN(num_layers=1, hidden=8), settings.with_overrides(
