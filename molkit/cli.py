@@ -22,8 +22,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     params = {k: _parse_value(v) for k, v in (args.parameter or [])}
     try:
         run_notebooks(
-            args.notebooks, profile=args.profile, parameters=params, keep_going=args.keep_going
-        )
+            args.notebooks, profile=args.profile, parameters=params, keep_going=args.keep_going,
+            processes=args.processes,
+        )  # fmt: skip
     except (NotebookFailed, ValueError, FileNotFoundError) as exc:
         print(f"molkit run: {exc}", file=sys.stderr)
         return 1
@@ -119,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--keep-going", action="store_true", help="run the remaining notebooks after a failure"
+    )
+    run.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="kernels per notebook, one process group (one per GPU): LM training and generation "
+        "run data-parallel across them; rank 0 writes the record",
     )
     run.set_defaults(func=_cmd_run)
 

@@ -10,6 +10,7 @@ names the notebook and the cell, keeps the partial executed notebook in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -55,6 +56,7 @@ class NotebookRun:
     load_average_start: list[float] = field(default_factory=list)
     load_average_end: list[float] = field(default_factory=list)
     error: str = ""
+    processes: int = 1
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -241,16 +243,131 @@ def remove_stale_staging(record: Path) -> list[Path]:
     return removed
 
 
+def _papermill_error(exc: Exception) -> str:
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(exc, PapermillExecutionError):
+        return f"cell {exc.exec_count} (index {exc.cell_index}) raised {exc.ename}: {exc.evalue}"
+    return f"{type(exc).__name__}: {exc}"  # kernel died, notebook missing, ...
+
+
+def _execute_rank(spec: str) -> int:
+    """One process of a multi-process run (`run_notebook` with ``processes`` > 1): papermill
+    executes the notebook of ``spec`` (JSON: ``notebook``, ``output``, ``parameters``, ``cwd``,
+    ``log_output``) in a kernel that inherits this process's rank variables; an error goes to
+    ``output`` + ``.error``. Returns the exit status."""
+    import papermill as pm
+
+    job = json.loads(spec)
+    try:
+        pm.execute_notebook(
+            job["notebook"], job["output"], parameters=job["parameters"], cwd=job["cwd"],
+            kernel_name="python3", progress_bar=False, log_output=job["log_output"],
+        )  # fmt: skip
+    except Exception as exc:
+        atomic_write_text(Path(job["output"] + ".error"), _papermill_error(exc))
+        return 1
+    return 0
+
+
+def _kill_tree(pid: int) -> None:
+    """Kill a process and every process below it (papermill and its kernel)."""
+    import psutil
+
+    try:
+        parent = psutil.Process(pid)
+        family = [*parent.children(recursive=True), parent]
+    except psutil.NoSuchProcess:
+        return
+    for proc in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(family, timeout=10)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _execute_processes(
+    notebook: Path, staging: Path, parameters: dict, root: Path, processes: int, log_output: bool
+) -> str:
+    """Run one notebook in ``processes`` kernels that form one process group (the variables
+    ``torchrun`` sets: ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``),
+    so `molkit.models.lm_training.data_parallel` shards training and generation over them while
+    every other cell runs in each. Rank 0 writes into ``staging`` (the record); the others into
+    ``staging/ranks/<rank>``, removed afterwards. The first process to fail stops the rest (a
+    process waiting in a collective would wait for ever). Returns the error, or ""."""
+    import subprocess
+
+    port, procs, outputs = _free_port(), [], []
+    for rank in range(processes):
+        run_dir = staging if rank == 0 else staging / "ranks" / str(rank)
+        (run_dir / "results").mkdir(parents=True, exist_ok=True)
+        (staging / "ranks").mkdir(exist_ok=True)
+        output = run_dir / notebook.name
+        env = {
+            **os.environ, RUN_DIR_ENV: str(run_dir), HEADLESS_ENV: "1", "RANK": str(rank),
+            "LOCAL_RANK": str(rank), "WORLD_SIZE": str(processes),
+            "LOCAL_WORLD_SIZE": str(processes), "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }  # fmt: skip
+        spec = json.dumps({
+            "notebook": str(notebook), "output": str(output), "parameters": parameters,
+            "cwd": str(root), "log_output": log_output,
+        })  # fmt: skip
+        code = (
+            "import sys; from molkit.run import _execute_rank; sys.exit(_execute_rank(sys.argv[1]))"
+        )
+        with open(staging / "ranks" / f"{rank}.log", "w") as log:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-c", code, spec], env=env, cwd=root, stdout=log,
+                stderr=subprocess.STDOUT,
+            ))  # fmt: skip
+        outputs.append(output)
+    try:
+        failed = None
+        while failed is None and any(p.poll() is None for p in procs):
+            failed = next((r for r, p in enumerate(procs) if p.poll() not in (None, 0)), None)
+            time.sleep(0.2)
+        failed = next((r for r, p in enumerate(procs) if p.poll() not in (None, 0)), failed)
+    finally:  # the rest of a failed (or interrupted) run, kernels included
+        for p in procs:
+            if p.poll() is None:
+                _kill_tree(p.pid)
+                p.wait()
+    if failed is None:
+        return ""
+    error_file = Path(str(outputs[failed]) + ".error")
+    if error_file.exists():
+        reason = error_file.read_text()
+    else:
+        reason = f"exited with status {procs[failed].returncode} (see {staging}/ranks/{failed}.log)"
+    return f"process {failed} of {processes}: {reason}"
+
+
 def run_notebook(
-    stem: str, profile: str, root: Path, parameters: dict | None = None, log_output: bool = False
+    stem: str,
+    profile: str,
+    root: Path,
+    parameters: dict | None = None,
+    log_output: bool = False,
+    processes: int = 1,
 ) -> NotebookRun:
     """Execute ``notebooks/<stem>.ipynb`` with papermill in ``profile`` and commit it to the
-    record."""
+    record. ``processes`` > 1 runs it in that many kernels of one process group (one per GPU;
+    `_execute_processes`): the LM layer's training and generation are data-parallel across them
+    (`molkit.models.lm_training.data_parallel`), rank 0's outputs become the record."""
     import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
 
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    if processes < 1:
+        raise ValueError(f"processes must be 1 or more, not {processes}")
     record = root / "papermill_runs" / profile
     remove_stale_staging(record)  # a missing record folder holds none
     staging = record / f".staging-{stem}-{os.getpid()}"
@@ -269,21 +386,20 @@ def run_notebook(
     os.environ[RUN_DIR_ENV] = str(staging)
     os.environ[HEADLESS_ENV] = "1"  # progress bars print one line each into the executed notebook
     error = ""
+    notebook = root / "notebooks" / f"{stem}.ipynb"
+    params = {"profile": profile, **(parameters or {})}
     try:
         with _PeakMemory() as mem:
-            pm.execute_notebook(
-                str(root / "notebooks" / f"{stem}.ipynb"),
-                str(staging / f"{stem}.ipynb"),
-                parameters={"profile": profile, **(parameters or {})},
-                cwd=str(root),
-                kernel_name="python3",
-                progress_bar=sys.stderr.isatty(),
-                log_output=log_output,
-            )
-    except PapermillExecutionError as exc:
-        error = f"cell {exc.exec_count} (index {exc.cell_index}) raised {exc.ename}: {exc.evalue}"
-    except Exception as exc:  # kernel died, notebook missing, ...
-        error = f"{type(exc).__name__}: {exc}"
+            if processes > 1:
+                error = _execute_processes(notebook, staging, params, root, processes, log_output)
+            else:
+                pm.execute_notebook(
+                    str(notebook), str(staging / f"{stem}.ipynb"), parameters=params,
+                    cwd=str(root), kernel_name="python3", progress_bar=sys.stderr.isatty(),
+                    log_output=log_output,
+                )  # fmt: skip
+    except Exception as exc:
+        error = _papermill_error(exc)
     finally:
         for key, value in saved_env.items():
             if value is None:
@@ -312,6 +428,7 @@ def run_notebook(
         load_average_start=load_start,
         load_average_end=load_average(),
         error=error,
+        processes=processes,
     )
     if error:
         failed = record / "failed"
@@ -339,14 +456,16 @@ def run_notebooks(
     root: Path | None = None,
     parameters: dict | None = None,
     keep_going: bool = False,
+    processes: int = 1,
 ) -> list[NotebookRun]:
-    """Run several notebooks in order; stops at the first failure unless ``keep_going``."""
+    """Run several notebooks in order (each in ``processes`` kernels, see `run_notebook`); stops
+    at the first failure unless ``keep_going``."""
     root = root or project_root()
     runs, failures = [], []
     for stem in resolve_notebooks(names, root):
         print(f"[molkit run] {stem} (profile {profile}) ...", flush=True)
         try:
-            run = run_notebook(stem, profile, root, parameters)
+            run = run_notebook(stem, profile, root, parameters, processes=processes)
         except NotebookFailed as exc:
             print(f"[molkit run] FAILED: {exc}", file=sys.stderr, flush=True)
             failures.append(str(exc))

@@ -217,3 +217,44 @@ def test_lm_memory_line_estimates_refuses_or_says_why_not(tmp_path):
     assert absent.startswith("memory: no estimate for no-such-org/no-such-model-xyz")
     assert lm_training.generation_load_kwargs("fp32") == {}  # the precision policy decides
     assert lm_training.generation_load_kwargs("bf16") == {"dtype": torch.bfloat16}
+
+
+def test_the_readme_full_profile_memory_column_is_what_the_notebooks_print(tmp_path):
+    """README's `full` table: each notebook's `lm_memory` line for the published architecture of
+    its model (the model cards' sizes), against 80 GB."""
+    from pathlib import Path
+
+    from molkit.methods import icma, lardo, moltc
+
+    opt = {"vocab_size": 50000, "max_position_embeddings": 2048, "enable_bias": True}
+    configs = {
+        "galactica-125m": OPTConfig(hidden_size=768, num_hidden_layers=12, ffn_dim=3072,
+                                    num_attention_heads=12, word_embed_proj_dim=768, **opt),
+        "galactica-1.3b": OPTConfig(hidden_size=2048, num_hidden_layers=24, ffn_dim=8192,
+                                    num_attention_heads=32, word_embed_proj_dim=2048, **opt),
+        "mistral-7b": MistralConfig(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
+                                    intermediate_size=14336, num_key_value_heads=8,
+                                    vocab_size=32000),
+    }  # fmt: skip
+    paths = {}
+    for name, config in configs.items():
+        paths[name] = str(tmp_path / name)
+        config.save_pretrained(paths[name])
+    counts = [memory.param_count(memory.lm_config(p)) for p in paths.values()]
+    assert [round(c / 1e6, 1) for c in counts] == [125.0, 1315.2, 7241.7]
+    gb = 80 * 10**9
+    full = {m: m.Settings.for_profile("full") for m in (icma, lardo, moltc)}
+    lines = [
+        icma.lm_memory(full[icma], paths["galactica-125m"], full[icma].cutoff, "cuda", gb),
+        lardo.lm_memory(full[lardo].with_overrides(lm_model=paths["mistral-7b"]), "cuda", gb),
+        moltc.lm_memory(full[moltc], paths["galactica-1.3b"], "cuda", gb),
+    ]
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    cells = (
+        "13.1 GB (batch 8 x 2,048", "8.7 GB (4-bit, inference, batch 16 x 768",
+        "34.5 GB (bf16, batch 16 x 696",
+    )  # fmt: skip
+    for line, cell in zip(lines, cells, strict=True):
+        gigabytes = cell.split(" GB")[0]
+        assert f"needs about {gigabytes} GB" in line, line
+        assert f"| {cell} tokens) |" in readme

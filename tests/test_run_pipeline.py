@@ -121,3 +121,52 @@ def test_git_commit_of_a_clone_and_its_dirty_flag(tmp_path):
     )
     assert git_commit(clone) == {"commit": head, "dirty": True}
     assert git_commit(tmp_path / "nowhere") == {"commit": "unknown", "dirty": None}
+
+
+def _ranks_project(tmp_path, fail_rank: int | None = None):
+    """A notebook that sums each process's rank + 1 over the process group of its kernels."""
+    (tmp_path / "pyproject.toml").write_text("[project]\nname='x'\n")
+    (tmp_path / "notebooks").mkdir(exist_ok=True)
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("profile = 'default'\nseed = 0")
+    params.metadata["tags"] = ["parameters"]
+    body = (
+        "import os, torch, molkit\n"
+        "from molkit.models.lm_training import data_parallel\n"
+        "cfg = molkit.setup(profile=profile, seed=seed, notebook='52_ranks')\n"
+        "acc = data_parallel()\n"
+        "rank = int(os.environ.get('RANK', '0'))\n"
+        f"if rank == {fail_rank}:\n"
+        "    raise RuntimeError('rank boom')\n"
+        "total = acc.reduce(torch.tensor([rank + 1.0]), 'sum') if acc is not None else 1.0\n"
+        "molkit.record('toy', 'm', 'processes', acc.num_processes if acc is not None else 1)\n"
+        "molkit.record('toy', 'm', 'rank sum', float(total))\n"
+        "molkit.record('toy', 'm', 'rank', rank)\n"
+    )
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, tmp_path / "notebooks" / "52_ranks.ipynb")
+
+
+@pytest.mark.slow
+def test_a_notebook_in_two_processes_forms_one_group_and_rank_0_writes_the_record(tmp_path):
+    _ranks_project(tmp_path)
+    record = tmp_path / "papermill_runs" / "smoke"
+    run = run_notebook("52_ranks", "smoke", tmp_path, processes=2)
+    assert run.status == "ok" and run.processes == 2
+    rows = pd.read_csv(record / "results" / "52_ranks.csv").set_index("metric").value
+    assert rows.to_dict() == {"processes": 2, "rank sum": 3.0, "rank": 0}  # 1 + 2, from rank 0
+    assert json.loads((record / "run.json").read_text())["notebooks"]["52_ranks"]["processes"] == 2
+    assert not list(record.glob(".staging-*"))
+    # a process that fails stops the one waiting for it in the collective; the record survives
+    _ranks_project(tmp_path, fail_rank=1)
+    with pytest.raises(NotebookFailed, match=r"process 1 of 2: cell .*RuntimeError: rank boom"):
+        run_notebook("52_ranks", "smoke", tmp_path, processes=2)
+    assert pd.read_csv(record / "results" / "52_ranks.csv").value.tolist() == [2, 3.0, 0]
+    assert not list(record.glob(".staging-*"))
+    with pytest.raises(ValueError, match="processes must be 1 or more"):
+        run_notebook("52_ranks", "smoke", tmp_path, processes=0)

@@ -39,8 +39,11 @@ _PRECISION: str | None = None  # set by set_precision; None: the environment var
 
 
 def default_device() -> torch.device:
-    """``cuda`` if a GPU is visible, else ``mps`` (Apple), else ``cpu``."""
+    """``cuda`` if a GPU is visible (``cuda:LOCAL_RANK`` in a process of several, ``WORLD_SIZE``
+    > 1: one GPU each), else ``mps`` (Apple), else ``cpu``."""
     if torch.cuda.is_available():
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         return torch.device("cuda")
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
