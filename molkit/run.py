@@ -301,7 +301,8 @@ def _execute_processes(
     so `molkit.models.lm_training.data_parallel` shards training and generation over them while
     every other cell runs in each. Rank 0 writes into ``staging`` (the record); the others into
     ``staging/ranks/<rank>``, removed afterwards. The first process to fail stops the rest (a
-    process waiting in a collective would wait for ever). Returns the error, or ""."""
+    process waiting in a collective would wait for ever). Returns the errors of the processes that
+    failed, the first seen first (a peer's failure can break another's collective), or ""."""
     import subprocess
 
     port, procs, outputs = _free_port(), [], []
@@ -330,24 +331,27 @@ def _execute_processes(
             ))  # fmt: skip
         outputs.append(output)
     try:
-        failed = None
-        while failed is None and any(p.poll() is None for p in procs):
-            failed = next((r for r, p in enumerate(procs) if p.poll() not in (None, 0)), None)
+        failed: list[int] = []  # in the order they were seen to fail
+        while not failed and any(p.poll() is None for p in procs):
+            failed = [r for r, p in enumerate(procs) if p.poll() not in (None, 0)]
             time.sleep(0.2)
-        failed = next((r for r, p in enumerate(procs) if p.poll() not in (None, 0)), failed)
+        failed += [
+            r for r, p in enumerate(procs) if p.poll() not in (None, 0, -9) and r not in failed
+        ]
     finally:  # the rest of a failed (or interrupted) run, kernels included
         for p in procs:
             if p.poll() is None:
                 _kill_tree(p.pid)
                 p.wait()
-    if failed is None:
-        return ""
-    error_file = Path(str(outputs[failed]) + ".error")
-    if error_file.exists():
-        reason = error_file.read_text()
-    else:
-        reason = f"exited with status {procs[failed].returncode} (see {staging}/ranks/{failed}.log)"
-    return f"process {failed} of {processes}: {reason}"
+    reasons = []
+    for rank in failed:  # a peer's failure can break another's collective: every one is named
+        error_file = Path(str(outputs[rank]) + ".error")
+        if error_file.exists():
+            reason = error_file.read_text()
+        else:
+            reason = f"exited with status {procs[rank].returncode} (see {staging}/ranks/{rank}.log)"
+        reasons.append(f"process {rank} of {processes}: {reason}")
+    return "; ".join(reasons)
 
 
 def run_notebook(

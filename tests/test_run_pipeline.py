@@ -10,28 +10,31 @@ import pytest
 from molkit.run import NotebookFailed, remove_stale_staging, resolve_notebooks, run_notebook
 
 
-def _make_project(tmp_path, fail: bool = False):
+def _write_notebook(tmp_path, stem: str, params: str, cells: list[str]) -> None:
+    """A project folder with ``notebooks/<stem>.ipynb``: a parameters cell, then ``cells``."""
     (tmp_path / "pyproject.toml").write_text("[project]\nname='x'\n")
     (tmp_path / "notebooks").mkdir(exist_ok=True)
     nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("profile = 'default'\nseed = 0\nvalue = 1.0")
-    params.metadata["tags"] = ["parameters"]
+    first = nbformat.v4.new_code_cell(params)
+    first.metadata["tags"] = ["parameters"]
+    nb.cells = [first, *(nbformat.v4.new_code_cell(c) for c in cells)]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, tmp_path / "notebooks" / f"{stem}.ipynb")
+
+
+def _make_project(tmp_path, fail: bool = False):
     body = (
         "import molkit, matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
         "cfg = molkit.setup(profile=profile, seed=seed, notebook='50_tiny')\n"
         "molkit.record('toy', 'm', 'score', value)\n"
         "fig, ax = plt.subplots(); ax.plot([1, 2]); molkit.savefig(fig, 'line')\n"
     )
-    cells = [params, nbformat.v4.new_code_cell(body)]
-    if fail:
-        cells.append(nbformat.v4.new_code_cell("raise RuntimeError('boom')"))
-    nb.cells = cells
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, tmp_path / "notebooks" / "50_tiny.ipynb")
+    cells = [body, "raise RuntimeError('boom')"] if fail else [body]
+    _write_notebook(tmp_path, "50_tiny", "profile = 'default'\nseed = 0\nvalue = 1.0", cells)
     (tmp_path / "notebooks" / "51_other.ipynb").write_text(
         nbformat.writes(nbformat.v4.new_notebook())
     )
@@ -125,11 +128,6 @@ def test_git_commit_of_a_clone_and_its_dirty_flag(tmp_path):
 
 def _ranks_project(tmp_path, fail_rank: int | None = None):
     """A notebook that sums each process's rank + 1 over the process group of its kernels."""
-    (tmp_path / "pyproject.toml").write_text("[project]\nname='x'\n")
-    (tmp_path / "notebooks").mkdir(exist_ok=True)
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("profile = 'default'\nseed = 0")
-    params.metadata["tags"] = ["parameters"]
     body = (
         "import os, torch, molkit\n"
         "from molkit.models.lm_training import data_parallel\n"
@@ -143,13 +141,7 @@ def _ranks_project(tmp_path, fail_rank: int | None = None):
         "molkit.record('toy', 'm', 'rank sum', float(total))\n"
         "molkit.record('toy', 'm', 'rank', rank)\n"
     )
-    nb.cells = [params, nbformat.v4.new_code_cell(body)]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, tmp_path / "notebooks" / "52_ranks.ipynb")
+    _write_notebook(tmp_path, "52_ranks", "profile = 'default'\nseed = 0", [body])
 
 
 @pytest.mark.slow
