@@ -306,10 +306,10 @@ def _execute_processes(
     import subprocess
 
     port, procs, outputs = _free_port(), [], []
+    (staging / "ranks").mkdir(exist_ok=True)
     for rank in range(processes):
         run_dir = staging if rank == 0 else staging / "ranks" / str(rank)
         (run_dir / "results").mkdir(parents=True, exist_ok=True)
-        (staging / "ranks").mkdir(exist_ok=True)
         output = run_dir / notebook.name
         env = {
             **os.environ, RUN_DIR_ENV: str(run_dir), HEADLESS_ENV: "1", "RANK": str(rank),
@@ -335,9 +335,7 @@ def _execute_processes(
         while not failed and any(p.poll() is None for p in procs):
             failed = [r for r, p in enumerate(procs) if p.poll() not in (None, 0)]
             time.sleep(0.2)
-        failed += [
-            r for r, p in enumerate(procs) if p.poll() not in (None, 0, -9) and r not in failed
-        ]
+        failed += [r for r, p in enumerate(procs) if p.poll() not in (None, 0) and r not in failed]
     finally:  # the rest of a failed (or interrupted) run, kernels included
         for p in procs:
             if p.poll() is None:
