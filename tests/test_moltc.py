@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from molkit.data.pairs import make_pair_split
+from molkit.data.splits import subsample
 from molkit.methods import moltc
 from molkit.methods.experiment import UNDECIDED, Results
 from molkit.methods.moltc import experiment as mx
@@ -35,7 +36,8 @@ def test_settings_profiles_and_overrides():
     assert default.ddi_rows is None and default.lm_train_pairs == 384 and default.num_beams == 1
     assert default.lm_pretrain_pairs == 0 and default.lm_test_pairs == 200
     assert default.lm_variants == ("MolTC", moltc.SMILES_ONLY) and default.role_set == "combisolu"
-    assert default.ddi_variants == ("MolTC",) and default.lm_freesolv_epochs == 6.0
+    assert default.ddi_variants == ("MolTC",) and default.lm_freesolv_epochs == 5.0
+    assert default.swap_pairs == 100 and full.swap_pairs is None
     assert smoke.ddi_variants == full.ddi_variants == ("MolTC", moltc.SMILES_ONLY)
     assert (default.gin_hidden, default.gin_layers, default.gin_patience) == (128, 4, 10)
     assert full.lm_model == "facebook/galactica-1.3b" and full.num_beams == 5
@@ -424,10 +426,13 @@ def test_pair_lm_session_runs_variants_from_saved_states(tmp_path):
     # several named test sets: one trained model scored on each, swapped where asked; the second
     # run of the same training replays the cached weights and predicts the same
     tests = {"a": df.iloc[4:6], "b": df.iloc[6:8]}
-    again = session.run("MolTC", variant, task, df.iloc[:4], tests, swap=["b"])
+    again = session.run("MolTC", variant, task, df.iloc[:4], tests, swap=["b"], swap_pairs=1)
     assert again["report"].replayed and set(again["tests"]) == {"a", "b"}
     np.testing.assert_array_equal(again["tests"]["a"]["y_pred"], out["y_pred"])
     assert "y_pred_swapped" in again["tests"]["b"] and "y_pred_swapped" not in again["tests"]["a"]
+    # swap_pairs: only a seeded sample of the set is scored swapped, its rows named
+    b = again["tests"]["b"]
+    assert b["y_pred_swapped"].shape == (1,) and len(b["swap_rows"]) == 1 and len(b["y_pred"]) == 2
     # a variant without pre-training starts again from the initial adapters
     session.load_adapter_state(session.initial_state)
     assert all(torch.equal(v, session.initial_state[k]) for k, v in session.adapter_state().items())
@@ -492,7 +497,8 @@ class _FakeSession:
     def __init__(self, predictions, swapped=None):
         self.predictions, self.swapped = predictions, swapped or {}
 
-    def run(self, name, variant, task, train, tests, swap=(), epochs=1.0):
+    def run(self, name, variant, task, train, tests, swap=(), epochs=1.0, swap_pairs=None):
+        from molkit.data.splits import subsample
         from molkit.eval.metrics import task_metrics
 
         report = type("Report", (), {"tokens_per_second": 100.0})()
@@ -504,7 +510,8 @@ class _FakeSession:
                    "metrics": task_metrics(task.kind, y, p),
                    "texts": [f"The accurate value is {v:.2f}." for v in p]}  # fmt: skip
             if set_name in swap:
-                got["y_pred_swapped"] = self.swapped.get(name, self.predictions[name])(y)
+                rows = got["swap_rows"] = subsample(len(y), swap_pairs, 0)
+                got["y_pred_swapped"] = self.swapped.get(name, self.predictions[name])(y[rows])
             out["tests"][set_name] = got
         return out
 
@@ -583,6 +590,15 @@ def test_lm_sections_gate_then_compare_on_the_same_pairs():
     role = moltc.role_lm(settings, pretraining)
     swap = role.frame().query("metric == 'swap_mean_abs_change'").set_index("method").value
     assert swap["MolTC"] == pytest.approx(1.05) and swap["MolTC, shared projector"] == 0.0
+    # the swap test on a sample of the pairs: the swapped answers meet their own rows' answers
+    session.swapped["MolTC"] = lambda y: 2.0 * y
+    sampled = moltc.role_lm(settings.with_overrides(swap_pairs=40), pretraining).frame()
+    rows = subsample(100, 40, 0)
+    y = cs.iloc[:100]["logS"].to_numpy()[rows]
+    got = sampled.query("method == 'MolTC'").set_index("metric").value
+    assert got["swap pairs"] == 40 and got["swap_mean_abs_change"] == pytest.approx(
+        np.mean(np.abs(y + 0.05 - 2.0 * y))
+    )
     assert [c.verdict for c in role.claims] == ["holds", UNDECIDED, "not judged"]
     assert role.claims[2].claim.startswith("role-separated projectors beat one shared projector")
     lines = moltc.findings(res + role, settings)

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from molkit.data.splits import subsample
 from molkit.eval.metrics import task_metrics
 from molkit.methods.moltc.method import (
     DDI_ANSWERS,
@@ -382,6 +383,7 @@ class PairLMSession:
         test: pd.DataFrame | dict[str, pd.DataFrame],
         swap: bool | Sequence[str] = False,
         epochs: float = 1.0,
+        swap_pairs: int | None = None,
     ) -> dict:
         """Fine-tune ``variant`` on ``train`` for ``epochs`` and evaluate it on ``test`` (one frame,
         or several named test sets: one trained model scored on each).
@@ -391,7 +393,8 @@ class PairLMSession:
         ``y_pred`` (P(interact) or parsed values, unparsed filled with the training mean),
         ``texts`` (generated answers, regression), ``n_unparsed``, ``pairs_per_s`` (inference),
         ``metrics`` and, with ``swap`` (True, or the names of the sets to swap), the same
-        predictions with the molecules swapped (``y_pred_swapped``, ``texts_swapped``).
+        predictions with the molecules swapped (``y_pred_swapped``, ``texts_swapped``) on the rows
+        ``swap_rows`` of the set: all of them, or a seeded sample of ``swap_pairs``.
         """
         state = self._pretrained(variant)[0] if variant.pretrained else self.initial_state
         self.load_adapter_state(state)
@@ -412,7 +415,9 @@ class PairLMSession:
         results = {}
         for set_name, frame in tests.items():
             swapped = swap is True or (not isinstance(swap, bool) and set_name in swap)
-            results[set_name] = self._evaluate(task, frame, graph, gid, n_tokens, fill, swapped)
+            results[set_name] = self._evaluate(
+                task, frame, graph, gid, n_tokens, fill, swapped, swap_pairs
+            )
         out = {"name": name, "variant": variant, "report": report}
         if isinstance(test, dict):
             out["tests"] = results
@@ -420,14 +425,19 @@ class PairLMSession:
             out.update(results["test"])
         return out
 
-    def _evaluate(self, task, test, graph, gid, n_tokens, fill, swap: bool) -> dict:
+    def _evaluate(
+        self, task, test, graph, gid, n_tokens, fill, swap: bool, swap_pairs: int | None = None
+    ) -> dict:
         out = {"y_true": test[task.target].to_numpy(dtype=float)}
         start = time.perf_counter()
         out.update(self._predict(task, test, graph, gid, n_tokens, fill, swap=False))
         out["pairs_per_s"] = len(test) / (time.perf_counter() - start)
         if swap:
-            swapped = self._predict(task, test, graph, gid, n_tokens, fill, swap=True)
+            rows = subsample(len(test), swap_pairs, self.seed)
+            part = test.iloc[rows].reset_index(drop=True)
+            swapped = self._predict(task, part, graph, gid, n_tokens, fill, swap=True)
             out["y_pred_swapped"], out["texts_swapped"] = swapped["y_pred"], swapped.get("texts")
+            out["swap_rows"] = rows
         out["metrics"] = task_metrics(task.kind, out["y_true"], out["y_pred"])
         return out
 
