@@ -1,8 +1,11 @@
 """One step of `train_causal_lm` and a sharded `generate_texts` on a tiny random Llama, the same
 in one process and under ``torchrun --nproc_per_node 2`` (gloo on CPU): `tests/test_distributed.py`
-runs it both ways and compares. Usage: ``python distributed_worker.py MODEL_DIR OUT_DIR``."""
+runs it both ways and compares, and a third way through ``accelerate.notebook_launcher`` (2 forked
+CPU processes, as a notebook of one's own would start them). Usage: ``python distributed_worker.py
+MODEL_DIR OUT_DIR [--notebook-launcher PORT]``."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -55,9 +58,20 @@ def run(model_dir: str) -> dict:
     }  # fmt: skip
 
 
-if __name__ == "__main__":
-    out = Path(sys.argv[2])
-    result = run(sys.argv[1])
-    if int(__import__("os").environ.get("RANK", "0")) == 0:
+def save(model_dir: str, out_dir: str) -> None:
+    """`run`, and rank 0 writes ``result.json`` and ``tensors.pt`` into ``out_dir``."""
+    result = run(model_dir)
+    if int(os.environ.get("RANK", "0")) == 0:
+        out = Path(out_dir)
         torch.save(result.pop("tensors"), out / "tensors.pt")
         (out / "result.json").write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    if "--notebook-launcher" in sys.argv:
+        from accelerate import notebook_launcher
+
+        port = sys.argv[sys.argv.index("--notebook-launcher") + 1]
+        notebook_launcher(save, (sys.argv[1], sys.argv[2]), num_processes=2, use_port=port)
+    else:
+        save(sys.argv[1], sys.argv[2])

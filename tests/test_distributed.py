@@ -3,6 +3,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,12 +24,29 @@ def tiny(tmp_path_factory):
                                       vocab_size=300, hidden=32, layers=2))  # fmt: skip
 
 
-def test_two_processes_train_and_generate_like_one(tiny, tmp_path):
-    single = worker.run(tiny)
+@pytest.fixture(scope="module")
+def single(tiny):
+    return worker.run(tiny)
+
+
+def _free_port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "notebook_launcher"])
+def test_two_processes_train_and_generate_like_one(tiny, single, tmp_path, launcher):
+    """torchrun (a script's launch) and accelerate.notebook_launcher (2 processes forked from
+    one, as from a notebook's kernel) give the same step and texts as one process."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(HERE / "distributed_worker.py"), tiny, str(tmp_path)]  # fmt: skip
+    script = str(HERE / "distributed_worker.py")
+    if launcher == "torchrun":
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+               "2", script, tiny, str(tmp_path)]  # fmt: skip
+    else:
+        cmd = [sys.executable, script, tiny, str(tmp_path), "--notebook-launcher", _free_port()]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())
@@ -42,9 +60,9 @@ def test_two_processes_train_and_generate_like_one(tiny, tmp_path):
     assert result["texts"] == single["texts"]  # the same texts, gathered in input order
 
 
-def test_the_step_changes_the_weights_and_the_extra_parameter(tiny):
+def test_the_step_changes_the_weights_and_the_extra_parameter(tiny, single):
     before, _ = lt.load_lm(tiny)
-    after = worker.run(tiny)["tensors"]
+    after = single["tensors"]
     moved = [n for n, p in before.named_parameters() if not torch.equal(p, after[n])]
     assert moved and not torch.equal(
         after["extra"], torch.linspace(-0.5, 0.5, 32, dtype=torch.float64)[None]
