@@ -36,7 +36,8 @@ def test_settings_profiles_and_overrides():
     assert default.ddi_rows is None and default.lm_train_pairs == 384 and default.num_beams == 1
     assert default.lm_pretrain_pairs == 0 and default.lm_test_pairs == 200
     assert default.lm_variants == ("MolTC", moltc.SMILES_ONLY) and default.role_set == "combisolu"
-    assert default.ddi_variants == ("MolTC",) and default.lm_freesolv_epochs == 5.0
+    assert default.ddi_variants == ("MolTC",) and default.lm_freesolv_epochs == 6.0
+    assert default.lm_role_epochs == 0.75 and full.lm_role_epochs == 5.0
     assert default.swap_pairs == 100 and full.swap_pairs is None
     assert smoke.ddi_variants == full.ddi_variants == ("MolTC", moltc.SMILES_ONLY)
     assert (default.gin_hidden, default.gin_layers, default.gin_patience) == (128, 4, 10)
@@ -363,6 +364,35 @@ def test_answer_log_likelihoods_match_a_manual_computation(tiny_lm):
         assert got[i] == pytest.approx(expected, abs=0.05 * abs(expected) + 1e-3)
     probs = moltc.score_ddi(model, tokenizer, prompts, pairs, graph, graph_id, progress=False)
     assert probs.shape == (2,) and np.all((probs > 0) & (probs < 1))
+
+
+@pytest.mark.parametrize("with_graph", [True, False])
+def test_candidates_share_one_prompt_pass_and_score_as_alone(tiny_lm, with_graph):
+    model, tokenizer, graph_id = tiny_lm
+    graph = _graph_encoder(model.config.hidden_size).eval() if with_graph else None
+    pairs = [("CCO", "O"), ("CCN", "CCO"), ("c1ccccc1", "CC(=O)O"), ("C", "O")]
+    n_tokens = 2 if with_graph else 0
+    prompts = [moltc.pair_prompt(a, b, "Q?", n_graph_tokens=n_tokens) for a, b in pairs]
+    assert len({len(tokenizer(p)["input_ids"]) for p in prompts}) > 1  # left padding is exercised
+    candidates = [*moltc.DDI_ANSWERS, "No."]
+    got = moltc.candidate_log_likelihoods(
+        model, tokenizer, prompts, candidates, pairs, graph, graph_id, batch_size=3,
+        progress=False,
+    )  # fmt: skip
+    assert got.shape == (4, 3)
+    for k, c in enumerate(candidates):
+        alone = moltc.answer_log_likelihoods(
+            model, tokenizer, prompts, [c] * 4, pairs, graph, graph_id, batch_size=1,
+            progress=False,
+        )  # fmt: skip
+        np.testing.assert_allclose(got[:, k], alone, rtol=1e-4, atol=1e-4)
+    probs = moltc.score_ddi(
+        model, tokenizer, prompts, pairs, graph, graph_id, batch_size=3, progress=False
+    )
+    expected = 1.0 / (1.0 + np.exp(got[:, 0] - got[:, 1]))
+    np.testing.assert_allclose(probs, expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="no candidate"):
+        moltc.candidate_log_likelihoods(model, tokenizer, prompts, [], progress=False)
 
 
 def test_train_pair_lm_lowers_the_answer_loss_and_generates(tiny_lm):

@@ -35,6 +35,7 @@ from molkit.methods.moltc.experiment import (
 from molkit.methods.moltc.lm import (
     PairLMSession,
     answer_log_likelihoods,
+    candidate_log_likelihoods,
     generate_pair_answers,
     score_ddi,
     train_pair_lm,
@@ -91,6 +92,7 @@ __all__ = [
     "Settings",
     "TASKS",
     "answer_log_likelihoods",
+    "candidate_log_likelihoods",
     "both_unseen",
     "ddi_lm",
     "ddi_upstream",
