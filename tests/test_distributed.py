@@ -3,7 +3,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 import torch
 
 from molkit.models import lm_training as lt
+from molkit.run import _free_port
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -29,12 +29,6 @@ def single(tiny):
     return worker.run(tiny)
 
 
-def _free_port() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return str(s.getsockname()[1])
-
-
 @pytest.mark.parametrize("launcher", ["torchrun", "notebook_launcher"])
 def test_two_processes_train_and_generate_like_one(tiny, single, tmp_path, launcher):
     """torchrun (a script's launch) and accelerate.notebook_launcher (2 processes forked from
@@ -46,7 +40,14 @@ def test_two_processes_train_and_generate_like_one(tiny, single, tmp_path, launc
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
                "2", script, tiny, str(tmp_path)]  # fmt: skip
     else:
-        cmd = [sys.executable, script, tiny, str(tmp_path), "--notebook-launcher", _free_port()]
+        cmd = [
+            sys.executable,
+            script,
+            tiny,
+            str(tmp_path),
+            "--notebook-launcher",
+            str(_free_port()),
+        ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())

@@ -184,7 +184,12 @@ def candidate_log_likelihoods(
     two answers of 10 tokens after a 60-token prompt cost 80 token positions instead of 140. The
     same values as scoring each (prompt, candidate) on its own, to float error (tested)."""
     from molkit._progress import tqdm
-    from molkit.models.lm_training import splice_embeddings
+    from molkit.models.lm_training import (
+        IGNORE_INDEX,
+        LMExample,
+        collate_examples,
+        splice_embeddings,
+    )
     from molkit.models.runtime import autocast
 
     if not candidates:
@@ -200,26 +205,22 @@ def candidate_log_likelihoods(
             "the 512-token limit): shorten the prompts or score with answer_log_likelihoods"
         )
     answer_ids = [e.input_ids[e.prompt_length :] for e in (other[0] for other in per_candidate)]
+    bare = [LMExample(e.input_ids[: e.prompt_length], [IGNORE_INDEX] * e.prompt_length,
+                      e.prompt_length, e.extra_positions) for e in first]  # fmt: skip
     device = next(model.parameters()).device
     model.eval()
     out = np.zeros((len(prompts), len(candidates)))
-    pad, name = tokenizer.pad_token_id, _cache_name(model)
+    name = _cache_name(model)
     for start in tqdm(range(0, len(prompts), batch_size), desc="scoring", disable=not progress,
                       leave=False):  # fmt: skip
         rows = list(range(start, min(start + batch_size, len(prompts))))
-        lengths = [first[i].prompt_length for i in rows]
-        width = max(lengths)
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for b, i in enumerate(rows):
-            ids[b, width - lengths[b] :] = torch.tensor(first[i].input_ids[: lengths[b]])
-            mask[b, width - lengths[b] :] = 1
-        ids, mask = ids.to(device), mask.to(device)
+        batch = collate_examples([bare[i] for i in rows], tokenizer.pad_token_id, "left")
+        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
         kwargs = {"attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
         with autocast(device):
             if graph is not None:
-                shifted = [[p + width - n for p in first[i].extra_positions]
-                           for i, n in zip(rows, lengths, strict=True)]  # fmt: skip
+                shifted = [[p + int(off) for p in bare[i].extra_positions]
+                           for i, off in zip(rows, batch["offsets"], strict=True)]  # fmt: skip
                 vectors = graph([pairs[i] for i in rows])
                 kwargs["inputs_embeds"] = splice_embeddings(model, ids, shifted, vectors)
             else:
