@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -168,6 +170,54 @@ def test_calibration_reads_only_the_orthogonal_complement_and_stops_early():
     assert uncal.complement is None and np.allclose(
         uncal.weights()[0], model.weights(calibrated=False)[0]
     )
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_complement_reduction_on_the_matrix_that_broke_divide_and_conquer_svd():
+    """Issue #39: MUTAG's first fold at bf16 gave training features whose projection onto the
+    main reduction's complement made LAPACK's gesdd raise "SVD did not converge" (the fixture;
+    the projected matrix has rank 48 of 64 columns). The complement reduction now works in an
+    orthonormal basis of the complement and uses the QR-iteration SVD: it returns 16 standardised
+    components orthogonal to the main directions, equal (up to sign) to the principal axes of the
+    projected features computed from the covariance's eigenvectors."""
+    from molkit.methods.molex.method import LinearReduction, _complement, _standardiser
+
+    data = np.load(FIXTURES / "molex_complement_gesdd_failure.npz")
+    X, A = data["X"], data["A"]
+    main = LinearReduction(A, np.zeros(A.shape[1]), A.T, "sparse")
+    comp = _complement(X, main, 16)
+    Z = comp.transform(X)
+    assert Z.shape == (148, 16) and np.allclose(Z.mean(0), 0) and np.allclose(Z.std(0), 1)
+    mean, scale = _standardiser(X)
+    main_dirs, comp_dirs = A * scale[:, None], comp.A * scale[:, None]
+    assert np.abs(np.linalg.qr(main_dirs)[0].T @ comp_dirs).max() < 1e-10
+    # reference: eigenvectors of the projected features' covariance (eigh converges on it)
+    Q, _ = np.linalg.qr(main_dirs)
+    M = ((X - mean) / scale) @ (np.eye(64) - Q @ Q.T)
+    M = M - M.mean(0)
+    evals, evecs = np.linalg.eigh(M.T @ M)
+    top = evecs[:, np.argsort(evals)[::-1][:16]]
+    unit = comp_dirs / np.linalg.norm(comp_dirs, axis=0)
+    assert np.allclose(np.abs((top * unit).sum(0)), 1, atol=1e-6)
+
+
+def test_principal_axes_on_rank_deficient_and_degenerate_inputs():
+    from molkit._linalg import orthonormal_complement, pca_scores, principal_axes
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 3)) @ rng.normal(size=(3, 10))  # rank 3 in 10 columns
+    V = principal_axes(X, 5)
+    assert V.shape == (5, 10) and np.allclose(V @ V.T, np.eye(5), atol=1e-10)
+    assert np.allclose(np.abs(V[:3]).max(1), V[:3].max(1))  # the largest entry is positive
+    assert pca_scores(X, 5)[:, 3:].std() < 1e-10  # no variance beyond the rank
+    assert principal_axes(np.ones((6, 4)), 2).shape == (2, 4)  # zero variance: no error
+    B = orthonormal_complement(np.column_stack([X[0], X[0], X[1]]))  # rank 2 of 3 columns
+    assert B.shape == (10, 8) and np.allclose(B.T @ B, np.eye(8))
+    assert np.abs(B.T @ X[:2].T).max() < 1e-10
+    with pytest.raises(ValueError, match="2-D"):
+        principal_axes(np.ones(4), 1)
 
 
 # ----------------------------------------------- tiny LM: fine-tuning, no test leakage

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from molkit._linalg import pca_scores
+
 
 def embedding_map(
     embeddings,
@@ -20,9 +22,7 @@ def embedding_map(
 
     x = np.asarray(embeddings, dtype=np.float32)
     if method == "pca":
-        from sklearn.decomposition import PCA
-
-        xy = PCA(n_components=2, random_state=seed).fit_transform(x)
+        xy = pca_scores(x, 2)
     elif method == "tsne":
         from sklearn.manifold import TSNE
 

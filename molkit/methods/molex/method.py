@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from molkit._linalg import orthonormal_complement, principal_axes
 from molkit._progress import tqdm
 from molkit.models.prefix import PrefixStates, bucketed_order, pool, run_layers
 from molkit.models.runtime import autocast
@@ -320,9 +321,7 @@ def fit_reduction(
     if method == "sparse":
         loadings = sparse_loadings(Xs, k, alpha)
     elif method == "pca":
-        from sklearn.decomposition import PCA
-
-        loadings = PCA(n_components=k, random_state=seed).fit(Xs).components_
+        loadings = principal_axes(Xs, k)
     else:
         raise ValueError(f"method must be 'sparse' or 'pca', not {method!r}")
     return _affine(mean, scale, loadings.T, X, loadings, method)
@@ -331,17 +330,24 @@ def fit_reduction(
 def _complement(
     X: np.ndarray, main: LinearReduction, n_components: int, seed: int = 0
 ) -> LinearReduction:
-    """PCA of the training features projected onto the orthogonal complement of the directions
-    the main reduction reads (the column space of ``main.A``), as an affine map on raw x."""
-    from sklearn.decomposition import PCA
+    """PCA of the training features in the orthogonal complement of the directions the main
+    reduction reads (the column space of ``main.A``), as an affine map on raw x.
 
+    The features are expressed in an orthonormal basis B of that complement, (n, d - r), which
+    has full column rank by construction; projecting onto the complement inside the d columns
+    instead (``Xs @ (I - QQ^T)``) leaves a rank-deficient matrix on which LAPACK's
+    divide-and-conquer SVD can fail to converge (issue #39)."""
     mean, scale = _standardiser(X)
     Xs = (X - mean) / scale
-    Q, _ = np.linalg.qr(main.A * scale[:, None])  # main.A in standardised coordinates
-    P = np.eye(X.shape[1]) - Q @ Q.T
-    k = int(min(n_components, X.shape[0] - 1, X.shape[1] - Q.shape[1]))
-    V = PCA(n_components=k, random_state=seed).fit(Xs @ P).components_
-    return _affine(mean, scale, P @ V.T, X, V, "complement")
+    B = orthonormal_complement(main.A * scale[:, None])  # main.A in standardised coordinates
+    k = int(min(n_components, X.shape[0] - 1, B.shape[1]))
+    if k < 1:
+        raise ValueError(
+            f"no complement left: the main reduction reads {X.shape[1] - B.shape[1]} of "
+            f"{X.shape[1]} feature directions on {X.shape[0]} training rows"
+        )
+    V = principal_axes(Xs @ B, k) @ B.T  # (k, d): the complement's axes in standardised x
+    return _affine(mean, scale, V.T, X, V, "complement")
 
 
 def _proba(F: np.ndarray, n_classes: int) -> np.ndarray:
