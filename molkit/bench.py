@@ -167,8 +167,8 @@ def run_benchmarks(
 
     from molkit import chem
     from molkit.data import load_dataset
-    from molkit.models import Encoder, generate, load_causal_lm, runtime
-    from molkit.models.lm_training import load_lm
+    from molkit.models import Encoder, runtime
+    from molkit.models.lm import generate_texts, load_causal_lm, load_lm
     from molkit.provenance import (
         busy_warning,
         git_commit,
@@ -280,17 +280,24 @@ def run_benchmarks(
         )
         label = f"{weights}" if weights == compute else f"{weights}_weights_{compute}_autocast"
         with runtime.use_precision(compute):
-            generate(
-                model, tokenizer, [prompt] * 2, max_new_tokens=4, batch_size=2, progress=False
-            )  # warm-up
+            generate_texts(
+                model, tokenizer, [prompt] * 2, max_new_tokens=4, batch_size=2, progress=False,
+                chat=True,
+            )  # fmt: skip
             for batch in sizes:
                 outputs: list = []
                 prompts = [prompt] * batch
                 seconds = _timed(
                     lambda m=model, t=tokenizer, p=prompts, out=outputs: out.extend(
-                        generate(
-                            m, t, p, max_new_tokens=new_tokens, batch_size=len(p), progress=False
-                        )
+                        generate_texts(
+                            m,
+                            t,
+                            p,
+                            max_new_tokens=new_tokens,
+                            batch_size=len(p),
+                            progress=False,
+                            chat=True,
+                        )  # fmt: skip
                     )
                 )
                 produced = sum(

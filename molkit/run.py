@@ -298,7 +298,7 @@ def _execute_processes(
 ) -> str:
     """Run one notebook in ``processes`` kernels that form one process group (the variables
     ``torchrun`` sets: ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``),
-    so `molkit.models.lm_training.data_parallel` shards training and generation over them while
+    so `molkit.models.lm.data_parallel` shards training and generation over them while
     every other cell runs in each. Rank 0 writes into ``staging`` (the record); the others into
     ``staging/ranks/<rank>``, removed afterwards. The first process to fail stops the rest (a
     process waiting in a collective would wait for ever). Returns the errors of the processes that
@@ -363,7 +363,7 @@ def run_notebook(
     """Execute ``notebooks/<stem>.ipynb`` with papermill in ``profile`` and commit it to the
     record. ``processes`` > 1 runs it in that many kernels of one process group (one per GPU;
     `_execute_processes`): the LM layer's training and generation are data-parallel across them
-    (`molkit.models.lm_training.data_parallel`), rank 0's outputs become the record."""
+    (`molkit.models.lm.data_parallel`), rank 0's outputs become the record."""
     import papermill as pm
 
     if profile not in PROFILES:

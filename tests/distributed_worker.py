@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from molkit.models import lm_training as lt
+from molkit.models import lm as lt
 
 PAIRS = [
     ("CCO is", " ethanol"),

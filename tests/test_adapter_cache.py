@@ -1,4 +1,4 @@
-"""The trained-weights cache (`molkit.models.adapter_cache.train_cached`) on a tiny random Llama:
+"""The trained-weights cache (`molkit.models.lm.adapter_cache.train_cached`) on a tiny random Llama:
 a rerun replays the weights exactly without training, any change of what trains is a miss, and a
 damaged entry is retrained, not a crash."""
 
@@ -7,9 +7,7 @@ import json
 import pytest
 import torch
 
-from molkit.models import lm_training
-from molkit.models.adapter_cache import REPORT_FILE, WEIGHTS_FILE, adapter_key, train_cached
-from molkit.models.lm_training import (
+from molkit.models.lm import (
     TrainConfig,
     apply_lora,
     encode_example,
@@ -17,6 +15,8 @@ from molkit.models.lm_training import (
     load_lm,
     save_tiny_random_lm,
 )
+from molkit.models.lm import train as lm_train_module
+from molkit.models.lm.adapter_cache import REPORT_FILE, WEIGHTS_FILE, adapter_key, train_cached
 
 CORPUS = [
     "Generate a caption for the molecule: CCO\nCaption: The molecule is a primary alcohol.",
@@ -56,13 +56,13 @@ def examples(tok, pairs=PAIRS):
 def counted(monkeypatch):
     """Counts the training runs that `train_cached` starts."""
     calls = []
-    real = lm_training.train_causal_lm
+    real = lm_train_module.train_causal_lm
 
     def train(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(lm_training, "train_causal_lm", train)
+    monkeypatch.setattr(lm_train_module, "train_causal_lm", train)
     return calls
 
 
@@ -70,7 +70,7 @@ def forbid_training(monkeypatch):
     def train(*args, **kwargs):
         raise AssertionError("train_causal_lm called on a cache hit")
 
-    monkeypatch.setattr(lm_training, "train_causal_lm", train)
+    monkeypatch.setattr(lm_train_module, "train_causal_lm", train)
     monkeypatch.setattr(torch.optim.AdamW, "step", train)
 
 

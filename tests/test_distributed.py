@@ -1,4 +1,4 @@
-"""Data parallelism of the causal-LM layer (`molkit.models.lm_training`): two CPU processes
+"""Data parallelism of the causal-LM layer (`molkit.models.lm`): two CPU processes
 (torchrun, gloo) train one optimiser step and generate exactly as one process does."""
 
 import json
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from molkit.models import lm_training as lt
+from molkit.models import lm as lt
 from molkit.run import _free_port
 
 HERE = Path(__file__).resolve().parent

@@ -85,7 +85,7 @@ def test_role_projectors_shared_vs_separate():
 
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory):
-    from molkit.models.lm_training import load_lm, save_tiny_random_lm
+    from molkit.models.lm import load_lm, save_tiny_random_lm
 
     corpus = [_prompt(a, b) for a in SMILES for b in SMILES[:3]] + ["A.", "B.", "Yes."]
     path = save_tiny_random_lm(
@@ -122,7 +122,7 @@ def test_graph_placeholders_are_single_positions(tiny_lm):
 
 
 def test_graph_tokens_are_spliced_at_their_positions(tiny_lm):
-    from molkit.models.lm_training import collate_examples, splice_embeddings
+    from molkit.models.lm import collate_examples, splice_embeddings
 
     model, tokenizer, graph_id = tiny_lm
     graph = _graph_encoder(model.config.hidden_size).eval()

@@ -263,7 +263,7 @@ def test_settings_overrides_as_the_notebook_passes_them():
 
 def test_newline_token_ids_stop_generation_at_the_end_of_the_line(tmp_path):
     from molkit.methods.icma import newline_token_ids
-    from molkit.models.lm_training import load_lm, save_tiny_random_lm
+    from molkit.models.lm import load_lm, save_tiny_random_lm
 
     path = save_tiny_random_lm(tmp_path / "lm", ["a b\nc d\n\ne", "CCO\nCCN"] * 20, vocab_size=300)
     _, tok = load_lm(path, device="cpu")
@@ -401,7 +401,7 @@ def test_rerank_prompts_tune_and_replay_on_toy_data(tmp_path, monkeypatch):
     assert not stats["replayed"].any() and (stats["train examples"].tolist() == [4, 4, 0] * 2)
 
     # a re-run replays every trained model from the cache: nothing trains, the outputs are equal
-    import molkit.models.lm_training as lm_training
+    import molkit.models.lm.train as lm_training
 
     def no_training(*args, **kwargs):
         raise AssertionError("trained although the weights are cached")
@@ -607,8 +607,8 @@ def test_full_profile_loads_galactica_in_bf16_with_lora_and_checks_memory(tmp_pa
     import torch
 
     from molkit.methods.icma import Settings, fine_tune_and_generate, lm_memory
-    from molkit.models import lm_training
-    from molkit.models.memory import InsufficientMemoryError
+    from molkit.models import lm as lm_training
+    from molkit.models.lm.memory import InsufficientMemoryError
 
     smoke, default, full = (Settings.for_profile(p) for p in ("smoke", "default", "full"))
     assert (full.lm_dtype, full.lm_quantization, full.lora) == ("bf16", None, True)

@@ -18,7 +18,7 @@ from molkit.chem import compute_descriptors, graphs_from_smiles, match_property
 from molkit.methods import lardo
 from molkit.methods.experiment import CONTRADICTED, HOLDS, Results
 from molkit.models.gnn import GIN
-from molkit.models.responses import FORMAT, ResponseCache, prompt_sha256
+from molkit.models.lm.responses import FORMAT, ResponseCache, prompt_sha256
 
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"  # logP 1.31, MW 180.16, TPSA 63.6, 1 donor, 3 acceptors
 NAMES = list(lardo.RANKED_NAMES.values())
@@ -862,7 +862,7 @@ def test_regenerating_the_default_profile_from_its_records_gives_the_shipped_fil
     shipped file holds: `generate_responses` (``molkit responses generate``), run on a cache that
     holds the shipped records, finds every prompt there (no model call) and exports the same
     records."""
-    from molkit.models.responses import read_records
+    from molkit.models.lm.responses import read_records
 
     assert lardo.RESPONSE_FILE.exists(), f"regenerate it: {lardo.REGENERATE_COMMAND}"
     assert lardo.RESPONSE_FILE.name == "lardo_responses_v2.jsonl.gz"
@@ -989,8 +989,8 @@ def test_full_profile_generates_with_mistral_in_4bit_and_checks_memory(tmp_path,
     from transformers import AutoTokenizer
 
     from molkit.methods.lardo import descriptions
-    from molkit.models.lm_training import save_tiny_random_lm
-    from molkit.models.memory import InsufficientMemoryError
+    from molkit.models.lm import save_tiny_random_lm
+    from molkit.models.lm.memory import InsufficientMemoryError
     from molkit.models.runtime import inference_dtype
 
     smoke, default, full = (lardo.Settings.for_profile(p) for p in ("smoke", "default", "full"))

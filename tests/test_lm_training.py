@@ -4,7 +4,7 @@ saved to disk and loaded through the same API as the registry model."""
 import pytest
 import torch
 
-from molkit.models.lm_training import (
+from molkit.models.lm import (
     IGNORE_INDEX,
     FewShotTemplate,
     TrainConfig,
@@ -297,3 +297,97 @@ def test_bf16_fine_tuning_and_generation_run_on_any_cpu(tmp_path_factory):
     assert report.losses[-1] < 0.5 * report.losses[0]
     assert next(model.parameters()).dtype == torch.float32  # weights stay float32 under autocast
     assert len(texts) == 1 and isinstance(texts[0], str)
+
+
+# ---------------------------------------------------------- training to a validation optimum
+
+
+def _split_examples(tok):
+    """Training examples that teach one caption and validation examples of another, so training
+    on the first raises the validation loss after a while: an optimum exists inside the run."""
+    train = [encode_example(tok, PROMPT, ANSWER)] * 4
+    other = "Generate a caption for the molecule: CC(=O)O\nCaption:"
+    valid = [encode_example(tok, other, " The molecule is a carboxylic acid.")] * 2
+    return train, valid
+
+
+def test_training_keeps_the_best_validated_state_and_stops_on_patience(tmp_path):
+    from molkit.models.lm import validation_loss
+
+    path = save_tiny_random_lm(tmp_path / "lm", CORPUS, "llama", vocab_size=300, hidden=64)
+    model, tok = load_lm(path)
+    train, valid = _split_examples(tok)
+    config = TrainConfig(
+        epochs=20, lr=5e-3, batch_size=2, warmup=0.0, eval_every=2, patience=3, seed=0
+    )
+    report = train_causal_lm(model, train, config, tok.pad_token_id, valid_examples=valid,
+                             progress=False)  # fmt: skip
+    curve = report.curve_frame()
+    assert report.validated and curve["step"].iloc[0] == 0  # evaluated before the first step
+    assert (curve["step"].diff().dropna() == 2).all()  # every eval_every steps
+    best = curve.loc[curve["valid_loss"].idxmin()]
+    assert report.best_step == best["step"] and report.best_row["valid_loss"] == best["valid_loss"]
+    # patience: three evaluations without improvement after the best, then the run stopped
+    assert report.stopped_early and report.steps < report.planned_steps == 40
+    assert curve["step"].iloc[-1] == report.best_step + 3 * 2
+    # the model holds the best state, not the last one
+    held = validation_loss(model, valid, tok.pad_token_id)
+    assert held == pytest.approx(best["valid_loss"], abs=1e-6)
+    assert held < curve["valid_loss"].iloc[-1]
+    assert curve["epoch"].iloc[1] == pytest.approx(1.0)  # 2 batches of 2 make one epoch
+    assert "kept step" in report.summary() and "stopped on patience" in report.summary()
+
+
+def test_a_run_that_no_step_improves_keeps_the_initial_weights(tmp_path):
+    path = save_tiny_random_lm(tmp_path / "lm", CORPUS, "llama", vocab_size=300, hidden=64)
+    model, tok = load_lm(path)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    train, valid = _split_examples(tok)
+    config = TrainConfig(
+        epochs=3, lr=5e-2, batch_size=2, warmup=0.0, eval_every=1, seed=0, monitor="score",
+        monitor_mode="max",
+    )  # fmt: skip
+    # a task score that only gets worse: the initial state is the best
+    calls = []
+
+    def metric():
+        calls.append(1)
+        return {"score": -float(len(calls))}
+
+    report = train_causal_lm(
+        model, train, config, tok.pad_token_id, valid_examples=valid, valid_metric=metric,
+        progress=False,
+    )  # fmt: skip
+    assert report.best_step == 0 and not report.stopped_early and report.steps == 6
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    monitored = TrainConfig(epochs=1, batch_size=2, monitor="score", monitor_mode="max")
+    with pytest.raises(ValueError, match="valid_metric"):
+        train_causal_lm(model, train, monitored, tok.pad_token_id, progress=False)
+
+
+def test_fit_helper_runs_epochs_validates_and_restores():
+    from molkit.models.fit import fit
+
+    weight = torch.nn.Parameter(torch.tensor([0.0]))
+    targets = iter([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    valid_values = iter([5.0, 3.0, 4.0, 4.5, 9.0])
+
+    def step(item):
+        with torch.no_grad():
+            weight.fill_(next(targets))
+        return float(item), 2.0
+
+    report = fit(
+        step, [[1, 2], [3, 4], [5, 6]], validate=lambda: {"valid_loss": next(valid_values)},
+        patience=1, state=lambda: {"w": weight}, eval_at_start=True, progress=False,
+    )  # fmt: skip
+    # evaluated at the start (5.0), after epoch 1 (3.0, best, weight 2.0), after epoch 2 (4.0:
+    # patience 1 runs out): stopped, the weight of epoch 1 restored
+    assert [r["valid_loss"] for r in report.curve] == [5.0, 3.0, 4.0]
+    assert report.best_step == 2 and report.best_epoch == 1.0 and report.stopped_early
+    assert weight.item() == 2.0
+    assert report.curve[1]["train_loss"] == pytest.approx((1 + 2) / 4)  # weighted by the steps
+    plain = fit(lambda item: float(item), [[1, 3], [5]], progress=False)
+    assert [r["train_loss"] for r in plain.curve] == [2.0, 5.0] and plain.best_step == 3
+    with pytest.raises(KeyError, match="monitored"):
+        fit(lambda i: 0.0, [[1]], validate=lambda: {"loss": 1.0}, progress=False)

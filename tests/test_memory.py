@@ -12,12 +12,13 @@ from transformers import (
     OPTForCausalLM,
 )
 
-from molkit.models import lm_training, memory
-from molkit.models.lm_training import (
+from molkit.models import lm as lm_training
+from molkit.models.lm import (
     TrainConfig,
     apply_lora,
     encode_example,
     load_lm,
+    memory,
     save_tiny_random_lm,
     train_causal_lm,
 )

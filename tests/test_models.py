@@ -21,8 +21,8 @@ from molkit.models.cache import (
     cache_dir,
     sha256_file,
 )
-from molkit.models.causal_lm import format_prompt, generate, load_causal_lm
 from molkit.models.encoders import Encoder, load_encoder, load_tokenizer, parameter_count
+from molkit.models.lm import format_prompt, generate_texts, load_causal_lm
 from molkit.models.registry import (
     HashMismatchError,
     ModelEntry,
@@ -448,9 +448,10 @@ def test_load_causal_lm_and_generate(tiny_models, kind):
     if kind == "opt":
         assert tokenizer.pad_token == tokenizer.eos_token
 
-    batched = generate(model, tokenizer, PROMPTS, max_new_tokens=4, batch_size=3, progress=False)
-    one_by_one = generate(model, tokenizer, PROMPTS, max_new_tokens=4, batch_size=1,
-                          progress=False)  # fmt: skip
+    batched = generate_texts(model, tokenizer, PROMPTS, max_new_tokens=4, batch_size=3,
+                             progress=False, chat=True)  # fmt: skip
+    one_by_one = generate_texts(model, tokenizer, PROMPTS, max_new_tokens=4, batch_size=1,
+                                progress=False, chat=True)  # fmt: skip
     assert batched == one_by_one  # left padding does not change greedy answers
     assert all(isinstance(text, str) and len(text.split()) <= 4 for text in batched)
 
@@ -461,7 +462,7 @@ def test_load_causal_lm_and_generate(tiny_models, kind):
     with torch.no_grad():
         output = model.generate(**inputs, max_new_tokens=4, do_sample=False)
     expected = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-    assert batched[0] == expected
+    assert batched[0] == expected.strip()
 
 
 def test_format_prompt_with_messages(tiny_models):
@@ -503,7 +504,9 @@ def test_causal_lm_in_bf16_loads_bf16_weights_and_generates(tiny_models, kind):
     with runtime.use_precision("bf16"):
         model, tokenizer = load_causal_lm(tiny_models[kind])
         assert next(model.parameters()).dtype == torch.bfloat16
-        texts = generate(model, tokenizer, PROMPTS, max_new_tokens=4, batch_size=3, progress=False)
+        texts = generate_texts(
+            model, tokenizer, PROMPTS, max_new_tokens=4, batch_size=3, progress=False
+        )
     assert len(texts) == len(PROMPTS) and all(
         isinstance(t, str) and len(t.split()) <= 4 for t in texts
     )

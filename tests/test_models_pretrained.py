@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from molkit.models.cache import sha256_file
-from molkit.models.causal_lm import generate, load_causal_lm
 from molkit.models.encoders import Encoder, load_encoder, load_tokenizer, parameter_count
+from molkit.models.lm import generate, load_causal_lm
 from molkit.models.registry import MODELS, resolve_model_path, weights_file
 from molkit.models.smiles_tokenizer import RegexSmilesTokenizer, unk_rate
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from molkit.methods.molex import llm
-from molkit.models import lm_training
-from molkit.models.lm_training import SMOKE_LM, load_lm, resolve_lm
+from molkit.models import lm as lm_training
+from molkit.models.lm import SMOKE_LM, load_lm, resolve_lm
 
 SMILES = [
     "O=[N+]([O-])c1ccccc1",
@@ -67,19 +67,16 @@ def test_label_words_are_single_tokens_of_the_tiny_tokenizer(lm):
 
 
 @pytest.mark.parametrize("dataset", ["mutag", "liver"])
-def test_fast_path_equals_general_path_and_a_plain_forward(lm, dataset):
+def test_label_scores_equal_a_plain_forward(lm, dataset):
     model, tok = lm
     prompts = llm.label_prompts(tok, SMILES, dataset)
     words = llm.label_words(tok, dataset)
     fast = llm.score_label_words(model, tok, prompts, words, batch_size=3)
-    general = llm.score_label_words(model, tok, prompts, words, batch_size=3, fast_path=False)
-    assert fast.fast_path and not general.fast_path
+    assert fast.fast_path  # one-token label words: read off the prompt's forward pass
     k = len(words)
     assert fast.log_likelihood.shape == (len(SMILES), k) and fast.proba.shape == (len(SMILES), k)
     assert fast.hidden.shape == (len(SMILES), model.config.hidden_size)
     assert fast.hidden.dtype == np.float32
-    np.testing.assert_allclose(fast.log_likelihood, general.log_likelihood, atol=1e-5)
-    np.testing.assert_allclose(fast.hidden, general.hidden, atol=1e-5)
     for i in (0, 5):
         for c, w in enumerate(words):
             total, hidden = reference(model, tok, prompts[i], w)
@@ -102,16 +99,16 @@ def opt_lm(tmp_path_factory):
 
 
 @pytest.mark.parametrize("arch", ["llama", "opt"])
-@pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "general"])
-def test_batched_equals_unbatched(lm, opt_lm, arch, fast_path):
+@pytest.mark.parametrize("words", ["single", "multi"])
+def test_batched_equals_unbatched(lm, opt_lm, arch, words):
     model, tok = lm if arch == "llama" else opt_lm
     # prompts of very different lengths, so the batches carry plenty of left padding
     smiles = [*SMILES, "C", "CCCCCCCCCCCCCCCCCCCCc1ccccc1CCCCCCCCCCCCCCCC"]
     prompts = llm.label_prompts(tok, smiles, "mutag")
-    words = llm.label_words(tok, "mutag")
-    one = llm.score_label_words(model, tok, prompts, words, batch_size=1, fast_path=fast_path)
-    many = llm.score_label_words(model, tok, prompts, words, batch_size=4, fast_path=fast_path)
-    all_ = llm.score_label_words(model, tok, prompts, words, batch_size=64, fast_path=fast_path)
+    words = llm.label_words(tok, "mutag") if words == "single" else [" Yes No", " carcinogenic!"]
+    one = llm.score_label_words(model, tok, prompts, words, batch_size=1)
+    many = llm.score_label_words(model, tok, prompts, words, batch_size=4)
+    all_ = llm.score_label_words(model, tok, prompts, words, batch_size=64)
     for other in (many, all_):
         np.testing.assert_allclose(other.log_likelihood, one.log_likelihood, atol=1e-5)
         np.testing.assert_allclose(other.proba, one.proba, atol=1e-5)
@@ -188,7 +185,7 @@ def test_fine_tuned_classifier_replays_from_the_cache(lm_path, tmp_path, monkeyp
     def forbidden(*args, **kwargs):
         raise AssertionError("trained on a cache hit")
 
-    monkeypatch.setattr(lm_training, "train_causal_lm", forbidden)
+    monkeypatch.setattr(lm_training.train, "train_causal_lm", forbidden)
     monkeypatch.setattr(torch.optim.AdamW, "step", forbidden)
     capsys.readouterr()
     second = llm.fine_tune_label_classifier(

@@ -304,7 +304,7 @@ def test_prompts_and_answers_per_row():
 
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory):
-    from molkit.models.lm_training import load_lm, save_tiny_random_lm
+    from molkit.models.lm import load_lm, save_tiny_random_lm
 
     corpus = [
         moltc.pair_prompt(a, b, "Do these two drugs interact?") for a in SMILES for b in SMILES[:3]
@@ -340,34 +340,27 @@ def test_pair_prompt_places_graph_tokens_after_each_molecule():
     assert prompt == f"Molecule 1: CC... {graph}\nMolecule 2: O {graph}\nQ?\nAnswer:"
 
 
-def test_answer_log_likelihoods_match_a_manual_computation(tiny_lm):
-    from molkit.models.lm_training import splice_embeddings
+def _alone(model, tokenizer, graph, graph_id, prompt, pair, answer) -> float:
+    """The log-likelihood of ``answer`` (EOS included) after one pair prompt, from one unpadded
+    forward with the graph tokens spliced in (no cache, no batch)."""
+    from molkit.models.lm import splice_embeddings
 
-    model, tokenizer, graph_id = tiny_lm
-    graph = _graph_encoder(model.config.hidden_size).eval()
-    pairs = [("CCO", "O"), ("CCN", "CCO")]
-    prompts = [moltc.pair_prompt(a, b, "Q?", n_graph_tokens=2) for a, b in pairs]
-    answers = ["Yes, these two drugs interact.", "No."]
-    got = moltc.answer_log_likelihoods(
-        model, tokenizer, prompts, answers, pairs, graph, graph_id, batch_size=2, progress=False
-    )
-    for i in range(2):  # one example at a time, no padding
-        (e,) = encode_graph_examples(tokenizer, [prompts[i]], [answers[i]], graph_id)
-        ids = torch.tensor([e.input_ids])
-        with torch.no_grad():
-            embeds = splice_embeddings(model, ids, [e.extra_positions], graph([pairs[i]]))
-            logp = torch.log_softmax(model(inputs_embeds=embeds).logits[0].float(), -1)
-        expected = sum(
-            float(logp[t - 1, e.input_ids[t]]) for t in range(e.prompt_length, len(e.input_ids))
-        )
-        # bf16 autocast where native
-        assert got[i] == pytest.approx(expected, abs=0.05 * abs(expected) + 1e-3)
-    probs = moltc.score_ddi(model, tokenizer, prompts, pairs, graph, graph_id, progress=False)
-    assert probs.shape == (2,) and np.all((probs > 0) & (probs < 1))
+    (e,) = encode_graph_examples(tokenizer, [prompt], [answer], graph_id)
+    ids = torch.tensor([e.input_ids])
+    with torch.no_grad():
+        if graph is not None:
+            embeds = splice_embeddings(model, ids, [e.extra_positions], graph([pair]))
+            logits = model(inputs_embeds=embeds).logits[0]
+        else:
+            logits = model(ids).logits[0]
+    logp = torch.log_softmax(logits.float(), -1)
+    return sum(float(logp[t - 1, e.input_ids[t]]) for t in range(e.prompt_length, len(e.input_ids)))
 
 
 @pytest.mark.parametrize("with_graph", [True, False])
 def test_candidates_share_one_prompt_pass_and_score_as_alone(tiny_lm, with_graph):
+    """MolTC's DDI answers through the toolkit's shared-prompt scorer equal each (prompt, answer)
+    scored on its own, graph tokens spliced in or not; P(interaction) is their softmax."""
     model, tokenizer, graph_id = tiny_lm
     graph = _graph_encoder(model.config.hidden_size).eval() if with_graph else None
     pairs = [("CCO", "O"), ("CCN", "CCO"), ("c1ccccc1", "CC(=O)O"), ("C", "O")]
@@ -375,43 +368,47 @@ def test_candidates_share_one_prompt_pass_and_score_as_alone(tiny_lm, with_graph
     prompts = [moltc.pair_prompt(a, b, "Q?", n_graph_tokens=n_tokens) for a, b in pairs]
     assert len({len(tokenizer(p)["input_ids"]) for p in prompts}) > 1  # left padding is exercised
     candidates = [*moltc.DDI_ANSWERS, "No."]
-    got = moltc.candidate_log_likelihoods(
+    got = moltc.candidate_scores(
         model, tokenizer, prompts, candidates, pairs, graph, graph_id, batch_size=3,
         progress=False,
-    )  # fmt: skip
+    ).log_likelihood  # fmt: skip
     assert got.shape == (4, 3)
-    for k, c in enumerate(candidates):
-        alone = moltc.answer_log_likelihoods(
-            model, tokenizer, prompts, [c] * 4, pairs, graph, graph_id, batch_size=1,
-            progress=False,
-        )  # fmt: skip
-        np.testing.assert_allclose(got[:, k], alone, rtol=1e-4, atol=1e-4)
+    for i in range(4):
+        for k, c in enumerate(candidates):
+            alone = _alone(model, tokenizer, graph, graph_id, prompts[i], pairs[i], c)
+            assert got[i, k] == pytest.approx(alone, rel=1e-4, abs=1e-4)
     probs = moltc.score_ddi(
         model, tokenizer, prompts, pairs, graph, graph_id, batch_size=3, progress=False
     )
     expected = 1.0 / (1.0 + np.exp(got[:, 0] - got[:, 1]))
     np.testing.assert_allclose(probs, expected, rtol=1e-12)
+    assert np.all((probs > 0) & (probs < 1))
     with pytest.raises(ValueError, match="no candidate"):
-        moltc.candidate_log_likelihoods(model, tokenizer, prompts, [], progress=False)
+        moltc.candidate_scores(model, tokenizer, prompts, [], progress=False)
 
 
 def test_train_pair_lm_lowers_the_answer_loss_and_generates(tiny_lm):
-    from molkit.models.lm_training import TrainConfig
+    from molkit.models.lm import TrainConfig, validation_loss
 
     model, tokenizer, graph_id = tiny_lm
     graph = _graph_encoder(model.config.hidden_size)
     pairs = [("CCO", "O"), ("CCN", "O")] * 4
     prompts = [moltc.pair_prompt(a, b, "Q?", n_graph_tokens=2) for a, b in pairs]
     answers = [moltc.regression_target(v) for v in (-3.2, 1.7) * 4]
-    args = (model, tokenizer, prompts, answers, pairs, graph, graph_id)
-    before = moltc.answer_log_likelihoods(*args, progress=False)
+    examples = encode_graph_examples(tokenizer, prompts, answers, graph_id)
+
+    def loss() -> float:
+        graph.eval()
+        extra = lambda idx: graph([pairs[i] for i in idx])  # noqa: E731
+        return validation_loss(model, examples, tokenizer.pad_token_id, extra)
+
+    before = loss()
     queries_before = graph.projectors.projectors[0].queries.detach().clone()
     config = TrainConfig(epochs=6, lr=3e-3, batch_size=4, precision="fp32")
     report = moltc.train_pair_lm(
         model, tokenizer, prompts, answers, pairs, graph, config, graph_id, progress=False
     )
-    after = moltc.answer_log_likelihoods(*args, progress=False)
-    assert after.mean() > before.mean() and report.tokens > 0
+    assert loss() < before and report.tokens > 0
     assert not torch.equal(queries_before, graph.projectors.projectors[0].queries)  # it trained
     with pytest.raises(ValueError, match="graph_token_id"):
         moltc.train_pair_lm(model, tokenizer, prompts, answers, pairs, graph, config, None)
@@ -426,7 +423,7 @@ def test_train_pair_lm_lowers_the_answer_loss_and_generates(tiny_lm):
 @pytest.mark.slow  # loads minilm-l6 for the projector's initialisation
 def test_pair_lm_session_runs_variants_from_saved_states(tmp_path):
     from molkit.models.gnn import GIN
-    from molkit.models.lm_training import SMOKE_LM, resolve_lm
+    from molkit.models.lm import SMOKE_LM, resolve_lm
 
     task = moltc.TASKS["freesolv-pairs"]
     df = pd.DataFrame(
@@ -707,8 +704,8 @@ def test_full_profile_loads_galactica_in_bf16_and_checks_memory_first(tmp_path, 
     same architecture) loaded that way keeps bf16 weights and trains float32 LoRA adapters; 4-bit
     without CUDA names the setting; the memory line estimates LoRA r 8 on q/v and refuses."""
     from molkit.models.gnn import GIN
-    from molkit.models.lm_training import save_tiny_random_lm
-    from molkit.models.memory import InsufficientMemoryError
+    from molkit.models.lm import save_tiny_random_lm
+    from molkit.models.lm.memory import InsufficientMemoryError
 
     smoke, default, full = (moltc.Settings.for_profile(p) for p in ("smoke", "default", "full"))
     assert (full.lm_dtype, full.lm_quantization) == ("bf16", None)

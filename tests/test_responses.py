@@ -5,7 +5,13 @@ import json
 
 import pytest
 
-from molkit.models.responses import FORMAT, ResponseCache, prompt_sha256, read_records, response_key
+from molkit.models.lm.responses import (
+    FORMAT,
+    ResponseCache,
+    prompt_sha256,
+    read_records,
+    response_key,
+)
 
 SETTINGS = {"max_new_tokens": 8, "do_sample": False}
 CHAT = [

@@ -130,7 +130,7 @@ def _ranks_project(tmp_path, fail_rank: int | None = None):
     """A notebook that sums each process's rank + 1 over the process group of its kernels."""
     body = (
         "import os, torch, molkit\n"
-        "from molkit.models.lm_training import data_parallel\n"
+        "from molkit.models.lm import data_parallel\n"
         "cfg = molkit.setup(profile=profile, seed=seed, notebook='52_ranks')\n"
         "acc = data_parallel()\n"
         "rank = int(os.environ.get('RANK', '0'))\n"

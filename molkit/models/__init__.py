@@ -6,10 +6,12 @@
   SmolLM2), verified by sha256 and prepared once in `cache_dir`.
 - `Encoder`, `load_encoder`, `load_tokenizer`: embeddings with an on-disk cache.
 - `RegexSmilesTokenizer`: the Schwaller regex SMILES tokenizer for rxnfp's vocabulary.
-- `load_causal_lm`, `generate`: batched generation with chat templates.
-- `load_lm`, `apply_lora`, `TrainConfig`, `train_causal_lm`, `generate_texts`, `splice_embeddings`:
-  fine-tuning a causal LM on prompt -> answer pairs (answer-only loss, LoRA on float32, bf16 or
-  4-bit weights, spliced-in embeddings).
+- `lm`: the one causal-LM toolkit (`molkit.models.lm`): `load_causal_lm`, `load_lm`,
+  `apply_lora`, `TrainConfig`, `train_causal_lm` (validated, best state kept, patience),
+  `generate_texts` (batched generation, chat templates), `candidate_log_likelihoods` and
+  `expected_value` (one scorer sharing the prompt's KV cache), `splice_embeddings`.
+- `fit`, `FitReport`: the one optimisation loop of the GNN, CLIP and bottleneck trainers (and
+  under the LM trainer): validation, the best state kept, patience.
 - `estimate_lm_memory`, `check_fits`, `device_memory`: what loading and fine-tuning a causal LM
   will need (weights by dtype or 4-bit, training state, activations) and a refusal
   (`InsufficientMemoryError`) before a model the device cannot hold is loaded.
@@ -42,22 +44,25 @@ _EXPORTS = {
     "load_encoder": "encoders",
     "load_tokenizer": "encoders",
     "parameter_count": "encoders",
-    "load_causal_lm": "causal_lm",
-    "generate": "causal_lm",
-    "load_lm": "lm_training",
-    "apply_lora": "lm_training",
-    "TrainConfig": "lm_training",
-    "TrainReport": "lm_training",
-    "train_causal_lm": "lm_training",
-    "generate_texts": "lm_training",
-    "splice_embeddings": "lm_training",
-    "estimate_lm_memory": "memory",
-    "check_fits": "memory",
-    "device_memory": "memory",
-    "InsufficientMemoryError": "memory",
-    "ResponseCache": "responses",
-    "train_cached": "adapter_cache",
-    "adapter_key": "adapter_cache",
+    "load_causal_lm": "lm",
+    "load_lm": "lm",
+    "apply_lora": "lm",
+    "TrainConfig": "lm",
+    "TrainReport": "lm",
+    "train_causal_lm": "lm",
+    "generate_texts": "lm",
+    "candidate_log_likelihoods": "lm",
+    "expected_value": "lm",
+    "splice_embeddings": "lm",
+    "estimate_lm_memory": "lm.memory",
+    "check_fits": "lm.memory",
+    "device_memory": "lm.memory",
+    "InsufficientMemoryError": "lm.memory",
+    "ResponseCache": "lm",
+    "train_cached": "lm",
+    "adapter_key": "lm",
+    "fit": "fit",
+    "FitReport": "fit",
     "autocast": "runtime",
     "bf16_supported": "runtime",
     "default_device": "runtime",

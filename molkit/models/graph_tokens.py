@@ -10,7 +10,7 @@
   projectors; ``forward(pairs)`` gives each pair's graph tokens.
 * ``GRAPH_TOKEN`` / ``add_graph_token`` / ``graph_positions`` / ``encode_graph_examples``: the
   placeholder token whose input embeddings the graph tokens replace
-  (`molkit.models.lm_training.splice_embeddings`), and answer-only examples that know where.
+  (`molkit.models.lm.splice_embeddings`), and answer-only examples that know where.
 """
 
 from __future__ import annotations
@@ -252,7 +252,7 @@ class GraphTokenEncoder(nn.Module):
 def add_graph_token(model, tokenizer, token: str = GRAPH_TOKEN) -> int:
     """Register ``token`` as a special token (never merged with its neighbours, so each copy in a
     prompt is one position) and grow the model's embeddings when it is new. Returns its id. Its own
-    embedding is never read: `molkit.models.lm_training.splice_embeddings` replaces it by a graph
+    embedding is never read: `molkit.models.lm.splice_embeddings` replaces it by a graph
     token."""
     if token not in tokenizer.get_vocab():
         tokenizer.add_special_tokens(
@@ -275,9 +275,9 @@ def encode_graph_examples(
     graph_token_id: int | None,
     max_length: int = 512,
 ) -> list:
-    """`molkit.models.lm_training.encode_example` per (prompt, answer) with the graph placeholders
+    """`molkit.models.lm.encode_example` per (prompt, answer) with the graph placeholders
     as ``extra_positions`` (none when ``graph_token_id`` is None): answer-only loss labels."""
-    from molkit.models.lm_training import encode_example
+    from molkit.models.lm import encode_example
 
     out = []
     for prompt, answer in zip(prompts, answers, strict=True):

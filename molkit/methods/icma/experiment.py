@@ -52,7 +52,7 @@ from molkit.methods.icma.method import (
     same_molecule_exclusions,
     search,
 )
-from molkit.models.lm_training import SMOKE_LM
+from molkit.models.lm import SMOKE_LM
 
 __all__ = [
     "Settings",
@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     fit (the notebook reports the share); ``random_walk_candidates``: the ranked list the random
     walk walks down (at least ``k``); ``mol2cap_retriever``: a retriever, or ``auto`` for the best
     on the validation queries. ``lm_dtype`` / ``lm_quantization``: how the LM loads for
-    fine-tuning (`molkit.models.lm_training.load_lm`: fp32 or bf16 weights, ``"4bit"`` QLoRA with
+    fine-tuning (`molkit.models.lm.load_lm`: fp32 or bf16 weights, ``"4bit"`` QLoRA with
     ``lora`` only; ``full``: Galactica-125m in bf16 with LoRA), checked against the device by
     `lm_memory` before any training."""
 
@@ -179,7 +179,7 @@ class Settings(BaseSettings):
     def _checked(self) -> Settings:
         """The base class's type checks, then: the mol2cap retriever is one that gets built (or
         ``auto``), ``k`` >= 1, ``lm_dtype`` / ``lm_quantization`` known, 4-bit only with LoRA."""
-        from molkit.models.lm_training import check_lm_dtype, check_lm_quantization
+        from molkit.models.lm import check_lm_dtype, check_lm_quantization
 
         super()._checked()
         check_lm_dtype(self.lm_dtype)
@@ -560,14 +560,14 @@ def lm_memory(
     free_bytes: int | None = None,
     local_files_only: bool = False,
 ) -> str:
-    """The memory line printed before fine-tuning (`molkit.models.memory.lm_memory_line`): the LM
+    """The memory line printed before fine-tuning (`molkit.models.lm.memory.lm_memory_line`): the LM
     as `fine_tune_and_generate` trains it (LoRA r 32 on every linear layer with ``lora``, else
     full fine-tuning), ``batch_size`` examples of ``seq_len`` tokens (the longest training
     example: a batch pads to its longest), ``lm_dtype`` / ``lm_quantization``. Raises
-    `molkit.models.memory.InsufficientMemoryError` naming the settings to change when it does not
+    `molkit.models.lm.memory.InsufficientMemoryError` naming the settings to change when it does not
     fit ``device`` (``free_bytes``: instead of its free memory); a line saying so when the
     estimate is unavailable (``local_files_only``: never ask the Hugging Face hub)."""
-    from molkit.models.memory import lm_memory_line
+    from molkit.models.lm.memory import lm_memory_line
 
     hint = "lm_dtype='bf16' with lora=True, batch_size (grad_accum keeps the batch) or cutoff"
     return lm_memory_line(
@@ -581,7 +581,7 @@ def lm_memory(
 def build_prompt_sets(
     settings: Settings, data: ChebiData, contexts: dict, workdir: str | os.PathLike
 ) -> Results:
-    """Resolve the LM (`molkit.models.lm_training.resolve_lm`: the smoke LM is a tiny random Llama
+    """Resolve the LM (`molkit.models.lm.resolve_lm`: the smoke LM is a tiny random Llama
     with a 1,024-token BPE vocabulary trained on the pool's captions and SMILES, saved under
     ``workdir``) and build each direction's prompts with its tokenizer. A training prompt gets the
     cut-off minus its answer's tokens, a test prompt the cut-off minus ``max_new_tokens``.
@@ -589,9 +589,9 @@ def build_prompt_sets(
     kept all k examples, training and test: 1.0 when the cut-off is large enough), ``lengths``
     (set -> prompt + answer tokens, for the figure), ``summary``, ``example`` (one ICMA training
     prompt, answer after ``||``), ``memory`` (`lm_memory` for the longest training example;
-    raises `molkit.models.memory.InsufficientMemoryError` before any training when the setting
+    raises `molkit.models.lm.memory.InsufficientMemoryError` before any training when the setting
     does not fit)."""
-    from molkit.models.lm_training import load_lm, resolve_lm
+    from molkit.models.lm import load_lm, resolve_lm
 
     pool, train_queries = data.pool, data.train_queries
     corpus = pool["text"].tolist() + pool["smiles_raw"].tolist()
@@ -669,7 +669,7 @@ def fine_tune(settings: Settings, prompts: dict[str, PromptSet], lm_path: str) -
     ICMA test prompts (in-context prompting). Rows: training and generation throughput. Artefacts:
     ``outputs`` (direction -> method -> predictions), ``ablation_outputs`` (direction -> ablation
     -> predictions on the ablation subset), ``run_stats``, ``generation``."""
-    from molkit.models.lm_training import TrainConfig
+    from molkit.models.lm import TrainConfig
 
     train = TrainConfig(
         epochs=settings.epochs,

@@ -24,7 +24,7 @@ Molecule Learners*, arXiv 2403.04197), molecule -> caption (``mol2cap``) and cap
    similar example sits last, right before the query, as the official code does.
 3. **In-context molecule tuning** (:func:`build_prompts`, :func:`fine_tune_and_generate`): prompts
    of ``k`` examples in the official template's shape (:data:`TEMPLATES`) followed by the query; the
-   loss covers only the answer tokens (``molkit.models.lm_training``). Examples that do not fit the
+   loss covers only the answer tokens (``molkit.models.lm``). Examples that do not fit the
    cut-off are dropped from the front (the least similar ones after reversal).
 
 Evaluation: corpus metrics per direction (:func:`evaluate_direction`) and per-item scores for paired
@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from molkit.models.lm_training import FewShotTemplate
+from molkit.models.lm import FewShotTemplate
 
 __all__ = [
     "DIRECTIONS",
@@ -470,7 +470,7 @@ def build_prompts(
     the cut-off minus that query's answer length). Answers start with a space, as the LM writes them
     after "Caption:" / "Molecule:".
     """
-    from molkit.models.lm_training import fit_fewshot_prompt
+    from molkit.models.lm import fit_fewshot_prompt
 
     _check_direction(direction)
     template = TEMPLATES[direction]
@@ -594,19 +594,19 @@ def fine_tune_and_generate(
     lm_quantization: str | None = None,
 ) -> tuple[LMRun, dict[str, list[str]]]:
     """Load a fresh copy of the LM, fine-tune it (LoRA if ``lora``, else fully) on the prompts with
-    answer-only loss (``train``: a ``molkit.models.lm_training.TrainConfig``; its seed also seeds
+    answer-only loss (``train``: a ``molkit.models.lm.TrainConfig``; its seed also seeds
     torch before the model loads; examples truncated to ``cutoff`` tokens; the trained weights are
     cached by `molkit.models.train_cached` unless ``cache`` is False, so a re-run replays them),
     then generate greedily, stopping at the end of the line, for ``test_prompts`` and for each set
     of ``extra_test_prompts`` (test-time ablations with the same trained model). ``lm_dtype`` /
-    ``lm_quantization``: how the LM loads (`molkit.models.lm_training.load_lm`).
+    ``lm_quantization``: how the LM loads (`molkit.models.lm.load_lm`).
 
     ``train_prompts=None``: no tuning at all (in-context prompting of the pre-trained LM); the
     returned run's ``train`` is then ``None``."""
     import torch
 
     from molkit.models import train_cached
-    from molkit.models.lm_training import apply_lora, encode_example, generate_texts, load_lm
+    from molkit.models.lm import apply_lora, encode_example, generate_texts, load_lm
 
     torch.manual_seed(train.seed)
     model, tok = load_lm(lm_path, dtype=lm_dtype, quantization=lm_quantization)

@@ -2,7 +2,7 @@
 descriptions, stage 1 (`stage1_free`, `stage1_ranked`) and `describe_molecules` (stage 2), all
 through the cache.
 
-Every LLM response goes through `molkit.models.responses.ResponseCache`; the default profile's
+Every LLM response goes through `molkit.models.lm.responses.ResponseCache`; the default profile's
 responses ship in ``molkit/resources/lardo_responses_v2.jsonl.gz`` and are regenerated with
 ``molkit responses generate --profile default`` (`molkit.methods.lardo.responses`). The constrained
 stage 1's log-likelihoods are stored in the same cache (as JSON text), so a replay never depends on
@@ -36,7 +36,7 @@ from molkit.methods.lardo.method import (
     stage1_prompt,
     stage2_prompt,
 )
-from molkit.models.responses import GenerationStats, Prompt, ResponseCache
+from molkit.models.lm.responses import GenerationStats, Prompt, ResponseCache
 
 #: Shipped responses of the default profile (compressed, versioned; see `responses.py`).
 RESPONSE_FILE = Path(__file__).resolve().parents[2] / "resources" / "lardo_responses_v2.jsonl.gz"
@@ -76,10 +76,9 @@ def _causal_lm(
     lm_model: str, lm_dtype: str = "fp32", lm_quantization: str | None = None
 ) -> tuple[Any, Any]:
     """``(model, tokenizer)`` loaded once per process and loading setting: ``lm_dtype`` /
-    ``lm_quantization`` as `molkit.models.lm_training.generation_load_kwargs` reads them
+    ``lm_quantization`` as `molkit.models.lm.generation_load_kwargs` reads them
     (``"fp32"``: the precision policy's weights, as before these settings)."""
-    from molkit.models.causal_lm import load_causal_lm
-    from molkit.models.lm_training import generation_load_kwargs
+    from molkit.models.lm import generation_load_kwargs, load_causal_lm
 
     return load_causal_lm(lm_model, **generation_load_kwargs(lm_dtype, lm_quantization))
 
@@ -96,18 +95,19 @@ def load_generator(
     ``(texts, new_token_counts)``."""
 
     def generate_fn(prompts: list[Prompt]) -> tuple[list[str], list[int]]:
-        from molkit.models.causal_lm import generate
+        from molkit.models.lm import generate_texts
 
         model, tokenizer = _causal_lm(lm_model, lm_dtype, lm_quantization)
-        texts = generate(
+        texts = generate_texts(
             model,
             tokenizer,
             [list(p) for p in prompts],
             max_new_tokens=settings["max_new_tokens"],
             do_sample=settings["do_sample"],
-            repetition_penalty=settings["repetition_penalty"],
             batch_size=len(prompts),
             progress=False,
+            chat=True,
+            generate_kwargs={"repetition_penalty": settings["repetition_penalty"]},
         )
         counts = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
         return list(texts), counts
@@ -253,21 +253,24 @@ def load_ranker(
 ) -> Callable[[list[Prompt]], list[str]]:
     """A ``generate_fn`` for `ResponseCache.generate` that answers each constrained stage-1
     prompt with the JSON of ``{option: [log-probability, tokens, log-probability under the
-    content-free prompt]}`` (`answer_logprobs`; `rank_properties` ranks by the difference)."""
+    content-free prompt]}`` (`molkit.models.lm.candidate_log_likelihoods`, the chat template
+    applied; `rank_properties` ranks by the difference)."""
 
     def rank_fn(prompts: list[Prompt]) -> list[str]:
-        from molkit.models.causal_lm import answer_logprobs
+        from molkit.models.lm import candidate_log_likelihoods
 
         model, tokenizer = _causal_lm(lm_model, lm_dtype, lm_quantization)
         names = list(candidates)
-        prior = answer_logprobs(model, tokenizer, stage1_choice_prompt(None, names), names)
-        out = []
-        for prompt in prompts:
-            scored = answer_logprobs(model, tokenizer, list(prompt), names)
-            out.append(json.dumps({
-                c: [s, n, p] for c, (s, n), (p, _) in zip(names, scored, prior, strict=True)
-            }))  # fmt: skip
-        return out
+        both = [stage1_choice_prompt(None, names), *(list(p) for p in prompts)]
+        scores = candidate_log_likelihoods(model, tokenizer, both, names, chat=True)
+        prior, counts = scores.log_likelihood[0], scores.n_tokens
+        return [
+            json.dumps({
+                c: [float(s), int(n), float(p)]
+                for c, s, n, p in zip(names, row, counts, prior, strict=True)
+            })
+            for row in scores.log_likelihood[1:]
+        ]  # fmt: skip
 
     return rank_fn
 
@@ -353,7 +356,7 @@ def response_keys(
 ) -> set[str]:
     """The response-cache keys of ``desc``'s stage-2 texts (every LLM variant, the molecules it
     described) for the LLM loaded with ``lm_dtype`` / ``lm_quantization`` (`keyed_settings`)."""
-    from molkit.models.responses import response_key
+    from molkit.models.lm.responses import response_key
 
     settings = keyed_settings(generation_settings(max_new_tokens), lm_dtype, lm_quantization)
     records = desc.values.to_dict("records")
@@ -378,7 +381,7 @@ def stage1_keys(
 ) -> set[str]:
     """The response-cache keys of ``dataset``'s two stage-1 calls (free text and ranking) for the
     LLM loaded with ``lm_dtype`` / ``lm_quantization`` (`keyed_settings`)."""
-    from molkit.models.responses import response_key
+    from molkit.models.lm.responses import response_key
 
     candidates = list(RANKED_NAMES.values())
     free = keyed_settings(generation_settings(max_new_tokens), lm_dtype, lm_quantization)

@@ -44,7 +44,7 @@ from molkit.methods.lardo.method import (
     stage2_prompt,
     value_text,
 )
-from molkit.models.responses import ResponseCache
+from molkit.models.lm.responses import ResponseCache
 
 PAPER = "MolGraph-LarDo (arXiv 2408.10124)"
 #: The seed summary of the paper states its effects without numbers.
@@ -82,7 +82,7 @@ class Settings(contract.Settings):
     prediction head and ``encoder_lr`` for the GIN (the official 5e-4 / 1e-4). ``finetune_max``:
     None fine-tunes on the whole split, else on a prefix of each part of about ``finetune_max``
     molecules in all (at least 8 per part). ``lm_dtype`` / ``lm_quantization``: how the LLM loads
-    when a response is not cached (`molkit.models.lm_training.generation_load_kwargs`: ``"fp32"``
+    when a response is not cached (`molkit.models.lm.generation_load_kwargs`: ``"fp32"``
     leaves the weights to the precision policy, as before these settings; ``"bf16"`` bfloat16
     weights; ``"4bit"`` NF4, CUDA and bitsandbytes only; ``full``: Mistral-7B in 4-bit), checked
     against the device by `lm_memory`.
@@ -146,7 +146,7 @@ class Settings(contract.Settings):
 
     def __post_init__(self) -> None:
         from molkit.methods.lardo.method import STAGE1_MODES
-        from molkit.models.lm_training import check_lm_dtype, check_lm_quantization
+        from molkit.models.lm import check_lm_dtype, check_lm_quantization
 
         check_lm_dtype(self.lm_dtype)
         check_lm_quantization(self.lm_quantization)
@@ -180,17 +180,17 @@ PROMPT_TOKENS = 512
 
 
 def lm_memory(settings: Settings, device=None, free_bytes: int | None = None) -> str:
-    """The memory line printed before the LLM stages (`molkit.models.memory.lm_memory_line`):
+    """The memory line printed before the LLM stages (`molkit.models.lm.memory.lm_memory_line`):
     generation only (no training) with ``lm_dtype`` / ``lm_quantization``, at the batch that will
     load the LLM: ``lm_batch_size`` prompts of `PROMPT_TOKENS` plus the longer of
     ``max_new_tokens`` / ``stage1_max_new_tokens`` when responses are generated; with ``offline``
     (every response replays from the cache) only `generation_speed` loads it, for
     ``throughput_prompts`` prompts of `PROMPT_TOKENS` + `SPEED_NEW_TOKENS`, and with
     ``throughput_prompts`` = 0 it never loads (the line says so). Raises
-    `molkit.models.memory.InsufficientMemoryError` naming the settings to change when it does not
+    `molkit.models.lm.memory.InsufficientMemoryError` naming the settings to change when it does not
     fit ``device`` (``free_bytes``: instead of its free memory); a line saying the estimate is
     unavailable when the config cannot be had (with ``offline``, from the local files only)."""
-    from molkit.models.memory import lm_memory_line
+    from molkit.models.lm.memory import lm_memory_line
 
     if settings.offline and not settings.throughput_prompts:
         return (

@@ -46,7 +46,7 @@ from molkit.methods.molex.benchmark import (
 )
 from molkit.methods.molex.method import classification_scores
 from molkit.methods.molex.ngrams import atom_scores_from_ngrams, build_ngram_table
-from molkit.models.lm_training import SMOKE_LM
+from molkit.models.lm import SMOKE_LM
 
 __all__ = [
     "ABLATION_METHODS",
@@ -652,7 +652,7 @@ def llm_classifier(settings: Settings, data: Results, bench: Results) -> Results
     from sklearn.preprocessing import StandardScaler
 
     from molkit.methods.molex import llm
-    from molkit.models.lm_training import TrainConfig, load_lm, resolve_lm
+    from molkit.models.lm import TrainConfig, load_lm, resolve_lm
 
     runs: Mapping[str, DatasetRun] = bench.artefacts["runs"]
     frames = data.artefacts["frames"]

@@ -7,28 +7,26 @@ log-probability of the class's label word as the continuation of the prompt.
 
 * `TASK_PROMPTS`: per dataset, the question and one label word per class (class index order).
 * `label_prompt`: the prompt text for one molecule, through the chat template when the tokenizer
-  has one (`molkit.models.causal_lm.format_prompt`), ending where the answer begins;
+  has one (`molkit.models.lm.format_prompt`), ending where the answer begins;
   `label_words`: the continuation strings scored for that prompt form (``"Yes"`` after the chat
   template's ``assistant\\n``, ``" Yes"`` after a plain ``Answer:``).
 * `score_label_words`: ``log_likelihood`` (n, n_classes), ``proba`` (softmax over the classes)
   and ``hidden`` (the last hidden state at the prompt's final token, for a linear probe), plus the
-  wall seconds of the scoring. Prompts are sorted by length and left-padded, with position ids
-  counted from each row's first real token, so a batched score equals an unbatched one. When every
-  label word is one token, one forward per batch with logits only at the last position; otherwise
-  one forward per label word over prompt + label, with logits only at the label positions.
+  wall seconds of the scoring, by the LM toolkit's one scorer
+  (`molkit.models.lm.score_candidates`: the prompt runs once, its KV cache shared by the label
+  words; a batched score equals an unbatched one).
 * `fine_tune_label_classifier`: LoRA (or full) fine-tuning on training prompts with the label word
   as the answer (answer-only loss), through `molkit.models.train_cached` so a re-run replays the
   trained weights, then `score_label_words` on the test prompts.
 * `scoring_throughput`: molecules/s of the zero-shot scorer at several batch sizes.
 
 Prompts and label words are tokenised separately and their ids concatenated, the way
-`molkit.models.lm_training.encode_example` builds training examples, so scoring and fine-tuning
+`molkit.models.lm.encode_example` builds training examples, so scoring and fine-tuning
 see the same token sequences.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 import time
 from collections.abc import Sequence
@@ -38,9 +36,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-
-from molkit._progress import tqdm
-from molkit.models.runtime import autocast
 
 __all__ = [
     "TASK_PROMPTS",
@@ -115,7 +110,7 @@ def task_prompt(dataset: str) -> TaskPrompt:
 
 
 def _chat(tokenizer, chat: bool) -> bool:
-    from molkit.models.causal_lm import has_chat_template
+    from molkit.models.lm import has_chat_template
 
     return bool(chat and has_chat_template(tokenizer))
 
@@ -124,7 +119,7 @@ def label_prompt(tokenizer, smiles: str, dataset: str, chat: bool = True) -> str
     """The prompt text asking ``dataset``'s question about ``smiles``, ending where the answer
     begins: the chat template's opened assistant turn when the tokenizer has one (and ``chat``),
     else the question followed by ``"\\nAnswer:"``."""
-    from molkit.models.causal_lm import format_prompt
+    from molkit.models.lm import format_prompt
 
     question = task_prompt(dataset).question.format(smiles=smiles)
     if _chat(tokenizer, chat):
@@ -180,7 +175,7 @@ class LabelScores:
     after the prompt; ``proba``: its softmax over the classes; ``hidden`` (n, hidden_size)
     float32: the final (normed) hidden state at each prompt's last token; ``seconds``: wall time
     of the scoring (tokenisation included); ``label_words`` and ``label_tokens`` (ids per word);
-    ``fast_path``: whether the one-forward single-token path ran."""
+    ``fast_path``: whether every label word is one token (read off the prompt's forward pass)."""
 
     log_likelihood: np.ndarray
     proba: np.ndarray
@@ -210,50 +205,6 @@ class LabelScores:
         return float((self.predictions == labels).mean())
 
 
-def _forward_options(model) -> tuple[bool, bool]:
-    """Whether the (base) model's forward takes ``position_ids`` and ``logits_to_keep``."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    params = inspect.signature(base.forward).parameters
-    return "position_ids" in params, "logits_to_keep" in params
-
-
-def _left_pad(rows: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for b, r in enumerate(rows):
-        ids[b, width - len(r) :] = torch.tensor(r, dtype=torch.long)
-        mask[b, width - len(r) :] = 1
-    return ids, mask
-
-
-def _tail_forward(
-    model, rows: Sequence[list[int]], keep: int, pad_id: int, options: tuple[bool, bool]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-padded forward of ``rows``; ``(logits, hidden)`` at each row's last ``keep`` positions,
-    (B, keep, vocab) float32 and (B, keep, hidden) float32 (the LM head's input)."""
-    takes_positions, takes_keep = options
-    device = next(model.parameters()).device
-    ids, mask = _left_pad(rows, pad_id)
-    kwargs: dict[str, Any] = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
-    if takes_positions:
-        # left padding: count positions from each row's first real token, as an unpadded run does
-        kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0).to(device)
-    if takes_keep:
-        kwargs["logits_to_keep"] = keep
-    captured: list[torch.Tensor] = []
-    head = model.get_output_embeddings()
-    hook = head.register_forward_hook(lambda _m, inputs, _o: captured.append(inputs[0]))
-    try:
-        out = model(**kwargs, use_cache=False)
-    finally:
-        hook.remove()
-    logits = out.logits[:, -keep:].float()
-    hidden = captured[-1][:, -keep:].float()
-    return logits, hidden
-
-
-@torch.no_grad()
 def score_label_words(
     model,
     tokenizer,
@@ -261,78 +212,38 @@ def score_label_words(
     label_words: Sequence[str],
     batch_size: int = 32,
     progress: bool = False,
-    fast_path: bool = True,
     precision: str | None = None,
 ) -> LabelScores:
-    """Score each of ``label_words`` as the continuation of each of ``prompts``.
+    """Score each of ``label_words`` as the continuation of each of ``prompts`` with the LM
+    toolkit's scorer (`molkit.models.lm.score_candidates`: prompts sorted by length into
+    left-padded batches, position ids counted from each row's first token, the prompt's KV cache
+    shared by the label words; a one-token word costs nothing beyond the prompt's forward pass).
 
     Returns `LabelScores` (in the order of ``prompts``). Prompts are tokenised like
-    `encode_example` (with the tokenizer's special prefix), label words without special tokens;
-    batches of ``batch_size`` prompts of similar length, left-padded with position ids counted from
-    each row's first token. With ``fast_path`` and every label word a single token: one forward per
-    batch, logits at the last position only; else one forward per label word over prompt + word,
-    logits at the word's positions only. ``precision``: ``None`` follows the policy
-    (`molkit.models.runtime.autocast`), else ``"fp32"`` / ``"bf16"`` for this call.
+    `molkit.models.lm.encode_example` (with the tokenizer's special prefix), label words without
+    special tokens. ``precision``: ``None`` follows the policy (`molkit.models.runtime.autocast`),
+    else ``"fp32"`` / ``"bf16"`` for this call.
     """
+    from molkit.models.lm import score_candidates
+
     start_time = time.perf_counter()
     words = [str(w) for w in label_words]
     label_ids = label_token_ids(tokenizer, words)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    single = fast_path and all(len(i) == 1 for i in label_ids)
     encoded = [_encode_prompt(tokenizer, p) for p in prompts]
-    if any(not e for e in encoded):
-        raise ValueError("a prompt has no tokens")
-    n, k = len(encoded), len(words)
-    options = _forward_options(model)
-    device = next(model.parameters()).device
-    hidden_size = model.get_output_embeddings().weight.shape[1]
-    loglik = np.zeros((n, k), dtype=np.float64)
-    hidden = np.zeros((n, hidden_size), dtype=np.float32)
-    order = np.argsort([-len(e) for e in encoded], kind="stable")
-    was_training = model.training
-    model.eval()
-    bar = tqdm(total=n, desc="scoring label words", unit="prompt", disable=not progress)
-    try:
-        with autocast(device, precision):
-            for start in range(0, n, batch_size):
-                idx = [int(i) for i in order[start : start + batch_size]]
-                rows = [encoded[i] for i in idx]
-                if single:
-                    logits, h = _tail_forward(model, rows, 1, pad_id, options)
-                    logp = torch.log_softmax(logits[:, 0], dim=-1)
-                    loglik[idx] = logp[:, [i[0] for i in label_ids]].double().cpu().numpy()
-                    hidden[idx] = h[:, 0].cpu().numpy()
-                else:
-                    for c, ids in enumerate(label_ids):
-                        m = len(ids)
-                        logits, h = _tail_forward(
-                            model, [r + ids for r in rows], m + 1, pad_id, options
-                        )
-                        # logits at the prompt's last token and the word's first m - 1 tokens
-                        # predict the word's m tokens
-                        logp = torch.log_softmax(logits[:, :m], dim=-1)
-                        target = torch.tensor(ids, device=logp.device).expand(len(rows), m)
-                        picked = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-                        loglik[idx, c] = picked.double().sum(-1).cpu().numpy()
-                        if c == 0:
-                            hidden[idx] = h[:, 0].cpu().numpy()
-                bar.update(len(idx))
-    finally:
-        bar.close()
-        model.train(was_training)
-    proba = np.exp(loglik - loglik.max(axis=1, keepdims=True))
-    proba /= proba.sum(axis=1, keepdims=True)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    scores = score_candidates(
+        model, encoded, label_ids, pad_id, batch_size=batch_size, return_hidden=True,
+        precision=precision, progress=progress, desc="scoring label words",
+    )  # fmt: skip
     return LabelScores(
-        log_likelihood=loglik,
-        proba=proba,
-        hidden=hidden,
+        log_likelihood=scores.log_likelihood,
+        proba=scores.proba,
+        hidden=scores.hidden,
         label_words=words,
         label_tokens=label_ids,
         seconds=time.perf_counter() - start_time,
         batch_size=batch_size,
-        fast_path=single,
+        fast_path=all(len(i) == 1 for i in label_ids),
     )
 
 
@@ -385,7 +296,7 @@ def fine_tune_label_classifier(
     key: dict | None = None,
     progress: bool = False,
 ) -> LabelRun:
-    """Load a fresh copy of ``lm`` (`molkit.models.lm_training.load_lm`; torch seeded with
+    """Load a fresh copy of ``lm`` (`molkit.models.lm.load_lm`; torch seeded with
     ``config.seed`` first, so the LoRA initialisation repeats), wrap it with LoRA (``lora``;
     `apply_lora` with ``lora_kwargs``) or train it fully, fine-tune on ``dataset``'s prompts of
     ``train_smiles`` with the label word of ``train_labels`` as the answer (answer-only loss; EOS
@@ -396,7 +307,7 @@ def fine_tune_label_classifier(
     ``key``: extra JSON values for the cache key (the method, dataset and prompt form are in it).
     """
     from molkit.models import train_cached
-    from molkit.models.lm_training import LMExample, TrainConfig, apply_lora, load_lm
+    from molkit.models.lm import LMExample, TrainConfig, apply_lora, load_lm
 
     if config is None:
         config = TrainConfig(epochs=2, lr=2e-4 if lora else 2e-5, batch_size=8, warmup=0.05)

@@ -34,8 +34,7 @@ from molkit.methods.moltc.experiment import (
 )
 from molkit.methods.moltc.lm import (
     PairLMSession,
-    answer_log_likelihoods,
-    candidate_log_likelihoods,
+    candidate_scores,
     generate_pair_answers,
     score_ddi,
     train_pair_lm,
@@ -91,8 +90,7 @@ __all__ = [
     "STAGES",
     "Settings",
     "TASKS",
-    "answer_log_likelihoods",
-    "candidate_log_likelihoods",
+    "candidate_scores",
     "both_unseen",
     "ddi_lm",
     "ddi_upstream",

@@ -130,7 +130,7 @@ class Settings(BaseSettings):
     ``ddi_swap`` also scores DDI with the drugs swapped (a symmetric task, so a consistency check;
     the role swap test is §9's); ``swap_pairs`` caps the pairs scored swapped (a seeded sample of
     each test set; None: all).
-    ``lm_dtype`` / ``lm_quantization``: how the LM loads (`molkit.models.lm_training.load_lm`;
+    ``lm_dtype`` / ``lm_quantization``: how the LM loads (`molkit.models.lm.load_lm`;
     ``full``: Galactica-1.3B in bf16), checked against the device by `lm_memory` before it
     loads."""
 
@@ -224,7 +224,7 @@ class Settings(BaseSettings):
     }  # fmt: skip
 
     def __post_init__(self) -> None:
-        from molkit.models.lm_training import check_lm_dtype, check_lm_quantization
+        from molkit.models.lm import check_lm_dtype, check_lm_quantization
 
         check_lm_dtype(self.lm_dtype)
         check_lm_quantization(self.lm_quantization)
@@ -582,14 +582,14 @@ def lm_memory(
     free_bytes: int | None = None,
     local_files_only: bool = False,
 ) -> str:
-    """The memory line printed before the LM stage (`molkit.models.memory.lm_memory_line`): LoRA
+    """The memory line printed before the LM stage (`molkit.models.lm.memory.lm_memory_line`): LoRA
     r 8 on q_proj / v_proj as `PairLMSession` trains it, ``lm_batch_size`` sequences of
     `PROMPT_TOKENS` + two SMILES (``smiles_chars``, a token a character at most) with 8 graph
     tokens each + ``max_new_tokens``, ``lm_dtype`` / ``lm_quantization``. Raises
-    `molkit.models.memory.InsufficientMemoryError` naming the settings to change when it does not
+    `molkit.models.lm.memory.InsufficientMemoryError` naming the settings to change when it does not
     fit ``device`` (``free_bytes``: instead of its free memory); a line saying so when the
     estimate is unavailable (``local_files_only``: never ask the Hugging Face hub)."""
-    from molkit.models.memory import lm_memory_line
+    from molkit.models.lm.memory import lm_memory_line
 
     seq_len = PROMPT_TOKENS + 2 * (settings.smiles_chars + 8) + settings.max_new_tokens
     return lm_memory_line(
@@ -611,14 +611,14 @@ def pair_pretraining(
     """§6: the LM tasks' data (`_lm_sets`: DDI on the both-unseen split with two test sets,
     FreeSolv, the role set; the same pairs for every variant), the GIN behind the graph tokens
     (attribute masking on the LM tasks' training molecules only, then frozen), the LM
-    (`molkit.models.lm_training.resolve_lm`: in smoke a tiny random Llama with a tokenizer trained
+    (`molkit.models.lm.resolve_lm`: in smoke a tiny random Llama with a tokenizer trained
     on these prompts, saved under ``workdir``, default a new temporary folder) and, when
     ``lm_pretrain_pairs`` > 0, MolTC's pair pre-training (with graph tokens, and without them for
     the SMILES-only arm). Before the LM loads (a named LM: before the GIN trains), `lm_memory`
-    checks that it fits, raising `molkit.models.memory.InsufficientMemoryError` when not.
+    checks that it fits, raising `molkit.models.lm.memory.InsufficientMemoryError` when not.
     Artefacts: ``session`` (`PairLMSession`), ``lm_sets``, ``sizes`` (pairs per task and part),
     ``report`` (pre-training, or None), ``example_target``, ``memory`` (`lm_memory`'s line)."""
-    from molkit.models.lm_training import SMOKE_LM, resolve_lm
+    from molkit.models.lm import SMOKE_LM, resolve_lm
 
     seed = settings.seed
     lm_sets = _lm_sets(settings, cold, both, regression)

@@ -47,8 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PairLMSession",
-    "answer_log_likelihoods",
-    "candidate_log_likelihoods",
+    "candidate_scores",
     "generate_pair_answers",
     "score_ddi",
     "train_pair_lm",
@@ -98,8 +97,8 @@ def train_pair_lm(
     trains without it; a folder path uses that folder). The key covers the frozen GIN's weights and
     the pairs (what the graph tokens are computed from), the role sharing of the projectors and
     ``key`` (the caller's extra description). Returns
-    ``molkit.models.lm_training.TrainReport`` (tokens/s included; ``replayed`` on a cache hit)."""
-    from molkit.models.adapter_cache import train_cached
+    ``molkit.models.lm.TrainReport`` (tokens/s included; ``replayed`` on a cache hit)."""
+    from molkit.models.lm.adapter_cache import train_cached
 
     if graph is not None and graph_token_id is None:
         raise ValueError("graph tokens need graph_token_id (see add_graph_token)")
@@ -124,50 +123,7 @@ def train_pair_lm(
             graph.projectors.eval()
 
 
-@torch.no_grad()
-def answer_log_likelihoods(
-    model,
-    tokenizer,
-    prompts: Sequence[str],
-    answers: Sequence[str],
-    pairs: Sequence[tuple[str, str]] | None = None,
-    graph: GraphTokenEncoder | None = None,
-    graph_token_id: int | None = None,
-    batch_size: int = 16,
-    progress: bool = True,
-) -> np.ndarray:
-    """Sum of log-probabilities of each answer's tokens (EOS included) given its prompt, (n,)
-    float64."""
-    from molkit._progress import tqdm
-    from molkit.models.lm_training import answer_logits, collate_examples
-    from molkit.models.runtime import autocast
-
-    gid = graph_token_id if graph is not None else None
-    examples = encode_graph_examples(tokenizer, prompts, answers, gid)
-    device = next(model.parameters()).device
-    out = np.zeros(len(examples))
-    model.eval()
-    starts = range(0, len(examples), batch_size)
-    for start in tqdm(starts, desc="scoring", disable=not progress, leave=False):
-        idx = list(range(start, min(start + batch_size, len(examples))))
-        batch = collate_examples([examples[i] for i in idx], tokenizer.pad_token_id)
-        with autocast(device):
-            positions = vectors = None
-            if graph is not None:
-                positions = [examples[i].extra_positions for i in idx]
-                vectors = graph([pairs[i] for i in idx])
-            logits, mask = answer_logits(model, batch, positions, vectors)
-        labels = batch["labels"][:, 1:].to(device)
-        token_logp = torch.log_softmax(logits.float(), dim=-1)
-        token_logp = token_logp.gather(-1, labels[mask].unsqueeze(-1)).squeeze(-1)
-        rows = torch.arange(len(idx), device=device).unsqueeze(1).expand_as(mask)[mask]
-        sums = torch.zeros(len(idx), dtype=torch.float64, device=device)
-        out[idx] = sums.index_add_(0, rows, token_logp.double()).cpu().numpy()
-    return out
-
-
-@torch.no_grad()
-def candidate_log_likelihoods(
+def candidate_scores(
     model,
     tokenizer,
     prompts: Sequence[str],
@@ -177,84 +133,22 @@ def candidate_log_likelihoods(
     graph_token_id: int | None = None,
     batch_size: int = 16,
     progress: bool = True,
-) -> np.ndarray:
-    """(n, k) float64: the `answer_log_likelihoods` of each of ``k`` candidate answers (EOS
-    included) after each prompt, with the prompt run once: its KV cache is reused for every
-    candidate (the prompts left-padded, positions counted from each prompt's first token), so
-    two answers of 10 tokens after a 60-token prompt cost 80 token positions instead of 140. The
-    same values as scoring each (prompt, candidate) on its own, to float error (tested)."""
-    from molkit._progress import tqdm
-    from molkit.models.lm_training import (
-        IGNORE_INDEX,
-        LMExample,
-        collate_examples,
-        splice_embeddings,
-    )
-    from molkit.models.runtime import autocast
+):
+    """`molkit.models.lm.CandidateScores` of each candidate answer (EOS appended, as the answers
+    were trained) after each pair prompt, with the pair's graph tokens spliced in when ``graph``
+    is given: the LM toolkit's one scorer, the prompt's KV cache shared by the candidates."""
+    from molkit.models.lm import candidate_log_likelihoods
 
-    if not candidates:
-        raise ValueError("no candidate answers to score")
-    gid = graph_token_id if graph is not None else None
-    per_candidate = [encode_graph_examples(tokenizer, prompts, [c] * len(prompts), gid)
-                     for c in candidates]  # fmt: skip
-    first = per_candidate[0]
-    if any(e.input_ids[: e.prompt_length] != f.input_ids[: f.prompt_length]
-           for other in per_candidate[1:] for e, f in zip(other, first, strict=True)):  # fmt: skip
-        raise ValueError(
-            "a prompt is cut differently for different candidates (prompt + answer longer than "
-            "the 512-token limit): shorten the prompts or score with answer_log_likelihoods"
-        )
-    answer_ids = [e.input_ids[e.prompt_length :] for e in (other[0] for other in per_candidate)]
-    bare = [LMExample(e.input_ids[: e.prompt_length], [IGNORE_INDEX] * e.prompt_length,
-                      e.prompt_length, e.extra_positions) for e in first]  # fmt: skip
-    device = next(model.parameters()).device
-    model.eval()
-    out = np.zeros((len(prompts), len(candidates)))
-    name = _cache_name(model)
-    for start in tqdm(range(0, len(prompts), batch_size), desc="scoring", disable=not progress,
-                      leave=False):  # fmt: skip
-        rows = list(range(start, min(start + batch_size, len(prompts))))
-        batch = collate_examples([bare[i] for i in rows], tokenizer.pad_token_id, "left")
-        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-        kwargs = {"attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
-        with autocast(device):
-            if graph is not None:
-                shifted = [[p + int(off) for p in bare[i].extra_positions]
-                           for i, off in zip(rows, batch["offsets"], strict=True)]  # fmt: skip
-                vectors = graph([pairs[i] for i in rows])
-                kwargs["inputs_embeds"] = splice_embeddings(model, ids, shifted, vectors)
-            else:
-                kwargs["input_ids"] = ids
-            prompt_out = model(**kwargs, use_cache=True, logits_to_keep=1)
-            cache = getattr(prompt_out, name)
-            head = torch.log_softmax(prompt_out.logits[:, -1].float(), dim=-1)
-            last = kwargs["position_ids"][:, -1:]
-            for k, answer in enumerate(answer_ids):
-                logp = head[:, answer[0]].double()
-                if len(answer) > 1:
-                    follow = torch.tensor(answer[:-1], device=device).expand(len(rows), -1)
-                    steps = torch.arange(1, len(answer), device=device)
-                    more = model(
-                        input_ids=follow,
-                        attention_mask=torch.cat([mask, torch.ones_like(follow)], dim=1),
-                        position_ids=last + steps,
-                        use_cache=True,
-                        **{name: copy.deepcopy(cache)},
-                    )
-                    token_logp = torch.log_softmax(more.logits.float(), dim=-1)
-                    target = torch.tensor(answer[1:], device=device).expand(len(rows), -1)
-                    logp = logp + token_logp.gather(-1, target[..., None])[..., 0].double().sum(1)
-                out[rows, k] = logp.cpu().numpy()
-    return out
-
-
-def _cache_name(model) -> str:
-    """The KV cache's keyword in the model's forward and attribute of its output: ``cache`` in
-    recent transformers 5 releases, ``past_key_values`` (deprecated there) before."""
-    import inspect
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    positions = None
+    if graph is not None:
+        if graph_token_id is None:
+            raise ValueError("graph tokens need graph_token_id (see add_graph_token)")
+        positions = [graph_positions(tokenizer, p, graph_token_id) for p in prompts]
+    return candidate_log_likelihoods(
+        model, tokenizer, prompts, candidates, add_eos=True, extra_positions=positions,
+        extra_embeddings=_extra(graph, pairs), max_length=512, batch_size=batch_size,
+        progress=progress,
+    )  # fmt: skip
 
 
 def score_ddi(
@@ -269,11 +163,11 @@ def score_ddi(
     progress: bool = True,
 ) -> np.ndarray:
     """P(interaction) per prompt (n,): a softmax over the log-likelihoods of the two answer
-    sentences, so ROC-AUC can be computed (string matching alone gives only a label); each prompt
-    runs once for both answers (`candidate_log_likelihoods`)."""
-    both = candidate_log_likelihoods(
+    sentences (EOS included), so ROC-AUC can be computed (string matching alone gives only a
+    label); each prompt runs once for both answers (`candidate_scores`)."""
+    both = candidate_scores(
         model, tokenizer, prompts, answers, pairs, graph, graph_token_id, batch_size, progress
-    )
+    ).log_likelihood
     no, yes = both[:, 0], both[:, 1]
     return 1.0 / (1.0 + np.exp(np.clip(no - yes, -700, 700)))
 
@@ -290,9 +184,9 @@ def generate_pair_answers(
     progress: bool = True,
     num_beams: int = 1,
 ) -> list[str]:
-    """Answers (``molkit.models.lm_training.generate_texts``; greedy, or beam search with
+    """Answers (``molkit.models.lm.generate_texts``; greedy, or beam search with
     ``num_beams``, MolTC's official decoding being 5 beams) with the graph tokens spliced in."""
-    from molkit.models.lm_training import generate_texts
+    from molkit.models.lm import generate_texts
 
     beams = {"num_beams": num_beams} if num_beams > 1 else None
     if graph is None:
@@ -316,7 +210,7 @@ class PairLMSession:
     ``settings`` is the method's `Settings` (read: ``projector_hidden``, ``projector_heads``,
     ``projector_layers``, ``projector_lr``, ``lm_lr``, ``lm_batch_size``, ``lm_eval_batch_size``,
     ``smiles_chars``, ``max_new_tokens``, ``num_beams``, ``lora_dropout``, ``lm_dtype``,
-    ``lm_quantization``: how `molkit.models.lm_training.load_lm` loads the LM). ``pretrain`` trains
+    ``lm_quantization``: how `molkit.models.lm.load_lm` loads the LM). ``pretrain`` trains
     LoRA (+ one shared projector, or without graph tokens for the SMILES-only arm) on random
     training pairs whose target states both molecules' properties; ``run`` fine-tunes one
     `LMVariant` on a task and evaluates it on one or more test sets. ``cache``: the adapter cache
@@ -334,7 +228,7 @@ class PairLMSession:
         progress: bool = True,
         cache: bool | str = True,
     ):
-        from molkit.models.lm_training import apply_lora, load_lm
+        from molkit.models.lm import apply_lora, load_lm
 
         torch.manual_seed(seed)
         model, self.tokenizer = load_lm(
@@ -395,7 +289,7 @@ class PairLMSession:
         return proj.to(self.device)
 
     def _config(self, epochs: float = 1.0, seed_offset: int = 0):
-        from molkit.models.lm_training import TrainConfig
+        from molkit.models.lm import TrainConfig
 
         s = self.settings
         return TrainConfig(

@@ -1,18 +1,31 @@
-"""`molkit.models.causal_lm.answer_logprobs` and LarDo's constrained stage 1 on a tiny Llama: the
-scores equal a plain unpadded forward's, batched or not, and a model trained to prefer one
-descriptor name for a dataset (and another one without it) makes `stage1_ranked` keep it, through
-the response cache (the second call is a replay)."""
+"""The LM toolkit's one scorer (`molkit.models.lm.candidate_log_likelihoods` /
+`score_candidates`) and its expected-value readout, on tiny random LMs: the shared-prompt scores
+equal each (prompt, candidate) scored on its own by a plain unpadded forward, batched or not, with
+the chat template or without, with graph-token embeddings spliced in or not; the hidden state is
+the LM head's input at the prompt's last token; the expected value equals a brute-force sum.
+LarDo's constrained stage 1 on a tiny Llama: a model trained to prefer one descriptor name for a
+dataset (and another one without it) makes `stage1_ranked` keep it, through the response cache
+(the second call is a replay)."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from molkit.methods import lardo
 from molkit.methods.lardo import descriptions
-from molkit.models.causal_lm import answer_logprobs, format_prompt
-from molkit.models.lm_training import SMOKE_LM, load_lm, resolve_lm
-from molkit.models.responses import ResponseCache
+from molkit.models.lm import (
+    SMOKE_LM,
+    candidate_log_likelihoods,
+    expected_value,
+    format_prompt,
+    load_lm,
+    resolve_lm,
+    save_tiny_random_lm,
+    score_candidates,
+)
+from molkit.models.lm.responses import ResponseCache
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
@@ -60,21 +73,99 @@ def reference(model, tok, text: str, answer: str, special: bool) -> tuple[float,
 ANSWERS = [" Yes", "polar surface area", "Lipinski rule-of-five violations", "formal charge"]
 
 
+def answer_logprobs(model, tok, prompt, answers, chat=True, batch_size=16):
+    """``(log-likelihood, tokens)`` per answer after one prompt, by the shared scorer."""
+    scores = candidate_log_likelihoods(
+        model, tok, [prompt], answers, chat=chat, batch_size=batch_size
+    )
+    return list(zip(scores.log_likelihood[0].tolist(), scores.n_tokens.tolist(), strict=True))
+
+
 @pytest.mark.parametrize("batch_size", [1, 3, 16])
-def test_answer_logprobs_equal_a_plain_forward(lm, batch_size):
+def test_shared_prompt_scores_equal_a_plain_forward_per_candidate(lm, batch_size):
     model, tok = lm
     lengths = {len(tok(a, add_special_tokens=False)["input_ids"]) for a in ANSWERS}
-    assert len(lengths) >= 3  # answers of different token lengths: padding in every batch
+    assert len(lengths) >= 3  # one- and many-token candidates: both paths of the scorer
     chat = lardo.stage1_choice_prompt("bbbp", NAMES)
-    for prompt, chat_on, special in ((chat, True, False), ("Is it toxic? Answer:", False, True)):
-        got = answer_logprobs(model, tok, prompt, ANSWERS, chat=chat_on, batch_size=batch_size)
-        text = format_prompt(tok, prompt, chat_on)
-        for answer, (total, n) in zip(ANSWERS, got, strict=True):
-            want, n_want = reference(model, tok, text, answer, special)
-            assert n == n_want and total == pytest.approx(want, abs=1e-4), answer
-    assert answer_logprobs(model, tok, chat, []) == []
-    with pytest.raises(ValueError, match="tokenise to nothing"):
-        answer_logprobs(model, tok, chat, ["formal charge", ""])
+    prompts = [
+        chat,
+        lardo.stage1_choice_prompt("esol", NAMES),
+        lardo.stage1_choice_prompt(None, NAMES),
+    ]
+    # prompts of unequal lengths in one batch: left padding and position ids are exercised
+    got = candidate_log_likelihoods(model, tok, prompts, ANSWERS, chat=True, batch_size=batch_size)
+    assert got.log_likelihood.shape == (3, len(ANSWERS))
+    for i, prompt in enumerate(prompts):
+        text = format_prompt(tok, prompt, True)
+        for j, answer in enumerate(ANSWERS):
+            want, n_want = reference(model, tok, text, answer, special=False)
+            assert got.n_tokens[j] == n_want
+            assert got.log_likelihood[i, j] == pytest.approx(want, abs=1e-4), (i, answer)
+    plain = answer_logprobs(model, tok, "Is it toxic? Answer:", ANSWERS, chat=False)
+    for answer, (total, n) in zip(ANSWERS, plain, strict=True):
+        want, n_want = reference(model, tok, "Is it toxic? Answer:", answer, special=True)
+        assert n == n_want and total == pytest.approx(want, abs=1e-4)
+    assert np.allclose(got.proba.sum(1), 1) and (got.best == got.log_likelihood.argmax(1)).all()
+    with pytest.raises(ValueError, match="tokenises to nothing"):
+        candidate_log_likelihoods(model, tok, [chat], ["formal charge", ""], chat=True)
+    with pytest.raises(ValueError, match="no candidate"):
+        score_candidates(model, [[1, 2]], [], tok.pad_token_id)
+
+
+def test_hidden_state_is_the_heads_input_at_the_last_prompt_token(lm):
+    model, tok = lm
+    prompts = ["Is CCO toxic? Answer:", "Is c1ccccc1O an irritant? Answer:"]
+    got = candidate_log_likelihoods(
+        model, tok, prompts, [" Yes", " No"], batch_size=2, return_hidden=True
+    )
+    for i, prompt in enumerate(prompts):
+        ids = torch.tensor([tok(prompt)["input_ids"]])
+        with torch.no_grad():
+            last = model(ids, output_hidden_states=True).hidden_states[-1][0, -1]
+        assert np.allclose(got.hidden[i], last.numpy(), atol=1e-5)
+
+
+def test_graph_token_embeddings_are_spliced_into_the_scored_prompt(tmp_path):
+    """With extra embeddings at given prompt positions, the shared-prompt scores equal a plain
+    forward whose input embeddings carry the same vectors at the same positions."""
+    path = save_tiny_random_lm(tmp_path / "lm", ["CCO is ethanol", "yes no maybe"] * 20, hidden=32)
+    model, tok = load_lm(path)
+    prompts = ["A B C CCO is", "CCO CCO is it"]
+    rng = torch.Generator().manual_seed(0)
+    vectors = [torch.randn(2, 32, generator=rng) for _ in prompts]
+    positions = [[1, 2], [2, 3]]
+    got = candidate_log_likelihoods(
+        model, tok, prompts, [" yes", " no maybe"], extra_positions=positions,
+        extra_embeddings=lambda idx: [vectors[i] for i in idx], batch_size=2,
+    )  # fmt: skip
+    for i, prompt in enumerate(prompts):
+        for j, answer in enumerate([" yes", " no maybe"]):
+            head = tok(prompt)["input_ids"]
+            tail = tok(answer, add_special_tokens=False)["input_ids"]
+            ids = torch.tensor([head + tail])
+            with torch.no_grad():
+                embeds = model.get_input_embeddings()(ids).clone()
+                embeds[0, positions[i]] = vectors[i]
+                logp = torch.log_softmax(model(inputs_embeds=embeds).logits[0].double(), -1)
+            want = sum(float(logp[len(head) - 1 + k, t]) for k, t in enumerate(tail))
+            assert got.log_likelihood[i, j] == pytest.approx(want, abs=1e-4)
+
+
+def test_expected_value_equals_the_brute_force_sum(lm):
+    model, tok = lm
+    bins = [" 1", " 2", " 3", " 4"]
+    values = [-1.5, 0.0, 0.5, 2.0]
+    prompts = ["Solubility of CCO:", "Solubility of c1ccccc1:"]
+    scores = candidate_log_likelihoods(model, tok, prompts, bins)
+    ev = scores.expected_value(values)
+    for i, prompt in enumerate(prompts):
+        logl = [reference(model, tok, prompt, b, special=True)[0] for b in bins]
+        weights = np.exp(np.array(logl) - max(logl))
+        assert ev[i] == pytest.approx(float(weights @ values / weights.sum()), abs=1e-5)
+    assert expected_value(np.array([[0.0, 0.0]]), [1.0, 3.0])[0] == pytest.approx(2.0)
+    assert expected_value(np.array([[0.0, -1e9]]), [1.0, 3.0])[0] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="candidate values"):
+        expected_value(np.zeros((2, 3)), [1.0, 2.0])
 
 
 def train_preference(model, tok, steps: int = 40) -> None:

@@ -1,6 +1,6 @@
 """A shared cache of trained weights: re-running a notebook replays a fine-tuning run in seconds.
 
-:func:`train_cached` is `molkit.models.lm_training.train_causal_lm` behind a cache. On a miss it
+:func:`train_cached` is `molkit.models.lm.train_causal_lm` behind a cache. On a miss it
 trains, then stores the parameters that trained (those with ``requires_grad``, by name: LoRA's
 adapters only, or every weight for full fine-tuning, plus any ``extra_parameters`` as
 ``extra.0``, ``extra.1``, …) in one folder::
@@ -56,9 +56,11 @@ from typing import Any
 
 import torch
 
-from molkit.models import lm_training
 from molkit.models.cache import atomic_path, cache_dir
-from molkit.models.lm_training import LMExample, TrainConfig, TrainReport
+from molkit.models.lm import train as lm_train
+from molkit.models.lm.examples import LMExample
+from molkit.models.lm.parallel import data_parallel
+from molkit.models.lm.train import TrainConfig, TrainReport
 from molkit.models.runtime import resolved_precision, use_precision
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "REPORT_FILE", "WEIGHTS_FILE", "adapter_key", "train_cached"]
@@ -130,7 +132,7 @@ def _examples_digest(examples: Sequence[LMExample]) -> str:
 def _config_fields(config: TrainConfig, device: torch.device) -> dict[str, Any]:
     fields = {}
     for f in dataclasses.fields(config):
-        if f.name in lm_training.RUNTIME_ONLY_FIELDS:  # how it trains, not what it learns
+        if f.name in lm_train.RUNTIME_ONLY_FIELDS:  # how it trains, not what it learns
             continue
         value = getattr(config, f.name)
         # epochs=1 and epochs=1.0 train the same: one key
@@ -169,8 +171,15 @@ def adapter_key(
     extra_parameters = list(extra_parameters)
     for i, p in enumerate(extra_parameters):
         _update_tensor(extra, f"extra.{i}", p)
-    # the accelerator decides how training is spread over processes, not what it learns
-    other = {k: v for k, v in train_kwargs.items() if k not in ("extra_embeddings", "accelerator")}
+    # the accelerator decides how training is spread over processes, not what it learns; functions
+    # cannot be hashed (the caller's key describes them), the validation examples can
+    functions = ("extra_embeddings", "valid_extra_embeddings", "valid_metric")
+    valid = list(train_kwargs.get("valid_examples") or ())
+    other = {
+        k: v
+        for k, v in train_kwargs.items()
+        if k not in (*functions, "accelerator", "valid_examples")
+    }
     parts = {
         "format": FORMAT_VERSION,
         "weights": _weights_fingerprint(model),
@@ -184,7 +193,10 @@ def adapter_key(
         "config": _config_fields(config, device),
         "train_kwargs": {
             **_json_value(other, "train_kwargs"),
-            "extra_embeddings": train_kwargs.get("extra_embeddings") is not None,
+            **{name: train_kwargs.get(name) is not None for name in functions},
+            "valid_examples": (
+                {"sha256": _examples_digest(valid), "count": len(valid)} if valid else None
+            ),
             "extra_parameters": (
                 {"sha256": extra.hexdigest(), "tensors": len(extra_parameters)}
                 if extra_parameters
@@ -214,12 +226,16 @@ def _read_entry(folder: Path, hexkey: str, targets: dict[str, torch.Tensor]):
             return f"format {report.get('format')!r} {report.get('version')!r} is not {FORMAT!r}"
         if report.get("key_sha256") != hexkey:
             return f"its report is for key {report.get('key_sha256')!r}"
-        numbers = (
-            [float(x) for x in report["losses"]],
-            int(report["tokens"]),
-            float(report["seconds"]),
-            int(report["steps"]),
-        )
+        numbers = {
+            "losses": [float(x) for x in report["losses"]],
+            "tokens": int(report["tokens"]),
+            "seconds": float(report["seconds"]),
+            "steps": int(report["steps"]),
+            "curve": [{k: float(v) for k, v in row.items()} for row in report.get("curve", [])],
+            "best_step": report.get("best_step"),
+            "stopped_early": bool(report.get("stopped_early", False)),
+            "planned_steps": report.get("planned_steps"),
+        }
         tensors = load_file(folder / WEIGHTS_FILE, device="cpu")
     except Exception as err:  # a damaged entry of any kind is a miss, never a crash
         return f"it cannot be read ({type(err).__name__}: {err})"
@@ -278,6 +294,10 @@ def _write_entry(
         "tokens": int(report.tokens),
         "seconds": float(report.seconds),
         "steps": int(report.steps),
+        "curve": report.curve,
+        "best_step": report.best_step,
+        "stopped_early": report.stopped_early,
+        "planned_steps": report.planned_steps,
         "molkit": _molkit_version(),
         "device": str(device),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -313,14 +333,19 @@ def train_cached(
     ``replayed=True`` on a hit.
     """
     if not cache:
-        return lm_training.train_causal_lm(
+        return lm_train.train_causal_lm(
             model, examples, config, pad_id, progress=progress, **train_kwargs
         )
-    if train_kwargs.get("extra_embeddings") is not None and key is None:
+    functions = [
+        name
+        for name in ("extra_embeddings", "valid_extra_embeddings", "valid_metric")
+        if train_kwargs.get(name) is not None
+    ]
+    if functions and key is None:
         raise ValueError(
-            "train_cached with extra_embeddings needs key={...} describing what the embeddings are "
-            "computed from (e.g. the graph encoder and its inputs): the cache cannot hash a "
-            "function; or pass cache=False"
+            f"train_cached with {', '.join(functions)} needs key={{...}} describing what they "
+            "compute from (e.g. the graph encoder and its inputs, the metric and its items): the "
+            "cache cannot hash a function; or pass cache=False"
         )
     extra_parameters = list(train_kwargs.pop("extra_parameters", ()))
     hexkey, parts = adapter_key(
@@ -338,18 +363,17 @@ def train_cached(
                 stacklevel=2,
             )
         else:
-            (losses, tokens, seconds, steps), tensors = entry
+            numbers, tensors = entry
             with torch.no_grad():
                 for name, target in targets.items():
                     target.data.copy_(tensors[name])
             model.eval()
             print(
-                f"replayed trained weights from {folder} (trained in {seconds:.0f} s)", flush=True
+                f"replayed trained weights from {folder} (trained in {numbers['seconds']:.0f} s)",
+                flush=True,
             )
-            return TrainReport(
-                losses=losses, tokens=tokens, seconds=seconds, steps=steps, replayed=True
-            )
-    report = lm_training.train_causal_lm(
+            return TrainReport(**numbers, replayed=True)
+    report = lm_train.train_causal_lm(
         model,
         examples,
         config,
@@ -358,7 +382,7 @@ def train_cached(
         extra_parameters=extra_parameters,
         **train_kwargs,
     )
-    acc = lm_training.data_parallel(train_kwargs.get("accelerator"))
+    acc = data_parallel(train_kwargs.get("accelerator"))
     if acc is None or acc.is_main_process:  # one writer when several processes trained
         _write_entry(folder, hexkey, parts, targets, report, device)
     if acc is not None:

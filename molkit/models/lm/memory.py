@@ -231,13 +231,13 @@ class MemoryEstimate:
 
 
 def _check_dtype(dtype: str) -> str:
-    from molkit.models.lm_training import check_lm_dtype
+    from molkit.models.lm.load import check_lm_dtype
 
     return check_lm_dtype(dtype)
 
 
 def _check_quantization(quantization: str | None) -> str | None:
-    from molkit.models.lm_training import check_lm_quantization
+    from molkit.models.lm.load import check_lm_quantization
 
     return check_lm_quantization(quantization)
 
@@ -272,7 +272,7 @@ def estimate_lm_memory(
 
     ``config_or_name``: a config, a registry name, a folder or a hub id (`lm_config`; raises
     `ConfigUnavailableError` when it cannot be resolved). ``dtype`` / ``quantization`` as
-    `molkit.models.lm_training.load_lm` takes them; ``lora_r`` the LoRA rank (``None``: full
+    `molkit.models.lm.load_lm` takes them; ``lora_r`` the LoRA rank (``None``: full
     fine-tuning, not possible on 4-bit weights) on ``lora_targets`` (``"all-linear"`` or layer
     names such as ``["q_proj", "v_proj"]``); ``batch_size`` sequences of ``seq_len`` tokens per
     micro-batch.
