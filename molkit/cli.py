@@ -32,8 +32,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    from molkit.data import DataError, fetch_file, get_spec, list_datasets, registered_files
+    from molkit.data import (
+        DataCheckError,
+        DataError,
+        check_csv,
+        fetch_file,
+        get_spec,
+        is_csv_path,
+        list_datasets,
+        registered_files,
+    )
 
+    if args.data_cmd == "check":
+        from molkit.data.user_csv import MIN_ROWS
+
+        try:
+            report = check_csv(
+                args.path, kind=args.kind, task=args.task, targets=args.targets,
+                min_rows=MIN_ROWS if args.min_rows is None else args.min_rows,
+            )  # fmt: skip
+        except FileNotFoundError as exc:
+            print(f"molkit data check: {exc}", file=sys.stderr)
+            return 2
+        print(report.render())
+        return 0 if report.ok else 2
     if args.data_cmd == "list":
         if args.files:
             for f in registered_files().values():
@@ -47,7 +69,11 @@ def _cmd_data(args: argparse.Namespace) -> int:
                 )
         return 0
     if args.data_cmd == "info":
-        spec = get_spec(args.name)
+        try:
+            spec = get_spec(args.name)
+        except (DataCheckError, FileNotFoundError) as exc:
+            print(f"molkit data info: {exc}", file=sys.stderr)
+            return 2
         print(f"{spec.name}: {spec.description}\nkind: {spec.kind}, task: {spec.task}")
         print(f"files: {', '.join(spec.files)}")
         print(f"citation: {spec.citation}\nlicence: {spec.licence}")
@@ -58,9 +84,10 @@ def _cmd_data(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    keys = (
-        list(registered_files()) if args.all else [k for n in args.names for k in get_spec(n).files]
-    )
+    for name in [n for n in args.names if is_csv_path(n)]:
+        print(f"{name}: a file of your own, nothing to fetch (`molkit data check {name}`)")
+    names = [n for n in args.names if not is_csv_path(n)]
+    keys = list(registered_files()) if args.all else [k for n in names for k in get_spec(n).files]
     status = 0
     for key in keys:
         try:
@@ -130,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_cmd_run)
 
-    data = sub.add_parser("data", help="list, describe and fetch datasets")
+    data = sub.add_parser("data", help="list, describe, fetch and check datasets")
     dsub = data.add_subparsers(dest="data_cmd", required=True)
     dl = dsub.add_parser("list", help="registered datasets (or --files)")
     dl.add_argument("--files", action="store_true")
@@ -145,6 +172,24 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="every registered file (upstream-only ones need the internet)",
     )
+    dc = dsub.add_parser(
+        "check",
+        help="read a CSV file of your own as molkit would and report every problem "
+        "(exit 0: usable, rows may be dropped; 2: not usable)",
+    )
+    dc.add_argument("path", help="the CSV file (read only; nothing is written beside it)")
+    dc.add_argument(
+        "--kind", choices=("property", "single", "pair", "text"), help="default: from the columns"
+    )
+    dc.add_argument(
+        "--task", choices=("classification", "regression", "generation"),
+        help="default: from the labels",
+    )  # fmt: skip
+    dc.add_argument("--targets", nargs="+", help="the label columns (default: inferred)")
+    dc.add_argument(
+        "--min-rows", type=int, default=None,
+        help="fewest usable rows (default: molkit.data.user_csv.MIN_ROWS, enough to split)",
+    )  # fmt: skip
     data.set_defaults(func=_cmd_data)
 
     models = sub.add_parser(

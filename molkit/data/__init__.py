@@ -1,4 +1,5 @@
-"""Data layer: file registry (pooch + offline mirror), dataset loaders, splits."""
+"""Data layer: file registry (pooch + offline mirror), dataset loaders, your own CSV files,
+splits."""
 
 from molkit.data.datasets import (
     DatasetSpec,
@@ -25,19 +26,33 @@ from molkit.data.splits import (
     scaffold_split,
     subsample,
 )
+from molkit.data.user_csv import (
+    CsvProblem,
+    CsvReport,
+    DataCheckError,
+    check_csv,
+    is_csv_path,
+    load_csv,
+)
 
 __all__ = [
+    "CsvProblem",
+    "CsvReport",
+    "DataCheckError",
     "DataError",
     "DataHashError",
     "DataUnavailableError",
     "DatasetSpec",
     "UnknownDatasetError",
+    "check_csv",
     "citation",
     "fetch_file",
     "get_spec",
     "group_split",
+    "is_csv_path",
     "licence",
     "list_datasets",
+    "load_csv",
     "load_dataset",
     "make_split",
     "murcko_scaffold",

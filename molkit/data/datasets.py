@@ -15,11 +15,15 @@ Every loader returns a :class:`pandas.DataFrame` in one schema per task kind, wi
 Invalid SMILES are never dropped silently: rows that RDKit cannot parse are removed and reported
 (count, examples, reason) in a warning and in ``df.attrs["invalid"]``; ``on_invalid="keep"`` keeps
 them with ``smiles = None`` and ``on_invalid="raise"`` stops.
+
+A path to a CSV file of your own works wherever a name does (`load_dataset`, `get_spec`): it is
+read into the same schema by `molkit.data.user_csv`, which explains every row it drops.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -428,17 +432,39 @@ def list_datasets() -> pd.DataFrame:
     )
 
 
-def get_spec(name: str) -> DatasetSpec:
-    """The registered :class:`DatasetSpec` called ``name`` (case-insensitive)."""
+def get_spec(
+    name: str | os.PathLike,
+    *,
+    kind: str | None = None,
+    task: str | None = None,
+    targets: str | list[str] | tuple[str, ...] | None = None,
+) -> DatasetSpec:
+    """The registered :class:`DatasetSpec` called ``name`` (case-insensitive), or, for the path of
+    a CSV file, one read from the file (`molkit.data.user_csv.csv_spec`: ``kind``, ``task`` and
+    ``targets`` override what it infers)."""
+    from molkit.data.user_csv import csv_spec, is_csv_path
+
+    if is_csv_path(name):
+        return csv_spec(name, kind=kind, task=task, targets=targets)
+    _csv_only(name, kind=kind, task=task, targets=targets)
     key = name.strip().lower()
     if key not in _SPECS:
         close = difflib.get_close_matches(key, list(_SPECS), n=3, cutoff=0.5)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         raise UnknownDatasetError(
             f"unknown dataset {name!r}.{hint} "
-            f"Registered: {', '.join(sorted(_SPECS))} (`molkit data list`)."
+            f"Registered: {', '.join(sorted(_SPECS))} (`molkit data list`); "
+            "or give the path of a CSV file of your own (`molkit data check FILE`)."
         )
     return _SPECS[key]
+
+
+def _csv_only(name: str, **options) -> None:
+    given = [k for k, v in options.items() if v is not None]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} apply to CSV files only; {name!r} is a registered dataset name"
+        )
 
 
 def _standardise_column(df: pd.DataFrame, raw: str, out: str, invalid: list[dict]) -> None:
@@ -462,14 +488,35 @@ def _standardise_column(df: pd.DataFrame, raw: str, out: str, invalid: list[dict
             )
 
 
-def load_dataset(name: str, on_invalid: str = "drop") -> pd.DataFrame:
-    """Load a registered dataset as a DataFrame in its kind's schema (see the module docstring).
+def load_dataset(
+    name: str | os.PathLike,
+    on_invalid: str = "drop",
+    *,
+    kind: str | None = None,
+    task: str | None = None,
+    targets: str | list[str] | tuple[str, ...] | None = None,
+    min_rows: int | None = None,
+) -> pd.DataFrame:
+    """Load a registered dataset, or a CSV file given by its path, as a DataFrame in its kind's
+    schema (see the module docstring).
 
     ``on_invalid``: ``"drop"`` (default; dropped rows are reported in a warning and
     ``df.attrs["invalid"]``), ``"keep"`` (rows kept with ``smiles = None``) or ``"raise"``.
+    For a CSV (`molkit.data.user_csv.load_csv`): ``kind``, ``task`` and ``targets`` override what
+    is inferred from the file, ``min_rows`` (default `molkit.data.user_csv.MIN_ROWS`) is the fewest
+    usable rows it must have; every problem is in ``df.attrs["report"]``, and `DataCheckError`
+    lists them when one is fatal.
     """
     if on_invalid not in ("drop", "keep", "raise"):
         raise ValueError(f"on_invalid must be 'drop', 'keep' or 'raise', not {on_invalid!r}")
+    from molkit.data.user_csv import MIN_ROWS, is_csv_path, load_csv
+
+    if is_csv_path(name):
+        return load_csv(
+            name, kind=kind, task=task, targets=targets, on_invalid=on_invalid,
+            min_rows=MIN_ROWS if min_rows is None else min_rows,
+        )  # fmt: skip
+    _csv_only(name, kind=kind, task=task, targets=targets, min_rows=min_rows)
     spec = get_spec(name)
     df = spec.reader(spec).reset_index(drop=True)
     invalid: list[dict] = []
