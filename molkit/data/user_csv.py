@@ -5,11 +5,12 @@ registered loaders of its kind, inferred from the column names (any case): ``pro
 ``smiles`` + label columns; ``pair``: ``smiles_1``, ``smiles_2``, a label (``label``, else the
 first other column) and context columns; ``text``: ``smiles``, ``text`` (README: "Your own
 molecules"). A few classes as labels make a classification task (coded 0..k-1), other labels a
-regression; ``kind=``, ``task=`` and ``targets=`` override. Every problem (`molkit.data.csv_report`) is reported
-at once, with counts, file line numbers (header = line 1) and examples; rows no method can use are
-dropped and listed in ``df.attrs["dropped"]`` and ``df.attrs["report"]``; fatal problems raise
-`DataCheckError`. The file is only read: nothing is written beside it and nothing is cached
-(``df.attrs["sha256"]`` is there for caches downstream to key on).
+regression; ``kind=``, ``task=`` and ``targets=`` override. Every problem
+(`molkit.data.csv_report`) is reported at once, with counts, file line numbers (header = line 1)
+and examples; rows no method can use are dropped and listed in ``df.attrs["dropped"]`` and
+``df.attrs["report"]``; fatal problems raise `DataCheckError`. The file is only read: nothing is
+written beside it and nothing is cached (``df.attrs["sha256"]`` is there for caches downstream to
+key on).
 """
 
 from __future__ import annotations
