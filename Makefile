@@ -31,7 +31,7 @@ LOCKED ?= $(shell $(PYTHON) -c "import platform, sys; print(int(sys.platform == 
 # where `make lock` finds the CPU torch wheel: on disk on this machine's image, else the PyTorch CPU index
 TORCH_LINKS ?= $(if $(wildcard /opt/wheels/torch-*),--find-links /opt/wheels,--extra-index-url $(TORCH_INDEX) --index-strategy unsafe-best-match)
 
-.PHONY: env run run-smoke test test-fast bench lint format lock
+.PHONY: env run run-smoke test test-fast bench lint format lock book
 
 env: $(STAMP)
 
@@ -59,10 +59,12 @@ endif
 	touch $(STAMP)
 
 # Re-resolve every dependency (newest versions within pyproject.toml's ranges) into requirements.lock.
+# `make lock LOCK_UPGRADE=` only adds what pyproject.toml gained and keeps every existing pin.
+LOCK_UPGRADE ?= --upgrade
 lock: env
 	echo "$(TORCH_LOCKED)" > $(VENV)/torch-override.txt
-	$(BIN)/uv pip compile pyproject.toml --extra notebook --extra dev --python-version 3.11 \
-	  --python-platform x86_64-manylinux_2_28 --generate-hashes --upgrade $(TORCH_LINKS) \
+	$(BIN)/uv pip compile pyproject.toml --extra notebook --extra dev --extra book --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --generate-hashes $(LOCK_UPGRADE) $(TORCH_LINKS) \
 	  --override $(VENV)/torch-override.txt --no-emit-package torch --custom-compile-command "make lock" -o $(LOCK)
 	@echo "now update environment.yml's pins to $(LOCK)'s versions (tests/test_project.py checks them)"
 
@@ -94,3 +96,15 @@ format: env
 # Regenerate molkit/resources/lardo_responses_v2.jsonl.gz (03_lardo's LLM texts for every molecule of BBBP, BACE and ESOL; ~40 min on 2 quiet CPU cores, resumable)
 responses: env
 	$(BIN)/molkit responses generate --profile default --threads 2
+
+# The published record as a website: papermill_runs/$(PROFILE)/ (the executed notebooks rendered from
+# their stored outputs, never re-run; CLAIMS.md; the figures; run.json) and the README's run
+# tables, built by Sphinx + MyST-NB + sphinx-book-theme (the `book` extra, pinned in $(LOCK)) into
+# $(BOOK_DIR)/html. Why not Jupyter Book: version 2 needs Node.js and a network on its first build,
+# version 1 is in maintenance mode (book/conf.py). Serve: python -m http.server -d $(BOOK_DIR)/html
+BOOK_DIR ?= book/_build
+book: env
+	@$(BIN)/python -c "import myst_nb, sphinx_book_theme" 2>/dev/null || { \
+	  echo "make book: installing the book extra"; \
+	  $(if $(filter 1,$(LOCKED)),$(BIN)/python -m pip install -q --require-hashes --no-deps -r $(LOCK),$(BIN)/python -m pip install -q -e ".[book]"); }
+	$(BIN)/python -m molkit.book papermill_runs/$(PROFILE) --out $(BOOK_DIR)
