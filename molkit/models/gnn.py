@@ -6,7 +6,6 @@ features and ``edge_attr`` (E, BOND_FEATURE_DIM) one-hot bond features.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -25,13 +24,13 @@ from torch_geometric.nn import (
 )
 from torch_geometric.utils import to_dense_batch
 
-from molkit._progress import tqdm
 from molkit.chem.features import (
     ATOM_FEATURE_BLOCKS,
     ATOM_FEATURE_DIM,
     BOND_FEATURE_DIM,
     NUM_ATOM_TYPES,
 )
+from molkit.models.fit import fit
 
 __all__ = [
     "GIN",
@@ -240,32 +239,6 @@ def graph_model_loss(
     )
 
 
-class EarlyStopping:
-    """Keeps the weights of the epoch with the lowest validation loss and says when to stop.
-
-    ``step(epoch, loss)`` after each epoch returns True once ``patience`` epochs in a row brought
-    no lower loss (never with ``patience=None``); ``restore()`` loads the best weights back into
-    ``model``. ``best_epoch`` (1-based) and ``best_loss`` describe the epoch kept.
-    """
-
-    def __init__(self, model: nn.Module, patience: int | None) -> None:
-        self.model, self.patience = model, patience
-        self.best_loss, self.best_epoch, self.stale = float("inf"), 0, 0
-        self._state: dict | None = None
-
-    def step(self, epoch: int, loss: float) -> bool:
-        if loss < self.best_loss:
-            self.best_loss, self.best_epoch, self.stale = loss, epoch, 0
-            self._state = copy.deepcopy(self.model.state_dict())
-            return False
-        self.stale += 1
-        return self.patience is not None and self.stale >= self.patience
-
-    def restore(self) -> None:
-        if self._state is not None:
-            self.model.load_state_dict(self._state)
-
-
 def train_graph_model(
     model: nn.Module,
     train_graphs: Sequence[Data],
@@ -312,39 +285,46 @@ def train_graph_model(
             {"params": [p for p in model.parameters() if id(p) not in encoder]},
         ]
     optimiser = torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
-    rows, best_epoch, stopper = [], 0, EarlyStopping(model, patience)
-    bar = tqdm(range(1, epochs + 1), desc="training", disable=not progress)
-    for epoch in bar:
+
+    def step(item) -> tuple[float, float]:
+        idx, batch = item
         model.train()
-        total, count = 0.0, 0
-        for idx, batch in _batches(
-            train_graphs, rng.permutation(len(train_graphs)), batch_size, device
-        ):
-            target = y_tr[idx].to(device)
-            loss = masked_loss(model(batch), target, task)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            n_labelled = int((~torch.isnan(target)).sum())
-            total, count = total + loss.item() * n_labelled, count + n_labelled
-        train_loss = total / max(count, 1)
-        valid_loss = (
-            graph_model_loss(model, valid_graphs, y_valid, task, device=device)
-            if has_valid
-            else np.nan
-        )
-        rows.append({"epoch": epoch, "train_loss": train_loss, "valid_loss": valid_loss})
-        bar.set_postfix(train=f"{train_loss:.4f}", valid=f"{valid_loss:.4f}")
-        if not has_valid:
-            best_epoch = epoch
-            continue
-        if stopper.step(epoch, valid_loss):
-            break
-    stopper.restore()
+        target = y_tr[idx].to(device)
+        loss = masked_loss(model(batch), target, task)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        n_labelled = int((~torch.isnan(target)).sum())
+        return loss.item() * n_labelled, float(n_labelled)
+
+    def validate() -> dict[str, float]:
+        return {"valid_loss": graph_model_loss(model, valid_graphs, y_valid, task, device=device)}
+
+    order = lambda: rng.permutation(len(train_graphs))  # noqa: E731 - drawn as each epoch starts
+    report = fit(
+        step,
+        (_batches(train_graphs, order(), batch_size, device) for _ in range(epochs)),
+        validate=validate if has_valid else None,
+        patience=patience,
+        state=model.state_dict,
+        desc="training",
+        progress=progress,
+    )
     model.eval()
+    records = pd.DataFrame(
+        [
+            {
+                "epoch": int(row["epoch"]),
+                "train_loss": row["train_loss"],
+                "valid_loss": row.get("valid_loss", np.nan),
+            }
+            for row in report.curve
+        ],
+        columns=["epoch", "train_loss", "valid_loss"],
+    )
     if not has_valid:
-        return TrainHistory(pd.DataFrame(rows), best_epoch, np.nan)
-    return TrainHistory(pd.DataFrame(rows), stopper.best_epoch, stopper.best_loss)
+        return TrainHistory(records, int(report.best_epoch), np.nan)
+    return TrainHistory(records, int(report.best_epoch), report.best)
 
 
 def predict_graph_model(
@@ -392,25 +372,28 @@ def attribute_masking_pretrain(
     head = nn.Linear(gin.out_dim, NUM_ATOM_TYPES).to(device)
     optimiser = torch.optim.Adam([*gin.parameters(), *head.parameters()], lr=lr)
     generator = torch.Generator().manual_seed(seed)
-    history = []
-    bar = tqdm(range(epochs), desc="attribute masking", disable=not progress)
-    for _ in bar:
+
+    def step(item) -> float:
+        _, batch = item
         gin.train()
-        losses = []
-        for _, batch in _batches(graphs, rng.permutation(len(graphs)), batch_size, device):
-            n_nodes = batch.x.shape[0]
-            n_mask = max(1, round(mask_rate * n_nodes))
-            masked = torch.randperm(n_nodes, generator=generator)[:n_mask].to(device)
-            target = batch.x[masked, start:stop].argmax(dim=1)
-            x = batch.x.clone()
-            x[masked, start:stop] = 0.0
-            batch.x = x
-            loss = nn.functional.cross_entropy(head(gin.node_embeddings(batch)[masked]), target)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            losses.append(loss.item())
-        history.append(float(np.mean(losses)))
-        bar.set_postfix(loss=f"{history[-1]:.4f}")
+        n_nodes = batch.x.shape[0]
+        n_mask = max(1, round(mask_rate * n_nodes))
+        masked = torch.randperm(n_nodes, generator=generator)[:n_mask].to(device)
+        target = batch.x[masked, start:stop].argmax(dim=1)
+        x = batch.x.clone()
+        x[masked, start:stop] = 0.0
+        batch.x = x
+        loss = nn.functional.cross_entropy(head(gin.node_embeddings(batch)[masked]), target)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        return loss.item()
+
+    report = fit(
+        step,
+        (_batches(graphs, rng.permutation(len(graphs)), batch_size, device) for _ in range(epochs)),
+        desc="attribute masking",
+        progress=progress,
+    )
     gin.eval()
-    return history
+    return [row["train_loss"] for row in report.curve]

@@ -615,7 +615,7 @@ def pretrain_clip(
     ``gin`` in eval mode."""
     from torch_geometric.data import Batch
 
-    from molkit._progress import tqdm
+    from molkit.models.fit import fit
 
     if len(graphs) != len(text_emb):
         raise ValueError(
@@ -644,37 +644,42 @@ def pretrain_clip(
     size = min(batch_size, n_valid)
     wrapped = np.concatenate([valid, valid])
     valid_batches = list(batches(wrapped[: size * -(-n_valid // size)]) if n_valid else [])
-    from molkit.models.gnn import EarlyStopping
-
-    rows, best_epoch, stopper = [], 0, EarlyStopping(model, patience)
-    for epoch in tqdm(range(1, epochs + 1), desc="graph-text pre-training", disable=not progress):
+    def step(item) -> float:
+        batch, text = item
         model.train()
-        losses = []
-        for batch, text in batches(train[rng.permutation(len(train))]):
-            loss = model(batch, text)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            losses.append(loss.item())
+        loss = model(batch, text)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        return loss.item()
+
+    def validate() -> dict[str, float]:
         valid_loss = np.nan
         if n_valid:
             model.eval()
             with torch.no_grad():
                 valid_loss = float(np.mean([model(b, t).item() for b, t in valid_batches]))
-        rows.append({
-            "epoch": epoch, "loss": float(np.mean(losses)), "valid_loss": valid_loss,
-            "temperature": model.temperature,
-        })  # fmt: skip
-        if not n_valid:
-            best_epoch = epoch
-            continue
-        if stopper.step(epoch, valid_loss):
-            break
-    stopper.restore()
-    best_epoch = stopper.best_epoch if n_valid else best_epoch
+        return {"valid_loss": valid_loss, "temperature": model.temperature}
+
+    report = fit(
+        step,
+        (batches(train[rng.permutation(len(train))]) for _ in range(epochs)),
+        validate=validate,
+        patience=patience if n_valid else None,
+        state=model.state_dict,
+        desc="graph-text pre-training",
+        progress=progress,
+    )
     gin.eval()
-    history = pd.DataFrame(rows)
-    history.attrs["best_epoch"] = best_epoch
+    history = pd.DataFrame(
+        [
+            {"epoch": int(r["epoch"]), "loss": r["train_loss"], "valid_loss": r["valid_loss"],
+             "temperature": r["temperature"]}
+            for r in report.curve
+        ],
+        columns=["epoch", "loss", "valid_loss", "temperature"],
+    )  # fmt: skip
+    history.attrs["best_epoch"] = int(report.best_epoch) if n_valid else len(history)
     return history
 
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from molkit._linalg import orthonormal_complement, principal_axes
-from molkit._progress import tqdm
+from molkit.models.fit import fit
 from molkit.models.prefix import PrefixStates, bucketed_order, pool, run_layers
 from molkit.models.runtime import autocast
 
@@ -124,6 +124,10 @@ def _predict_logits(clf: IBClassifier, prefix: PrefixStates, batch_size: int = 1
     return out
 
 
+#: The columns of `finetune_ib`'s history, one row per epoch.
+FINE_TUNE_COLUMNS = ("epoch", "train_ce", "train_kl", "valid_ce")
+
+
 def finetune_ib(
     model,
     train: PrefixStates,
@@ -167,52 +171,49 @@ def finetune_ib(
     y_tr = torch.as_tensor(np.asarray(y_train), dtype=torch.long)
     y_va = torch.as_tensor(np.asarray(y_valid), dtype=torch.long)
     ce = nn.CrossEntropyLoss()
-    rows, best, best_epoch, best_state, stale = (
-        [],
-        float("inf"),
-        0,
-        copy.deepcopy(clf.state_dict()),
-        0,
-    )
-    for epoch in tqdm(
-        range(1, epochs + 1), desc=f"IB fine-tuning (beta={beta:g})", disable=not progress
-    ):
+    if epochs == 0:
+        clf.eval()
+        return clf, FineTuneHistory(pd.DataFrame(columns=list(FINE_TUNE_COLUMNS)), 0)
+    kl_sum = [0.0]
+
+    def step(item) -> tuple[float, float]:
+        idx, hidden, mask = item
         clf.train()
-        total_ce = total_kl = 0.0
-        for idx, hidden, mask in train.batches(
-            batch_size, order=bucketed_order(train, batch_size, rng)
-        ):
-            logits, kl = clf(hidden, mask)
-            loss_ce = ce(logits, y_tr[idx])
-            loss = loss_ce + beta * kl.mean()
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            total_ce += loss_ce.item() * len(idx)
-            total_kl += kl.mean().item() * len(idx)
+        logits, kl = clf(hidden, mask)
+        loss_ce = ce(logits, y_tr[idx])
+        loss = loss_ce + beta * kl.mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        kl_sum[0] += kl.mean().item() * len(idx)
+        return loss_ce.item() * len(idx), float(len(idx))
+
+    def validate() -> dict[str, float]:
+        # the epoch's mean KL rides along with the validation figures, one row per epoch
+        train_kl, kl_sum[0] = kl_sum[0] / len(train), 0.0
         valid_ce = float(ce(torch.from_numpy(_predict_logits(clf, valid)), y_va))
-        rows.append(
-            {
-                "epoch": epoch,
-                "train_ce": total_ce / len(train),
-                "train_kl": total_kl / len(train),
-                "valid_ce": valid_ce,
-            }
-        )
-        if valid_ce < best:
-            best, best_epoch, best_state, stale = (
-                valid_ce,
-                epoch,
-                copy.deepcopy(clf.state_dict()),
-                0,
-            )
-        else:
-            stale += 1
-            if stale >= patience:
-                break
-    clf.load_state_dict(best_state)
+        return {"valid_ce": valid_ce, "train_kl": train_kl}
+
+    order = lambda: bucketed_order(train, batch_size, rng)  # noqa: E731 - drawn as each epoch starts
+    report = fit(
+        step,
+        (train.batches(batch_size, order=order()) for _ in range(epochs)),
+        validate=validate,
+        monitor="valid_ce",
+        patience=patience,
+        state=clf.state_dict,
+        desc=f"IB fine-tuning (beta={beta:g})",
+        progress=progress,
+    )
     clf.eval()
-    return clf, FineTuneHistory(pd.DataFrame(rows), best_epoch)
+    rows = [
+        {"epoch": int(r["epoch"]), "train_ce": r["train_loss"], "train_kl": r["train_kl"],
+         "valid_ce": r["valid_ce"]}
+        for r in report.curve
+    ]  # fmt: skip
+    return clf, FineTuneHistory(
+        pd.DataFrame(rows, columns=list(FINE_TUNE_COLUMNS)), int(report.best_epoch)
+    )
 
 
 def predict_proba_lm(clf: IBClassifier, prefix: PrefixStates) -> np.ndarray:
