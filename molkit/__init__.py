@@ -7,6 +7,7 @@ Layers: ``molkit.data`` -> ``molkit.chem`` -> ``molkit.models`` -> ``molkit.meth
 
 from molkit.notebook import (
     Config,
+    RunSettings,
     current,
     record,
     record_claims,
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Config",
+    "RunSettings",
     "__version__",
     "current",
     "record",

@@ -61,33 +61,6 @@ def coalesce_streams(notebook: dict) -> dict:
     return notebook
 
 
-_CELL_SEPARATOR = re.compile(r"(?<!\\)\|")
-
-
-def escape_table_pipes(markdown: str) -> str:
-    """Escape the ``|`` inside a table's first column where a row has more cells than its header
-    (a claim text such as "token |importance| reading" would otherwise split into extra cells and
-    push the verdict into the wrong column). Assumes, as in CLAIMS.md, that the first column is
-    the one holding free text."""
-    out = []
-    columns = 0
-    for line in markdown.split("\n"):
-        stripped = line.strip()
-        if not (stripped.startswith("|") and stripped.endswith("|")):
-            columns = 0
-            out.append(line)
-            continue
-        cells = _CELL_SEPARATOR.split(stripped[1:-1])
-        if columns == 0:
-            columns = len(cells)
-        elif len(cells) > columns:
-            extra = len(cells) - columns
-            cells = ["\\|".join(cells[: extra + 1]), *cells[extra + 1 :]]
-            line = "|" + "|".join(cells) + "|"
-        out.append(line)
-    return "\n".join(out)
-
-
 def _sections(markdown: str) -> list[tuple[int, str, list[str]]]:
     """(level, title, lines including the heading) of each heading's own part, code blocks kept."""
     parts: list[tuple[int, str, list[str]]] = [(0, "", [])]
@@ -178,7 +151,7 @@ def stage(record: Path, src: Path, readme: Path | None = None) -> list[str]:
 
     claims = record / "CLAIMS.md"
     claims_text = claims.read_text(encoding="utf-8") if claims.exists() else "# Claims\n\nNone.\n"
-    (src / "claims.md").write_text(escape_table_pipes(claims_text), encoding="utf-8")
+    (src / "claims.md").write_text(claims_text, encoding="utf-8")
 
     figures = sorted((record / "figures").glob("*.png"))
     gallery = ["# Figures", "", f"The {len(figures)} figures the notebooks saved, by notebook.", ""]

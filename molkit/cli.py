@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from molkit._profiles import PROFILES
+
 
 def _parse_value(text: str):
     try:
@@ -136,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "notebooks", nargs="*", help="notebook stems (e.g. 02_icma or 02); all when omitted"
     )
-    run.add_argument("--profile", default="default", choices=("smoke", "default", "full"))
+    run.add_argument("--profile", default="default", choices=PROFILES)
     run.add_argument(
         "-p",
         "--parameter",
@@ -204,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser(
         "bench", help="throughput benchmarks -> papermill_runs/<profile>/bench.json"
     )
-    bench.add_argument("--profile", default="default", choices=("smoke", "default", "full"))
+    bench.add_argument("--profile", default="default", choices=PROFILES)
     bench.add_argument("--quick", action="store_true", help="fewer repetitions (for tests)")
     bench.set_defaults(func=_cmd_bench)
 
@@ -214,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         "generate",
         help="generate (resumably) and export the responses a profile of 03_lardo replays",
     )
-    rg.add_argument("--profile", default="default", choices=("smoke", "default", "full"))
+    rg.add_argument("--profile", default="default", choices=PROFILES)
     rg.add_argument(
         "--out",
         type=Path,

@@ -14,16 +14,16 @@ import json
 import os
 import random
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from molkit._io import atomic_path, atomic_write_text
+from molkit._profiles import check_profile
 from molkit._progress import quiet_library_logs
 
-PROFILES = ("smoke", "default", "full")
 RESULT_COLUMNS = [
     "notebook",
     "dataset",
@@ -39,29 +39,39 @@ RUN_DIR_ENV = "MOLKIT_RUN_DIR"
 FIGURE_DPI = 120
 
 
+@dataclass(frozen=True)
+class RunSettings:
+    """The least a notebook runs with: a profile and a seed. Method notebooks pass their method's
+    `molkit.methods.experiment.Settings` to `setup` instead (it carries both)."""
+
+    profile: str = "default"
+    seed: int = 0
+
+
 @dataclass
 class Config:
-    """A notebook's resolved settings: profile, seed, sizes, run directory, compute facts.
+    """A notebook's run: its ``settings`` (where ``profile`` and ``seed`` come from), run
+    directory and compute facts.
 
     ``precision`` is what the precision policy resolved to on ``device`` (``"fp32"`` or
     ``"bf16"``); ``requested_precision`` what was asked for (``"auto"``, ``"fp32"``, ``"bf16"``).
     """
 
     notebook: str
-    profile: str
-    seed: int
+    settings: Any
     run_dir: Path
-    sizes: dict[str, Any] = field(default_factory=dict)
     threads: int = 1
     device: str = "cpu"
     precision: str = "fp32"
     requested_precision: str = "auto"
 
-    def __getitem__(self, key: str) -> Any:
-        return self.sizes[key]
+    @property
+    def profile(self) -> str:
+        return self.settings.profile
 
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.sizes.get(key, default)
+    @property
+    def seed(self) -> int:
+        return self.settings.seed
 
     def summary(self) -> str:
         """One line with the settings that decide speed and digits (printed by `setup`)."""
@@ -104,36 +114,30 @@ def seed_everything(seed: int) -> None:
 
 
 def setup(
-    profile: str = "default",
-    seed: int = 0,
+    settings: Any = None,
+    *,
     notebook: str = "notebook",
-    sizes: dict[str, dict[str, Any]] | None = None,
-    overrides: dict[str, Any] | None = None,
     threads: int | None = None,
     theme: bool = True,
     precision: str | None = None,
 ) -> Config:
     """Prepare a notebook run and return its :class:`Config`.
 
-    ``sizes`` maps each profile name to its settings
-    (``{"smoke": {...}, "default": {...}, "full": {...}}``); the chosen profile's dict becomes
-    ``cfg.sizes``. ``overrides`` (e.g. the notebook's parameters that are not ``None``) replace
-    entries of it. ``threads`` defaults to every core. ``precision`` (``"auto"``, ``"fp32"``,
-    ``"bf16"``; ``None``: ``$MOLKIT_PRECISION``, else ``auto``) sets the precision policy of every
-    model path (`molkit.models.runtime`). Prints `Config.summary` and writes the settings to
+    ``settings``: the notebook's settings, a method's `molkit.methods.experiment.Settings` (made by
+    ``Settings.for_profile(profile, seed=seed, ...)``) or a `RunSettings`; the profile and the
+    seed are read from it, so each enters a notebook once (default: ``RunSettings()``).
+    ``threads`` defaults to every core. ``precision`` (``"auto"``, ``"fp32"``, ``"bf16"``;
+    ``None``: ``$MOLKIT_PRECISION``, else ``auto``) sets the precision policy of every model path
+    (`molkit.models.runtime`). Prints `Config.summary` and writes the settings to
     ``<run dir>/settings/<notebook>.json`` (``molkit run`` copies them into ``run.json``).
     """
     global _CURRENT
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    settings = RunSettings() if settings is None else settings
+    profile, seed = check_profile(settings.profile), int(settings.seed)
     if precision is not None:  # a typo fails here, before any work
         from molkit.models.runtime import check_precision
 
         precision = check_precision(precision)
-    chosen = dict((sizes or {}).get(profile, {}))
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            chosen[key] = value
     run_dir = Path(os.environ.get(RUN_DIR_ENV) or Path.cwd() / "molkit_output" / profile)
     (run_dir / "results").mkdir(parents=True, exist_ok=True)
     (run_dir / "figures").mkdir(parents=True, exist_ok=True)
@@ -173,10 +177,8 @@ def setup(
         sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
     cfg = Config(
         notebook=notebook,
-        profile=profile,
-        seed=seed,
+        settings=settings,
         run_dir=run_dir,
-        sizes=chosen,
         threads=n_threads,
         device=device,
         precision=resolved,

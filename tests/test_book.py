@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from molkit.book import coalesce_streams, escape_table_pipes, readme_section, stage, terminal_text
+from molkit.book import coalesce_streams, readme_section, stage, terminal_text
 
 # sphinx-book-theme 1.4 uses an API that Sphinx 11 will remove: not this project's to fix
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning:sphinx_book_theme")
@@ -98,15 +98,33 @@ def _page(html: Path, name: str) -> _Page:
     return _Page(path.read_text(encoding="utf-8"))
 
 
+def claims_tables(claims_md: str) -> list[list[list[str]]]:
+    """Every table of a CLAIMS.md as Markdown renders it (CommonMark with tables): a list of rows,
+    each a list of cell texts, the header row first."""
+    markdown_it = pytest.importorskip("markdown_it")
+    tokens = markdown_it.MarkdownIt("commonmark").enable("table").parse(claims_md)
+    tables, row = [], None
+    for token in tokens:
+        if token.type == "table_open":
+            tables.append([])
+        elif token.type == "tr_open":
+            row = []
+        elif token.type == "inline" and row is not None:
+            row.append(token.content)
+        elif token.type == "tr_close":
+            tables[-1].append(row)
+            row = None
+    return tables
+
+
 def _claim_rows(claims_md: str) -> list[tuple[str, str]]:
-    """(claim text, verdict) of every claim row of CLAIMS.md. The last seven columns hold no
-    free text, so splitting from the right keeps a claim whole even where it contains a '|'."""
+    """(claim text, verdict) of every claim row of CLAIMS.md, as Markdown renders it."""
     rows = []
-    for line in claims_md.splitlines():
-        if not line.startswith("| ") or line.startswith(("| claim |", "| --- |")):
-            continue
-        cells = line.strip()[1:-1].rsplit(" | ", 7)
-        rows.append((_squash(cells[0]), cells[5].strip().strip("*")))
+    for table in claims_tables(claims_md):
+        header = table[0]
+        for cells in table[1:]:
+            text = cells[0].replace("\\|", "|")
+            rows.append((_squash(text), cells[header.index("verdict")].strip("*")))
     return rows
 
 
@@ -144,11 +162,15 @@ def test_every_claim_row_is_on_the_claims_page(site):
     rows = _claim_rows((RECORD / "CLAIMS.md").read_text(encoding="utf-8"))
     assert rows, "CLAIMS.md has no claim rows"
     page = _page(site, "claims")
-    shown = {row[0]: row for row in page.rows if len(row) == 8 and row[0] != "claim"}
-    assert all(len(row) == 8 for row in page.rows), "a claims table row with the wrong cell count"
+    width = len(claims_tables((RECORD / "CLAIMS.md").read_text(encoding="utf-8"))[0][0])
+    verdict = claims_tables((RECORD / "CLAIMS.md").read_text(encoding="utf-8"))[0][0].index(
+        "verdict"
+    )
+    shown = {row[0]: row for row in page.rows if len(row) == width and row[0] != "claim"}
+    assert all(len(row) == width for row in page.rows), "a claims row with the wrong cell count"
     missing = [claim for claim, _ in rows if claim not in shown]
     assert not missing, f"{len(missing)} claim rows not on the claims page, e.g. {missing[:2]}"
-    wrong = [(claim, shown[claim][5]) for claim, verdict in rows if shown[claim][5] != verdict]
+    wrong = [(c, shown[c][verdict]) for c, v in rows if shown[c][verdict] != v]
     assert not wrong, f"verdicts shown in the wrong place: {wrong[:2]}"
     assert len(page.rows) - sum(row[0] == "claim" for row in page.rows) == len(rows)
 
@@ -198,16 +220,6 @@ def test_coalesce_streams_shows_a_progress_bar_once():
         ("stderr", "warning\n"),
     ]
     assert len(notebook["cells"][0]["outputs"]) == 6, "the input notebook is left as it was"
-
-
-def test_escape_table_pipes_keeps_a_row_in_its_columns():
-    table = "| claim | verdict |\n| --- | --- |\n| token |importance| reading | **holds** |\n| a |"
-    lines = escape_table_pipes(table).splitlines()
-    assert lines[2] == r"| token \|importance\| reading | **holds** |"
-    assert lines[3] == "| a |", "a row with fewer cells is left alone"
-    markdown_it = pytest.importorskip("markdown_it")
-    html = markdown_it.MarkdownIt("commonmark").enable("table").render("\n".join(lines))
-    assert "<td>token |importance| reading</td>" in html
 
 
 def test_readme_section_takes_its_subsections_and_moves_headings():

@@ -74,11 +74,15 @@ def test_paired_bootstrap_without_groups_is_unchanged_and_one_group_is_the_same(
     y = rng.normal(size=30)
     a, b = y + rng.normal(size=30), y + rng.normal(size=30)
     plain = paired_bootstrap(y, a, b, rmse, n_boot=300, seed=4)
+    assert plain.pop("seeds_a") == plain.pop("seeds_b") == 1  # one training seed each
     assert plain == old_paired_bootstrap(y, a, b, rmse, n_boot=300, seed=4)  # bit-identical
-    assert paired_bootstrap(y, a, b, rmse, n_boot=300, seed=4, groups=["s0"] * 30) == plain
+    grouped = paired_bootstrap(y, a, b, rmse, n_boot=300, seed=4, groups=["s0"] * 30)
+    assert {k: v for k, v in grouped.items() if not k.startswith("seeds")} == plain
     labels = (rng.random(30) > 0.5).astype(float)
     auc = paired_bootstrap(labels, a, b, roc_auc_fast, n_boot=300, seed=1)
-    assert auc == old_paired_bootstrap(labels, a, b, roc_auc_fast, n_boot=300, seed=1)
+    assert {k: v for k, v in auc.items() if not k.startswith("seeds")} == old_paired_bootstrap(
+        labels, a, b, roc_auc_fast, n_boot=300, seed=1
+    )
     assert paired_bootstrap(labels, a, b, roc_auc_fast, n_boot=300, seed=1, groups=np.zeros(30)) \
         == auc  # fmt: skip
 
@@ -125,3 +129,23 @@ def test_paired_claim_passes_groups_on():
     assert claim.n == 20 and claim.verdict == "contradicted"
     ungrouped = paired_claim("paper", "claim", "fig", y, pred, base, rmse, "rmse", n_boot=200)
     assert ungrouped.ours == pytest.approx(np.sqrt(2) - 0.5)
+
+
+def test_two_level_bootstrap_resamples_training_seeds_as_well_as_items():
+    """Three training seeds of model A that disagree widely (RMSE about 0.5, 1 and 3 on the same
+    300 items): the point estimate is the mean over seeds, and the interval, which resamples the
+    seeds as well as the items, holds that spread; one seed alone gives a narrow interval that
+    knows nothing of it."""
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=300)
+    runs = np.stack([y + rng.normal(scale=s, size=300) for s in (0.5, 1.0, 3.0)])
+    base = y + rng.normal(scale=1.2, size=300)
+    two = paired_bootstrap(y, runs, base, rmse, n_boot=500, seed=0)
+    assert two["seeds_a"] == 3 and two["seeds_b"] == 1
+    assert two["a"] == pytest.approx(np.mean([rmse(y, r) for r in runs]))
+    one = paired_bootstrap(y, runs[1], base, rmse, n_boot=500, seed=0)
+    assert (two["high"] - two["low"]) > 5 * (one["high"] - one["low"])
+    # the seed spread reaches both sides: a seed 1.5 below the baseline and one 1.8 above
+    assert two["low"] < -0.4 and two["high"] > 1.0
+    with pytest.raises(ValueError, match="one value per item"):
+        paired_bootstrap(y, runs[:, :10], base, rmse)

@@ -46,7 +46,8 @@ def test_for_profile_and_overrides():
 
 def test_unknown_or_mistyped_settings_fail_at_setup():
     with pytest.raises(
-        ValueError, match=r"no setting 'n_trian'; valid settings: n_train, lr, datasets, lm_model"
+        ValueError,
+        match=r"no setting .n_trian.; valid settings: seed, n_train, lr, datasets, lm_model",
     ):
         Toy.for_profile("smoke").with_overrides(n_trian=3)
     with pytest.raises(TypeError, match=r"Toy.lr must be float, not 'fast'"):
@@ -113,7 +114,7 @@ def test_record_results_and_claims_md(tmp_path, monkeypatch):
     from molkit.run import write_claims_md
 
     monkeypatch.setenv("MOLKIT_RUN_DIR", str(tmp_path))
-    molkit.setup(profile="smoke", notebook="98_probe", theme=False, threads=1)
+    molkit.setup(molkit.RunSettings("smoke"), notebook="98_probe", theme=False, threads=1)
     res = Results()
     res.add_row("bbbp", "m", "roc_auc", 0.7)
     res.claims.append(
@@ -137,8 +138,8 @@ def test_record_results_and_claims_md(tmp_path, monkeypatch):
     text = write_claims_md(tmp_path, "smoke").read_text()
     assert "## MoleX (arXiv 2410.08829)" in text
     assert (
-        "| IB helps (BBBP) | +2 points | roc_auc | +0.050 | [-0.010, +0.110] "
-        "| **undecided** | 42 | `98_probe` |" in text
+        "| IB helps (BBBP) | reference | +2 points | roc_auc | +0.050 | [-0.010, +0.110] "
+        "| **undecided** |  | 42 | 1 | `98_probe` |" in text
     )
 
 
@@ -152,10 +153,10 @@ def test_gated_reports_a_comparison_only_when_every_gate_holds():
 
     comparison = claim("A beats B", "holds")
     ok = gated(comparison, [claim("A beats mean", "holds"), claim("B beats mean", "holds")])
-    assert dataclasses.replace(ok, detail="d") == comparison
-    assert ok.detail == "d; every arm passes its gate"
+    assert dataclasses.replace(ok, detail="d", kind="reference", gates=()) == comparison
+    assert ok.detail == "d; every arm passes its gate" and ok.kind == "comparison"
     out = gated(comparison, [claim("A beats mean", "holds"), claim("B beats mean", "undecided")])
     assert out.verdict == NOT_JUDGED and math.isnan(out.ours) and math.isnan(out.low)
-    assert out.detail == "not judged: gate undecided: B beats mean (d)" and out.n == 50
+    assert out.detail == "not judged: gate undecided: B beats mean" and out.n == 50
     with pytest.raises(ValueError, match="at least one gate"):
         gated(comparison, [])

@@ -9,23 +9,24 @@ import pytest
 import molkit
 
 
-def test_setup_resolves_profile_sizes_and_overrides(run_dir):
-    sizes = {"smoke": {"n": 10, "epochs": 1}, "default": {"n": 1000, "epochs": 20}}
-    cfg = molkit.setup(
-        profile="smoke", seed=3, notebook="99_test", sizes=sizes, overrides={"epochs": 2, "n": None}
-    )
-    assert cfg.sizes == {"n": 10, "epochs": 2}
-    assert cfg["n"] == 10 and cfg.get("missing", 5) == 5
+def test_setup_reads_profile_and_seed_from_the_settings(run_dir):
+    from molkit.methods.molex import Settings
+
+    settings = Settings.for_profile("smoke", seed=3)
+    cfg = molkit.setup(settings, notebook="99_test")
+    assert (cfg.profile, cfg.seed, cfg.settings) == ("smoke", 3, settings)  # one home: settings
     assert cfg.run_dir == run_dir and (run_dir / "results").is_dir()
     a = np.random.rand()
-    molkit.setup(profile="smoke", seed=3, notebook="99_test")
+    molkit.setup(molkit.RunSettings("smoke", 3), notebook="99_test")
     assert np.random.rand() == a  # seeded
     with pytest.raises(ValueError, match="unknown profile"):
-        molkit.setup(profile="fast")
+        molkit.setup(molkit.RunSettings("fast"))
+    with pytest.raises(TypeError):
+        molkit.setup(profile="smoke")  # the profile enters through the settings only
 
 
 def test_record_writes_tidy_rows(run_dir):
-    molkit.setup(profile="default", seed=7, notebook="99_test")
+    molkit.setup(molkit.RunSettings("default", 7), notebook="99_test")
     molkit.record("bbbp", "logreg", "roc_auc", 0.9)
     molkit.record("bbbp", "logreg", "roc_auc", 0.8, seed=1, split="scaffold")
     df = pd.read_csv(run_dir / "results" / "99_test.csv", keep_default_na=False)
@@ -34,12 +35,12 @@ def test_record_writes_tidy_rows(run_dir):
     assert set(df["notebook"]) == {"99_test"} and set(df["profile"]) == {"default"}
     assert len(molkit.results()) == 2
     # a fresh setup of the same notebook starts its results afresh
-    molkit.setup(profile="default", seed=7, notebook="99_test")
+    molkit.setup(molkit.RunSettings("default", 7), notebook="99_test")
     assert len(molkit.results()) == 0
 
 
 def test_savefig_names_file_by_notebook(run_dir):
-    molkit.setup(profile="smoke", notebook="99_test")
+    molkit.setup(molkit.RunSettings("smoke"), notebook="99_test")
     fig, ax = plt.subplots()
     ax.plot([0, 1], [1, 0])
     path = molkit.savefig(fig, "roc curve")

@@ -57,7 +57,7 @@ def test_setup_sets_and_prints_the_precision(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setenv("MOLKIT_RUN_DIR", str(tmp_path))
     cfg = molkit.setup(
-        profile="smoke", notebook="99_probe", precision="bf16", theme=False, threads=1
+        molkit.RunSettings("smoke"), notebook="99_probe", precision="bf16", theme=False, threads=1
     )
     assert cfg.precision == "bf16" and cfg.requested_precision == "bf16"
     assert "precision bf16 (asked: bf16)" in capsys.readouterr().out
@@ -65,11 +65,11 @@ def test_setup_sets_and_prints_the_precision(tmp_path, monkeypatch, capsys):
     saved = json.loads((tmp_path / "settings" / "99_probe.json").read_text())
     assert saved["precision"] == "bf16" and saved["threads"] == 1
     cfg = molkit.setup(
-        profile="smoke", notebook="99_probe", precision="fp32", theme=False, threads=1
+        molkit.RunSettings("smoke"), notebook="99_probe", precision="fp32", theme=False, threads=1
     )
     assert cfg.precision == "fp32"
     with pytest.raises(ValueError, match="unknown precision 'bf8'"):
-        molkit.setup(profile="smoke", notebook="99_probe", precision="bf8", theme=False)
+        molkit.setup(molkit.RunSettings("smoke"), notebook="99_probe", precision="bf8", theme=False)
 
 
 def test_cpu_flags_and_name():

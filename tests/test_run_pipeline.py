@@ -29,7 +29,7 @@ def _write_notebook(tmp_path, stem: str, params: str, cells: list[str]) -> None:
 def _make_project(tmp_path, fail: bool = False):
     body = (
         "import molkit, matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
-        "cfg = molkit.setup(profile=profile, seed=seed, notebook='50_tiny')\n"
+        "cfg = molkit.setup(molkit.RunSettings(profile, seed), notebook='50_tiny')\n"
         "molkit.record('toy', 'm', 'score', value)\n"
         "fig, ax = plt.subplots(); ax.plot([1, 2]); molkit.savefig(fig, 'line')\n"
     )
@@ -131,7 +131,7 @@ def _ranks_project(tmp_path, fail_rank: int | None = None):
     body = (
         "import os, torch, molkit\n"
         "from molkit.models.lm import data_parallel\n"
-        "cfg = molkit.setup(profile=profile, seed=seed, notebook='52_ranks')\n"
+        "cfg = molkit.setup(molkit.RunSettings(profile, seed), notebook='52_ranks')\n"
         "acc = data_parallel()\n"
         "rank = int(os.environ.get('RANK', '0'))\n"
         f"if rank == {fail_rank}:\n"

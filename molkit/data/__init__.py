@@ -17,6 +17,7 @@ from molkit.data.registry import (
     fetch_file,
     registered_files,
 )
+from molkit.data.sealed import SealedLabels, TestLabelAccessError, final_scoring, seal
 from molkit.data.splits import (
     group_split,
     make_split,
@@ -36,6 +37,10 @@ from molkit.data.user_csv import (
 )
 
 __all__ = [
+    "SealedLabels",
+    "TestLabelAccessError",
+    "final_scoring",
+    "seal",
     "CsvProblem",
     "CsvReport",
     "DataCheckError",

@@ -88,6 +88,20 @@ def mean_pm_std(results, index="method", columns=("dataset", "metric"), digits: 
     )
 
 
+def _seed_rows(pred, n_items: int, name: str) -> np.ndarray:
+    """Predictions as (n_seeds, n_items): a 1-D array is one training seed."""
+    arr = np.asarray(pred, dtype=float)
+    arr = arr.reshape(1, -1) if arr.ndim <= 1 else arr.reshape(arr.shape[0], -1)
+    if arr.shape[1] != n_items:
+        raise ValueError(
+            f"{name} must have one value per item ({n_items}) for each training seed, "
+            f"got shape {np.shape(pred)}"
+        )
+    if arr.shape[0] < 1:
+        raise ValueError(f"{name} holds no training seed")
+    return arr
+
+
 def paired_bootstrap(
     y_true,
     pred_a,
@@ -98,54 +112,70 @@ def paired_bootstrap(
     level: float = 0.95,
     groups=None,
 ) -> dict[str, float]:
-    """Is model A better than model B on the same test items? A paired bootstrap over the items.
+    """Is model A better than model B on the same test items? A paired bootstrap over the items,
+    and over the training seeds where a model was trained with several.
 
     ``metric(y_true, y_pred) -> float`` (e.g. ``lambda y, p: regression_metrics(y, p)["rmse"]``).
-    Resamples the test items with replacement ``n_boot`` times, scoring both models on each
-    resample; returns ``a``, ``b`` and ``diff = a - b`` on the full test set, the ``level``
+    ``pred_a`` / ``pred_b``: one prediction per item (n,), or one row per training seed
+    (n_seeds, n); a model's score is the mean over its seeds of the metric on the items.
+    Each of ``n_boot`` resamples draws the test items with replacement (the same items for both
+    models: paired) and, for a model with several seeds, its seeds with replacement (a two-level
+    bootstrap: the interval then holds the training variance as well as the test sample's);
+    returns ``a``, ``b`` and ``diff = a - b`` on the full test set and every seed, the ``level``
     percentile interval of the difference (``low``, ``high``), ``p_lower``, the share of resamples
-    where A's metric is lower than B's (for RMSE: A better; for ROC-AUC: A worse), and ``n``, the
+    where A's metric is lower than B's (for RMSE: A better; for ROC-AUC: A worse), ``n``, the
     resamples used (those where the metric is undefined, e.g. a ROC-AUC drawn with one class, are
-    skipped). A verdict from a few dozen test items can so state its uncertainty: an interval that
-    straddles 0 means the test set cannot tell A from B.
+    skipped), and ``seeds_a`` / ``seeds_b``. An interval that straddles 0 means the test set (and
+    the seeds) cannot tell A from B.
 
     ``groups`` (one label per item, e.g. the split each test molecule comes from): a stratified
     bootstrap. Items are resampled within each group, and a model's score is the mean over groups
     of its metric on that group, so models trained on different splits are never scored on one
     pooled ranking.
     """
-    y_true, pred_a, pred_b = (np.asarray(v, dtype=float).ravel() for v in (y_true, pred_a, pred_b))
-    if not len(y_true) == len(pred_a) == len(pred_b):
+    y_true = np.asarray(y_true, dtype=float).ravel()
+    n_items = len(y_true)
+    if (
+        np.ndim(pred_a) <= 1
+        and np.ndim(pred_b) <= 1
+        and not (len(np.ravel(pred_a)) == len(np.ravel(pred_b)) == n_items)
+    ):
         raise ValueError(
-            f"y_true, pred_a and pred_b must have one value per item (lengths {len(y_true)}, "
-            f"{len(pred_a)}, {len(pred_b)})"
+            f"y_true, pred_a and pred_b must have one value per item (lengths {n_items}, "
+            f"{len(np.ravel(pred_a))}, {len(np.ravel(pred_b))})"
         )
-    if len(y_true) < 2:
+    runs_a, runs_b = _seed_rows(pred_a, n_items, "pred_a"), _seed_rows(pred_b, n_items, "pred_b")
+    if n_items < 2:
         raise ValueError("a paired bootstrap needs at least 2 test items")
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1), not {level}")
     if groups is None:
-        members = [np.arange(len(y_true))]
+        members = [np.arange(n_items)]
     else:
         groups = np.asarray(groups).ravel()
-        if len(groups) != len(y_true):
-            raise ValueError(f"groups has {len(groups)} labels for {len(y_true)} items")
+        if len(groups) != n_items:
+            raise ValueError(f"groups has {len(groups)} labels for {n_items} items")
         members = [np.flatnonzero(groups == g) for g in dict.fromkeys(groups.tolist())]
 
-    def score(pred: np.ndarray, parts: list[np.ndarray]) -> float:
-        return float(np.mean([metric(y_true[i], pred[i]) for i in parts]))
+    def score(runs: np.ndarray, rows: np.ndarray, parts: list[np.ndarray]) -> float:
+        return float(
+            np.mean([np.mean([metric(y_true[i], runs[r][i]) for i in parts]) for r in rows])
+        )
 
+    all_a, all_b = np.arange(len(runs_a)), np.arange(len(runs_b))
     rng = np.random.default_rng(seed)
     diffs = []
     for _ in range(n_boot):
         parts = [m[rng.integers(0, len(m), len(m))] for m in members]
+        rows_a = rng.integers(0, len(runs_a), len(runs_a)) if len(runs_a) > 1 else all_a
+        rows_b = rng.integers(0, len(runs_b), len(runs_b)) if len(runs_b) > 1 else all_b
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            d = score(pred_a, parts) - score(pred_b, parts)
+            d = score(runs_a, rows_a, parts) - score(runs_b, rows_b, parts)
         if np.isfinite(d):
             diffs.append(d)
     diffs = np.asarray(diffs)
-    a, b = score(pred_a, members), score(pred_b, members)
+    a, b = score(runs_a, all_a, members), score(runs_b, all_b, members)
     tail = (1 - level) / 2
     low, high = np.quantile(diffs, [tail, 1 - tail]) if len(diffs) else (np.nan, np.nan)
     return {
@@ -156,6 +186,8 @@ def paired_bootstrap(
         "high": float(high),
         "p_lower": float(np.mean(diffs < 0)) if len(diffs) else float("nan"),
         "n": int(len(diffs)),
+        "seeds_a": int(len(runs_a)),
+        "seeds_b": int(len(runs_b)),
     }
 
 

@@ -28,7 +28,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-PROFILE_NAMES = ("smoke", "default", "full")
+from molkit._profiles import PROFILES, check_profile
+
+#: The profile names (one home: `molkit._profiles.PROFILES`).
+PROFILE_NAMES = PROFILES
 ROW_COLUMNS = ("dataset", "method", "metric", "value", "seed", "split", "note")
 CLAIM_COLUMNS = (
     "paper",
@@ -40,8 +43,15 @@ CLAIM_COLUMNS = (
     "high",
     "verdict",
     "n",
+    "seeds",
+    "paper_vs_ours",
+    "kind",
     "detail",
 )
+#: What a claim row compares: a learned arm against its trivial baseline (``gate``), a learned arm
+#: against another model (``comparison``: judged only through `gated`), or a fact that involves
+#: no learned arm's quality (``reference``: a data property, two fixed baselines).
+CLAIM_KINDS = ("gate", "comparison", "reference")
 
 #: Verdicts, computed from a paired interval (never typed in markdown).
 HOLDS = "holds"
@@ -61,6 +71,7 @@ class Settings:
     differ from those defaults. ``profile`` names the profile an instance came from."""
 
     profile: str = "default"
+    seed: int = 0
     PROFILES: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
 
     @classmethod
@@ -68,17 +79,22 @@ class Settings:
         return [f.name for f in dataclasses.fields(cls) if f.name != "profile"]
 
     @classmethod
-    def for_profile(cls, profile: str) -> Settings:
-        """The settings of ``profile`` (``smoke``, ``default`` or ``full``)."""
-        if profile not in PROFILE_NAMES:
-            raise ValueError(
-                f"unknown profile {profile!r}; choose one of {', '.join(PROFILE_NAMES)}"
-            )
+    def for_profile(
+        cls, profile: str, overrides: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> Settings:
+        """The settings of ``profile`` (``smoke``, ``default`` or ``full``), with a notebook's
+        parameters applied (`with_overrides`: a ``None`` value keeps the profile's). This is
+        where a notebook's ``profile`` and ``seed`` enter, once: `molkit.setup` reads both from
+        the settings."""
+        check_profile(profile)
         values = dict(cls.PROFILES.get(profile, {}))
         unknown = sorted(set(values) - set(cls.field_names()))
         if unknown:
             raise TypeError(f"{cls.__name__}.PROFILES[{profile!r}] sets unknown fields {unknown}")
-        return cls(profile=profile, **values)._checked()
+        settings = cls(profile=profile, **values)._checked()
+        if overrides or kwargs:
+            return settings.with_overrides(overrides, **kwargs)
+        return settings
 
     def with_overrides(self, overrides: Mapping[str, Any] | None = None, **kwargs: Any) -> Settings:
         """A copy with the given fields replaced; a ``None`` value keeps the profile's value (that
@@ -98,6 +114,30 @@ class Settings:
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
+    def problems(self) -> list[str]:
+        """The one validation hook: what is wrong with these values beyond their types (an
+        unknown dataset, a size out of range, two settings that contradict each other), each
+        problem a sentence naming the setting and the fix. A subclass extends the list;
+        `for_profile` and `with_overrides` raise one ValueError listing them all."""
+        return []
+
+    def table(self, columns: int = 3):
+        """The settings as one compact table (``columns`` setting / value pairs per row), what a
+        notebook shows instead of a one-line repr."""
+        import pandas as pd
+
+        items = [(k, _show(v)) for k, v in self.as_dict().items()]
+        rows = -(-len(items) // columns)
+        cells: dict[str, list[str]] = {}
+        for c in range(columns):
+            chunk = items[c * rows : (c + 1) * rows] + [("", "")] * rows
+            cells[f"setting {c + 1}"] = [k for k, _ in chunk[:rows]]
+            cells[f"value {c + 1}"] = [v for _, v in chunk[:rows]]
+        return pd.DataFrame(cells).style.hide(axis="index")
+
+    def _repr_html_(self) -> str:
+        return self.table().to_html()
+
     def _checked(self) -> Settings:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
@@ -107,7 +147,21 @@ class Settings:
                     f"{type(self).__name__}.{f.name} must be {_type_name(hints.get(f.name))}, "
                     f"not {value!r} ({type(value).__name__})"
                 )
+        problems = self.problems()
+        if problems:
+            raise ValueError(
+                f"{type(self).__name__} ({self.profile} profile): " + "; ".join(problems)
+            )
         return self
+
+
+def _show(value: Any) -> str:
+    """A setting's value as a table shows it: sequences joined, floats short."""
+    if isinstance(value, tuple):
+        return ", ".join(_show(v) for v in value) or "(none)"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 def _coerce(value: Any) -> Any:
@@ -155,9 +209,14 @@ def _matches(value: Any, hint: Any) -> bool:
 class Claim:
     """One of a paper's claims, tested at this run's scale.
 
-    ``ours`` is our measured difference (e.g. the method's ROC-AUC minus the baseline's, on the same
-    test items), ``low`` / ``high`` its paired-bootstrap interval, ``n`` the test items it rests on,
-    ``verdict`` computed from the interval by `verdict_from_interval`."""
+    ``ours`` is our measured difference (e.g. the method's ROC-AUC minus the baseline's, on the
+    same test items), ``low`` / ``high`` its paired-bootstrap interval, ``n`` the test items it
+    rests on, ``verdict`` computed from the interval by `verdict_from_interval`. ``seeds`` and
+    ``seeds_baseline``: the training seeds of each side the interval resamples (1: one training
+    run, or a model that is not trained). ``paper_value``: the paper's size of the same
+    difference in ``metric``'s units, where the paper states one (NaN otherwise);
+    ``paper_position`` says whether it lies inside, above or below our interval. ``kind``:
+    `CLAIM_KINDS`; ``gates``: the gate claims a comparison passed through (`gated`)."""
 
     paper: str
     claim: str
@@ -169,9 +228,44 @@ class Claim:
     verdict: str
     n: int
     detail: str = ""
+    seeds: int = 1
+    seeds_baseline: int = 1
+    paper_value: float = math.nan
+    kind: str = "reference"
+    gates: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in CLAIM_KINDS:
+            raise ValueError(f"claim kind must be one of {CLAIM_KINDS}, not {self.kind!r}")
+
+    @property
+    def paper_position(self) -> str:
+        """``inside``, ``above`` or ``below`` our interval; ``""`` without a paper size or an
+        interval."""
+        if not all(math.isfinite(v) for v in (self.paper_value, self.low, self.high)):
+            return ""
+        if self.paper_value > self.high:
+            return "above"
+        return "below" if self.paper_value < self.low else "inside"
+
+    @property
+    def paper_vs_ours(self) -> str:
+        """The paper's size against our interval, as a ledger shows it ("+7.0 above")."""
+        position = self.paper_position
+        return f"{self.paper_value:+.3g} {position}" if position else ""
+
+    @property
+    def seeds_text(self) -> str:
+        """Training seeds as a ledger shows them: ``3``, or ``3 / 1`` when the two sides differ."""
+        if self.seeds == self.seeds_baseline:
+            return str(self.seeds)
+        return f"{self.seeds} / {self.seeds_baseline}"
 
     def as_row(self) -> dict[str, Any]:
-        return {c: getattr(self, c) for c in CLAIM_COLUMNS}
+        row = {c: getattr(self, c) for c in CLAIM_COLUMNS if c not in ("seeds", "gates")}
+        row["seeds"] = self.seeds_text
+        row["paper_vs_ours"] = self.paper_vs_ours
+        return {c: row[c] for c in CLAIM_COLUMNS}
 
 
 def verdict_from_interval(low: float, high: float, higher_is_better: bool = True) -> str:
@@ -197,10 +291,16 @@ def paired_claim(
     seed: int = 0,
     detail: str = "",
     groups: Sequence | None = None,
+    paper_value: float = math.nan,
+    kind: str = "reference",
 ) -> Claim:
     """A `Claim` that the method beats the baseline on ``metric``, judged by a paired bootstrap over
     the same test items (`molkit.eval.paired_bootstrap`; ``groups``: stratified by group, e.g. by
-    split, the metric averaged over groups)."""
+    split, the metric averaged over groups). ``pred_method`` / ``pred_baseline`` hold one row per
+    training seed where an arm was trained with several, (n_seeds, n_items): the bootstrap then
+    resamples the seeds too, and the claim records how many. ``paper_value``: the paper's size of
+    the difference, in the metric's units. ``kind``: ``"gate"`` for a learned arm against its
+    trivial baseline; a comparison between models goes through `gated`."""
     from molkit.eval.metrics import paired_bootstrap
 
     boot = paired_bootstrap(
@@ -217,6 +317,10 @@ def paired_claim(
         verdict=verdict_from_interval(boot["low"], boot["high"], higher_is_better),
         n=len(np.asarray(y_true).ravel()),
         detail=detail,
+        seeds=boot["seeds_a"],
+        seeds_baseline=boot["seeds_b"],
+        paper_value=paper_value,
+        kind=kind,
     )
 
 
@@ -231,14 +335,15 @@ def gated(comparison: Claim, gates: Sequence[Claim]) -> Claim:
     failed = [g for g in gates if g.verdict != HOLDS]
     if not gates:
         raise ValueError("gated needs at least one gate claim")
+    marked = dataclasses.replace(comparison, kind="comparison", gates=tuple(g.claim for g in gates))
     if not failed:
         return dataclasses.replace(
-            comparison, detail=f"{comparison.detail}; every arm passes its gate".lstrip("; ")
+            marked, detail=f"{comparison.detail}; every arm passes its gate".lstrip("; ")
         )
-    reasons = "; ".join(f"gate {g.verdict}: {g.claim} ({g.detail})" for g in failed)
+    reasons = "; ".join(f"gate {g.verdict}: {g.claim}" for g in failed)
     nan = math.nan
     return dataclasses.replace(
-        comparison, ours=nan, low=nan, high=nan, verdict=NOT_JUDGED, detail=f"not judged: {reasons}"
+        marked, ours=nan, low=nan, high=nan, verdict=NOT_JUDGED, detail=f"not judged: {reasons}"
     )
 
 

@@ -644,6 +644,7 @@ def pretrain_clip(
     size = min(batch_size, n_valid)
     wrapped = np.concatenate([valid, valid])
     valid_batches = list(batches(wrapped[: size * -(-n_valid // size)]) if n_valid else [])
+
     def step(item) -> float:
         batch, text = item
         model.train()
