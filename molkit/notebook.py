@@ -303,12 +303,16 @@ def results() -> Any:
     )
 
 
-def savefig(fig, name: str, dpi: int = FIGURE_DPI) -> Path:
-    """Save ``fig`` as ``figures/<notebook>__<name>.png`` in the run directory (atomic) and return
-    the path."""
+def figure_path(name: str) -> Path:
+    """Where `savefig` writes figure ``name``: ``figures/<notebook>__<name>.png`` of the run."""
     cfg = current()
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-    path = cfg.figures_dir / f"{cfg.notebook}__{safe}.png"
-    with atomic_path(path) as tmp:
+    return cfg.figures_dir / f"{cfg.notebook}__{safe}.png"
+
+
+def savefig(fig, name: str, dpi: int = FIGURE_DPI) -> None:
+    """Save ``fig`` as ``figures/<notebook>__<name>.png`` in the run directory (atomic;
+    `figure_path` says where). Returns nothing, so a cell that ends with it shows the figure and
+    no path."""
+    with atomic_path(figure_path(name)) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
-    return path
