@@ -3,9 +3,10 @@
 - In Jupyter (ipywidgets installed): tqdm's notebook widget, one bar that updates in place.
 - In a terminal: tqdm's text bar.
 - Headless (``molkit run`` sets ``MOLKIT_HEADLESS=1`` for the papermill kernel; also when stderr
-  is not a terminal outside Jupyter): no updates while running and one final line per bar
-  (``desc: 100%|...| n/n [elapsed, rate]``) when it closes, so an executed notebook keeps a line
-  per bar instead of dozens of redraws. Bars made with ``leave=False`` print nothing there.
+  is not a terminal outside Jupyter): no updates while running and, for a loop that took at least
+  `LINE_SECONDS`, one final line on standard output when it closes (``desc: 100%|...| n/n
+  [elapsed, rate]``), so an executed notebook keeps one line per loop a person waited for instead
+  of dozens of redraws on stderr. Bars made with ``leave=False`` print nothing there.
 
 Use :func:`tqdm` exactly like ``tqdm.auto.tqdm``. :func:`quiet_library_logs` keeps libraries'
 debug logging out of notebooks.
@@ -20,6 +21,8 @@ from typing import Any
 from tqdm import std
 
 HEADLESS_ENV = "MOLKIT_HEADLESS"
+#: A headless bar that closes sooner than this prints nothing (a person did not wait for it).
+LINE_SECONDS = 2.0
 
 
 class LineTqdm(std.tqdm):
@@ -28,6 +31,7 @@ class LineTqdm(std.tqdm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # no refresh at start or at close (the delay never passes), none while running (mininterval)
         kwargs.update(mininterval=float("inf"), maxinterval=float("inf"), delay=1e9)
+        kwargs.setdefault("file", sys.stdout)
         super().__init__(*args, **kwargs)
 
     def refresh(self, nolock: bool = False, lock_args: Any = None) -> bool:
@@ -36,7 +40,8 @@ class LineTqdm(std.tqdm):
     def close(self) -> None:
         if not getattr(self, "disable", True):
             leave = (abs(getattr(self, "pos", 0)) == 0) if self.leave is None else self.leave
-            if leave:
+            waited = self._time() - self.start_t >= LINE_SECONDS
+            if leave and waited:
                 line = self.format_meter(**self.format_dict)
                 try:
                     self.fp.write(line.strip("\r") + "\n")

@@ -24,7 +24,86 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-GENERATION_BATCHES = (1, 8, 16, 32, 64)
+
+def notebook_shapes(quick: bool = False) -> list[dict]:
+    """The LM workloads of the notebooks, with token lengths measured on the data they read:
+    ICMA's few-shot prompts (two retrieved ChEBI-20 examples and the query, the caption as the
+    answer; LoRA training and generation), MolTC's pair prompts (two DDI SMILES, 8 graph tokens
+    each, a one-sentence answer; LoRA training, and full fine-tuning for comparison), MoleX's
+    label-word scoring (a chat-template question about one molecule, two one-token answers) and
+    LarDo's chat generation (about 200 prompt tokens, 64 new tokens)."""
+    import numpy as np
+
+    from molkit.data import load_dataset
+    from molkit.models.lm import load_causal_lm
+
+    _, tok = load_causal_lm("smollm2-135m-instruct", device="cpu")
+    rng = np.random.default_rng(0)
+    n = 16 if quick else 64
+
+    def count(text: str) -> int:
+        return len(tok(text)["input_ids"])
+
+    chebi = load_dataset("chebi20")
+    rows = chebi.iloc[rng.choice(len(chebi), 3 * n, replace=False)]
+    pairs = [
+        f"Molecule: {s}\nCaption: {c}" for s, c in zip(rows["smiles"], rows["text"], strict=True)
+    ]
+    icma = [min(count("\n\n".join(pairs[3 * i : 3 * i + 3])), 1024) for i in range(n)]
+    ddi = load_dataset("chchminer")
+    ddi = ddi.iloc[rng.choice(len(ddi), n, replace=False)]
+    moltc = [
+        count(f"Molecule 1: {a} " + "<g>" * 8 + f"\nMolecule 2: {b} " + "<g>" * 8
+              + "\nDo these two drugs interact?\nAnswer:")
+        for a, b in zip(ddi["smiles_1"], ddi["smiles_2"], strict=True)
+    ]  # fmt: skip
+    bbbp = load_dataset("bbbp")["smiles"].sample(n, random_state=0)
+    molex = [count(f"<|im_start|>user\nIs {s} mutagenic? Answer Yes or No.<|im_end|>\n"
+                   "<|im_start|>assistant\n") for s in bbbp]  # fmt: skip
+    lardo = [200 + int(x) for x in rng.integers(-40, 40, n)]
+    small = quick
+    if quick:  # the same code on short prompts: the test checks the figures, not the speed
+        icma, moltc, molex, lardo = (
+            [min(x, 96) for x in v][:8] for v in (icma, moltc, molex, lardo)
+        )
+    return [
+        {"name": "icma_lora_train", "notebook": "02_icma", "kind": "train", "mode": "lora",
+         "prompts": icma, "answer": 64, "batches": (1, 2) if small else (1, 2, 4)},
+        {"name": "icma_generate", "notebook": "02_icma", "kind": "generate", "prompts": icma,
+         "new": 8 if small else 64, "batches": (8,) if small else (16, 32, 64)},
+        {"name": "moltc_lora_train", "notebook": "04_moltc", "kind": "train", "mode": "lora",
+         "prompts": moltc, "answer": 12, "batches": (4,) if small else (4, 8, 16)},
+        {"name": "moltc_full_train", "notebook": "04_moltc", "kind": "train", "mode": "full",
+         "prompts": moltc, "answer": 12, "batches": (4,) if small else (8,)},
+        {"name": "molex_score", "notebook": "01_molex", "kind": "score", "prompts": molex,
+         "batches": (16,) if small else (16, 32, 64)},
+        {"name": "lardo_generate", "notebook": "03_lardo", "kind": "generate", "prompts": lardo,
+         "new": 8 if small else 64, "batches": (8,) if small else (16, 32, 64)},
+    ]  # fmt: skip
+
+
+def _lm_shape(model, tokenizer, shape: dict, batch: int, precision: str, limit: float) -> dict:
+    """One notebook shape at one batch size and precision (`molkit.models.lm.throughput`); LoRA
+    shapes train a fresh LoRA wrapper (the base weights stay as they were)."""
+    import copy
+
+    from molkit.models.lm import apply_lora
+    from molkit.models.lm import throughput as tp
+
+    if shape["kind"] == "train":
+        trained = copy.deepcopy(model)
+        if shape["mode"] == "lora":
+            trained = apply_lora(trained, r=8, alpha=32, target_modules=["q_proj", "v_proj"])
+        return tp.training_throughput(trained, tokenizer, shape["prompts"], shape["answer"],
+                                      batch, shape["mode"], precision, limit,
+                                      steps=1 if len(shape["prompts"]) <= 8 else 3)  # fmt: skip
+    if shape["kind"] == "generate":
+        return tp.generation_throughput(model, tokenizer, shape["prompts"], shape["new"], batch,
+                                        precision, limit)  # fmt: skip
+    yes, no = tokenizer("Yes", add_special_tokens=False)["input_ids"], tokenizer(
+        "No", add_special_tokens=False)["input_ids"]  # fmt: skip
+    return tp.scoring_throughput(model, tokenizer, shape["prompts"], [yes, no], batch, precision,
+                                 limit)  # fmt: skip
 
 
 def _timed(fn: Callable[[], object], repeats: int = 1) -> float:
@@ -168,7 +247,8 @@ def run_benchmarks(
     from molkit import chem
     from molkit.data import load_dataset
     from molkit.models import Encoder, runtime
-    from molkit.models.lm import generate_texts, load_causal_lm, load_lm
+    from molkit.models.lm import load_lm
+    from molkit.models.lm.throughput import matmul_limit
     from molkit.provenance import (
         busy_warning,
         git_commit,
@@ -264,91 +344,47 @@ def run_benchmarks(
         print(f"{'molex_' + dataset + '_speedup_over_lm_classifier':44s} {speedup:10.1f} x")
     del chemical_lm
 
-    # generation: (weights, autocast) variants; bf16 only where the CPU computes it natively
-    prompt = "Describe the molecule CC(=O)Oc1ccccc1C(=O)O in one paragraph."
-    new_tokens = 16 if quick else 48
-    batches = (1, 8) if quick else GENERATION_BATCHES
-    variants = [("fp32", "fp32", batches)]
-    if native or policy == "bf16":
-        variants += [
-            ("bf16", "bf16", batches),
-            ("fp32", "bf16", (8,)),
-        ]  # bf16 weights; autocast on fp32 weights
-    for weights, compute, sizes in variants:
-        model, tokenizer = load_causal_lm(
-            "smollm2-135m-instruct", dtype=runtime.inference_dtype(precision=weights), device="cpu"
+    # the causal LM at the shapes the notebooks use, at each precision the CPU runs natively
+    shapes = notebook_shapes(quick)
+    model, tokenizer = load_lm("smollm2-135m-instruct", device="cpu")
+    precisions = ("fp32", "bf16") if (native or policy == "bf16") else ("fp32",)
+    recommended: dict[str, dict] = {}
+    limits = {}
+    for precision in precisions:
+        limits[precision] = matmul_limit(precision, size=1024 if quick else 2048)
+        results[f"matmul_limit_{precision}"] = {
+            "rate": round(limits[precision] / 1e9, 1), "unit": "GFLOP/s", "count": 1,
+            "seconds": 0.0, "precision": precision,
+        }  # fmt: skip
+        print(f"{'matmul_limit_' + precision:44s} {limits[precision] / 1e9:10.1f} GFLOP/s")
+        for shape in shapes:
+            best = None
+            for batch in shape["batches"]:
+                figures = _lm_shape(model, tokenizer, shape, batch, precision, limits[precision])
+                key = f"lm_{shape['name']}_{precision}_batch{batch}"
+                results[key] = {
+                    "rate": figures["tokens_per_s"], "unit": "tokens/s", "count": 1,
+                    "seconds": 0.0, **figures, "shape": shape["name"],
+                }  # fmt: skip
+                print(
+                    f"{key:44s} {figures['tokens_per_s']:10.1f} tokens/s  (padding "
+                    f"{figures['padding_waste']:.0%}, {figures['share_of_limit']:.1%} of the "
+                    "matmul limit)",
+                    flush=True,
+                )
+                if best is None or figures["tokens_per_s"] > best["tokens_per_s"]:
+                    best = figures
+            recommended[f"{shape['name']}_{precision}"] = {
+                "batch": best["batch"], "tokens_per_s": best["tokens_per_s"],
+                "share_of_limit": best["share_of_limit"], "notebook": shape["notebook"],
+            }  # fmt: skip
+    del model
+    for name, best in recommended.items():
+        print(
+            f"recommended {name}: batch {best['batch']} ({best['tokens_per_s']:.0f} tokens/s, "
+            f"{best['share_of_limit']:.1%} of the matmul limit)"
         )
-        label = f"{weights}" if weights == compute else f"{weights}_weights_{compute}_autocast"
-        with runtime.use_precision(compute):
-            generate_texts(
-                model, tokenizer, [prompt] * 2, max_new_tokens=4, batch_size=2, progress=False,
-                chat=True,
-            )  # fmt: skip
-            for batch in sizes:
-                outputs: list = []
-                prompts = [prompt] * batch
-                seconds = _timed(
-                    lambda m=model, t=tokenizer, p=prompts, out=outputs: out.extend(
-                        generate_texts(
-                            m,
-                            t,
-                            p,
-                            max_new_tokens=new_tokens,
-                            batch_size=len(p),
-                            progress=False,
-                            chat=True,
-                        )  # fmt: skip
-                    )
-                )
-                produced = sum(
-                    len(tokenizer(o, add_special_tokens=False)["input_ids"]) for o in outputs
-                )
-                report(
-                    f"causal_lm_generation_{label}_batch{batch}",
-                    produced,
-                    seconds,
-                    "tokens/s",
-                    max_new_tokens=new_tokens,
-                    batch=batch,
-                    weights=weights,
-                    compute=compute,
-                )
-        del model
 
-    # full fine-tuning of float32 weights, forward + backward + AdamW step
-    seq, bsz, steps = (128, 2, 1) if quick else (256, 4, 3)
-    model, _ = load_lm("smollm2-135m-instruct", device="cpu")
-    model.train()
-    ids = torch.randint(
-        0, model.config.vocab_size, (bsz, seq), generator=torch.Generator().manual_seed(0)
-    )
-    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    for compute in ("fp32", "bf16") if (native or policy == "bf16") else ("fp32",):
-
-        def train_step(compute: str = compute) -> None:
-            for _ in range(steps):
-                with runtime.autocast("cpu", compute):
-                    loss = model(input_ids=ids, labels=ids).loss
-                loss.backward()
-                optimiser.step()
-                optimiser.zero_grad(set_to_none=True)
-
-        train_step()  # warm-up
-        report(
-            f"causal_lm_training_{compute}",
-            bsz * seq * steps,
-            _timed(train_step),
-            "tokens/s",
-            batch=f"{bsz}x{seq}",
-            full_finetune=True,
-            compute=compute,
-        )
-    model.eval()
-
-    sweep = {
-        k: v for k, v in results.items() if k.startswith(f"causal_lm_generation_{policy}_batch")
-    }
-    best = max(sweep.values(), key=lambda r: r["rate"]) if sweep else None
     record = {
         "profile": profile,
         "quick": quick,
@@ -362,17 +398,12 @@ def run_benchmarks(
         "bf16": native,
         "precision": policy,
         "requested_precision": runtime.requested_precision(),
-        "recommended_generation_batch": best["batch"] if best else None,
+        "recommended_batches": recommended,
         "git": code,
         "machine": machine_info(),
         "packages": package_versions(),
         "results": results,
     }
-    if best:
-        print(
-            f"generation at {policy}: most tokens/s at batch {best['batch']} "
-            f"({best['rate']:.0f} tokens/s)"
-        )
     out_dir = out_dir or project_root() / "papermill_runs" / profile
     out_dir.mkdir(parents=True, exist_ok=True)
     from molkit._io import atomic_write_text

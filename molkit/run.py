@@ -26,6 +26,7 @@ from molkit._profiles import PROFILES
 from molkit._progress import HEADLESS_ENV
 from molkit.notebook import RUN_DIR_ENV
 from molkit.provenance import busy_warning, git_commit, load_average, machine_info, package_versions
+from molkit.record_check import record_problems
 
 
 class NotebookFailed(RuntimeError):
@@ -505,6 +506,12 @@ def run_notebooks(
             f"peak memory {run.peak_memory_mb:.0f} MB",
             flush=True,
         )
+        problems = record_problems(root / "papermill_runs" / profile / f"{stem}.ipynb")
+        if problems:  # what a reader would scroll past: fix it at its source
+            shown = "\n  ".join(problems[:10])
+            more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+            print(f"[molkit run] {stem}: {len(problems)} problem(s) in the executed record:\n"
+                  f"  {shown}{more}", file=sys.stderr, flush=True)  # fmt: skip
         runs.append(run)
     if failures:
         raise NotebookFailed("; ".join(failures))

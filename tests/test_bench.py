@@ -2,6 +2,17 @@ import json
 
 import pytest
 
+#: The notebook shapes of a quick benchmark and the one batch size each is measured at.
+QUICK_SHAPES = [
+    ("icma_lora_train", 1),
+    ("icma_lora_train", 2),
+    ("icma_generate", 8),
+    ("moltc_lora_train", 4),
+    ("moltc_full_train", 4),
+    ("molex_score", 16),
+    ("lardo_generate", 8),
+]
+
 
 @pytest.mark.slow
 def test_quick_benchmark_writes_every_figure(tmp_path, mirror):
@@ -27,19 +38,11 @@ def test_quick_benchmark_writes_every_figure(tmp_path, mirror):
                 f"molex_{dataset}_speedup_over_lm_classifier",
             )
         ),
-        "causal_lm_generation_fp32_batch1",
-        "causal_lm_generation_fp32_batch8",
-        "causal_lm_training_fp32",
+        "matmul_limit_fp32",
+        *(f"lm_{shape}_fp32_batch{b}" for shape, b in QUICK_SHAPES),
     }
-    if saved[
-        "bf16"
-    ]:  # a CPU with native bf16 also measures bf16 weights, bf16 autocast and bf16 training
-        expected |= {
-            "causal_lm_generation_bf16_batch1",
-            "causal_lm_generation_bf16_batch8",
-            "causal_lm_generation_fp32_weights_bf16_autocast_batch8",
-            "causal_lm_training_bf16",
-        }
+    if saved["bf16"]:  # a CPU with native bf16 measures every shape at bf16 too
+        expected |= {"matmul_limit_bf16", *(f"lm_{s}_bf16_batch{b}" for s, b in QUICK_SHAPES)}
     assert set(saved["results"]) == expected
     assert all(r["rate"] > 0 for r in saved["results"].values())
     assert saved["cpu_count"] >= 1 and isinstance(saved["bf16"], bool)
@@ -47,7 +50,21 @@ def test_quick_benchmark_writes_every_figure(tmp_path, mirror):
     assert (
         saved["precision"] == "fp32" and saved["requested_precision"] == "fp32"
     )  # the suite's policy
-    assert saved["torch_threads"] >= 1 and saved["recommended_generation_batch"] in (1, 8)
+    assert saved["torch_threads"] >= 1
+    # one recommended batch per notebook shape and precision, the best of those measured
+    precisions = ("fp32", "bf16") if saved["bf16"] else ("fp32",)
+    assert set(saved["recommended_batches"]) == {
+        f"{shape}_{p}" for shape in dict(QUICK_SHAPES) for p in precisions
+    }
+    for name, best in saved["recommended_batches"].items():
+        shape, precision = name.rsplit("_", 1)
+        measured = [
+            r for k, r in saved["results"].items() if k.startswith(f"lm_{shape}_{precision}_batch")
+        ]
+        assert best["tokens_per_s"] == max(r["tokens_per_s"] for r in measured)
+    for key, row in saved["results"].items():
+        if "shape" in row:
+            assert 0 <= row["padding_waste"] < 1 and 0 < row["share_of_limit"] < 1, key
     assert len(saved["load_average_start"]) == 3 and len(saved["load_average"]) == 3
     # MoleX against the LM classifier: same molecules, the ratio of the two times
     for dataset in ("liver", "mutag"):
@@ -57,3 +74,14 @@ def test_quick_benchmark_writes_every_figure(tmp_path, mirror):
         assert ratio["count"] == molex["count"] == lm["count"] and ratio["unit"] == "x"
         assert 0 <= molex["memo_hit_rate"] <= 1 and molex["contributions"].startswith("random")
     assert set(saved["machine"]["cpu_flags"]) == {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
+
+
+def test_padding_waste_and_model_flops():
+    from molkit.models.lm.throughput import padding_waste
+
+    assert padding_waste([10, 10, 10, 10], 2) == 0.0
+    # sorted: batches (10, 8) and (2, 2): slots 20 + 4, tokens 22
+    assert padding_waste([2, 10, 2, 8], 2) == pytest.approx(1 - 22 / 24)
+    # unsorted: (2, 10) and (2, 8): slots 20 + 16
+    assert padding_waste([2, 10, 2, 8], 2, sort=False) == pytest.approx(1 - 22 / 36)
+    assert padding_waste([], 4) == 0.0

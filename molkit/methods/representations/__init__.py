@@ -5,7 +5,7 @@ from molkit.methods.representations.experiment import (
     Settings,
     dataset_overview,
     probe_comparison,
-    probe_roc_auc,
+    probe_predictions,
 )
 
-__all__ = ["Settings", "dataset_overview", "probe_comparison", "probe_roc_auc"]
+__all__ = ["Settings", "dataset_overview", "probe_comparison", "probe_predictions"]

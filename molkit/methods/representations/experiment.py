@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -54,7 +55,10 @@ def dataset_overview(settings: Settings) -> Results:
     )
     res, rows, frames = Results(), [], {}
     for name in names:
-        df = data.load_dataset(name)
+        with warnings.catch_warnings():
+            # the table's "invalid rows" column reports what each loader warns about
+            warnings.simplefilter("ignore", UserWarning)
+            df = data.load_dataset(name)
         frames[name] = df
         targets = df.attrs["targets"]
         row = {"dataset": name, "kind": df.attrs["kind"], "task": df.attrs["task"], "rows": len(df),
@@ -71,11 +75,12 @@ def dataset_overview(settings: Settings) -> Results:
     return res
 
 
-def probe_roc_auc(
+def probe_predictions(
     x: np.ndarray, y: np.ndarray, split: Mapping[str, Sequence[int]], Cs: Sequence[float] = PROBE_C
-) -> tuple[float, float]:
-    """Test ROC-AUC of a standardised logistic-regression probe whose ``C`` is chosen by validation
-    ROC-AUC (ties: the larger C); returns ``(test ROC-AUC, C)``."""
+) -> tuple[np.ndarray, float]:
+    """Test-part probabilities of a standardised logistic-regression probe whose ``C`` is chosen
+    by validation ROC-AUC (ties: the larger C); returns ``(probabilities, C)``. The test labels
+    are never read here."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.preprocessing import StandardScaler
@@ -87,23 +92,69 @@ def probe_roc_auc(
         return LogisticRegression(C=c, max_iter=2000).fit(xs[tr], y[tr])
 
     best = max((roc_auc_score(y[va], fit(c).predict_proba(xs[va])[:, 1]), c) for c in Cs)
-    return float(roc_auc_score(y[te], fit(best[1]).predict_proba(xs[te])[:, 1])), best[1]
+    return fit(best[1]).predict_proba(xs[te])[:, 1], best[1]
+
+
+PAPER = "Notebook 00 (a linear probe, not a paper's claim)"
 
 
 def probe_comparison(
     settings: Settings, smiles: Sequence[str], y: np.ndarray, features: Mapping[str, np.ndarray]
 ) -> Results:
-    """Each representation in ``features`` (name -> (n, d) matrix) probed on ``n_seeds`` balanced
-    scaffold splits (80/10/10) of ``smiles``: one ``roc_auc`` row per seed and representation."""
+    """Each representation in ``features`` (name -> (n, d) matrix; the first is the fingerprint,
+    the second the LM embedding) probed on ``n_seeds`` balanced scaffold splits (80/10/10) of
+    ``smiles``: one ``roc_auc`` row per seed and representation, and the claim rows: each probe
+    against chance (ROC-AUC 0.5, its gate) and the LM embedding against the fingerprint on the
+    same test molecules, gated, every split's test part its own stratum of the paired bootstrap
+    (the splits differ; the probes are deterministic, so one training run each)."""
     from molkit import data
+    from molkit.eval.metrics import roc_auc_fast
+    from molkit.methods.experiment import gated, paired_claim
 
     res = Results()
+    names = list(features)
     y = np.asarray(y)
+    truth, groups, preds = [], [], {name: [] for name in names}
     for s in range(settings.n_seeds):
         split = data.scaffold_split(list(smiles), balanced=True, seed=s)
-        for name, x in features.items():
-            auc, c = probe_roc_auc(np.asarray(x), y, split)
-            res.add_row(
-                "bbbp", name, "roc_auc", auc, seed=s, split="scaffold_balanced", note=f"C={c}"
-            )
+        test_labels = data.seal(y[np.asarray(split["test"])], f"BBBP test part of split {s}")
+        for name in names:
+            pred, c = probe_predictions(np.asarray(features[name]), y, split)
+            preds[name].append(pred)
+            with data.final_scoring():
+                auc = roc_auc_fast(test_labels.read(), pred)
+            res.add_row("bbbp", name, "roc_auc", auc, seed=s, split="scaffold_balanced",
+                        note=f"C={c}")  # fmt: skip
+        with data.final_scoring():
+            truth.append(test_labels.read())
+        groups += [s] * len(test_labels)
+    with data.final_scoring():
+        y_test = np.concatenate(truth)
+    stacked = {name: np.concatenate(p) for name, p in preds.items()}
+    chance = np.full(len(y_test), 0.5)
+    where = f"BBBP, {settings.n_seeds} balanced scaffold splits (test parts pooled by split)"
+    gates = [
+        paired_claim(
+            PAPER,
+            f"a linear probe of {name} beats chance",
+            "-",
+            y_test,
+            stacked[name],
+            chance,
+            roc_auc_fast,
+            "ROC-AUC",
+            groups=groups,
+            detail=where,
+            kind="gate",
+            seed=settings.seed,
+        )  # fmt: skip
+        for name in names
+    ]
+    fingerprint, lm = names[0], names[-1]
+    comparison = paired_claim(
+        PAPER, f"{lm} beats {fingerprint} under a linear probe", "-", y_test, stacked[lm],
+        stacked[fingerprint], roc_auc_fast, "ROC-AUC", groups=groups, detail=where,
+        seed=settings.seed,
+    )  # fmt: skip
+    res.claims += [*gates, gated(comparison, gates)]
     return res
