@@ -235,18 +235,17 @@ def write_claims_md(record: Path, profile: str) -> Path:
             lines += [
                 f"## {_cell(paper)}",
                 "",
-                "| claim | kind | paper | metric | ours | interval | verdict | paper vs ours | n "
-                "| seeds | notebook |",
-                "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+                "| claim | verdict | ours | interval | metric | paper | paper vs ours | n | seeds "
+                "| kind | notebook | detail |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
             ]
             for row in group.to_dict("records"):
-                detail = f" ({row['detail']})" if row.get("detail") else ""
                 cells = [
-                    f"{row['claim']}{detail}", row.get("kind", ""), row["paper_figure"],
-                    row["metric"], _fmt(row["ours"]),
-                    f"[{_fmt(row['low'])}, {_fmt(row['high'])}]", f"**{row['verdict']}**",
-                    row.get("paper_vs_ours", ""), row["n"], row.get("seeds", ""),
-                    f"`{row['notebook']}`",
+                    row["claim"], f"**{row['verdict']}**", _fmt(row["ours"]),
+                    f"[{_fmt(row['low'])}, {_fmt(row['high'])}]", row["metric"],
+                    row["paper_figure"], row.get("paper_vs_ours", ""), row["n"],
+                    row.get("seeds", ""), row.get("kind", ""), f"`{row['notebook']}`",
+                    row.get("detail", ""),
                 ]  # fmt: skip
                 lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
             lines.append("")

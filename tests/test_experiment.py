@@ -138,8 +138,8 @@ def test_record_results_and_claims_md(tmp_path, monkeypatch):
     text = write_claims_md(tmp_path, "smoke").read_text()
     assert "## MoleX (arXiv 2410.08829)" in text
     assert (
-        "| IB helps (BBBP) | reference | +2 points | roc_auc | +0.050 | [-0.010, +0.110] "
-        "| **undecided** |  | 42 | 1 | `98_probe` |" in text
+        "| IB helps | **undecided** | +0.050 | [-0.010, +0.110] | roc_auc | +2 points |  "
+        "| 42 | 1 | reference | `98_probe` | BBBP |" in text
     )
 
 
