@@ -93,9 +93,10 @@ format: env
 	$(BIN)/ruff format molkit tests notebooks
 
 .PHONY: responses
-# Regenerate molkit/resources/lardo_responses_v2.jsonl.gz (03_lardo's LLM texts for every molecule of BBBP, BACE and ESOL; ~40 min on 2 quiet CPU cores, resumable)
+# Regenerate molkit/resources/lardo_responses_v2.jsonl.gz (03_lardo's LLM texts for every molecule of BBBP, BACE and ESOL; ~40 min on 2 quiet CPU cores, resumable);
+# RESPONSES_PROFILE=full LM_MODEL=<Hugging Face id> for the paper-scale responses (written to the cache, not the shipped file)
 responses: env
-	$(BIN)/molkit responses generate --profile default --threads 2
+	$(BIN)/molkit responses generate --profile $(or $(RESPONSES_PROFILE),default) $(if $(LM_MODEL),--lm-model $(LM_MODEL)) --threads 2
 
 # The published record as a website: papermill_runs/$(PROFILE)/ (the executed notebooks rendered from
 # their stored outputs, never re-run; CLAIMS.md; the figures; run.json) and the README's run

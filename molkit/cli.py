@@ -124,7 +124,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_responses(args: argparse.Namespace) -> int:
     from molkit.methods.lardo import generate_responses
 
-    generate_responses(args.profile, out=args.out, threads=args.threads)
+    generate_responses(args.profile, out=args.out, threads=args.threads, lm_model=args.lm_model)
     return 0
 
 
@@ -221,9 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         default=None,
-        help="the .jsonl.gz to write (default: molkit/resources/lardo_responses_v2.jsonl.gz)",
+        help="the .jsonl.gz to write (default: the shipped file for default, "
+        "<cache>/responses/lardo_responses_<profile>.jsonl.gz otherwise)",
     )
     rg.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
+    rg.add_argument(
+        "--lm-model",
+        default=None,
+        help="a Hugging Face id (or registry name, folder) instead of the profile's LLM",
+    )
     responses.set_defaults(func=_cmd_responses)
     return parser
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from molkit._io import atomic_path, atomic_write_text
 from molkit._profiles import check_profile
-from molkit._progress import quiet_library_logs
+from molkit._progress import headless, quiet_library_logs
 
 RESULT_COLUMNS = [
     "notebook",
@@ -171,6 +171,14 @@ def setup(
 
     RDLogger.DisableLog("rdApp.*")
     quiet_library_logs()
+    if headless():  # an executed record keeps no redrawn bars of the libraries' own loops
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        try:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        except ImportError:
+            pass
     if theme:
         import seaborn as sns
 

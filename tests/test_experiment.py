@@ -160,3 +160,15 @@ def test_gated_reports_a_comparison_only_when_every_gate_holds():
     assert out.detail == "not judged: gate undecided: B beats mean" and out.n == 50
     with pytest.raises(ValueError, match="at least one gate"):
         gated(comparison, [])
+
+
+def test_a_list_parameter_given_as_text_on_the_command_line():
+    """``papermill ... -p datasets '["my.csv"]'`` hands the notebook a string: a tuple setting reads
+    it as JSON, or as one value."""
+    settings = Toy.for_profile("smoke")
+    assert settings.with_overrides(datasets='["my.csv", "bbbp"]').datasets == ("my.csv", "bbbp")
+    assert settings.with_overrides(datasets="my.csv").datasets == ("my.csv",)
+    assert settings.with_overrides(datasets=["a"]).datasets == ("a",)
+    assert settings.with_overrides(lm_model="[not a list").lm_model == "[not a list"
+    with pytest.raises(ValueError, match="as a list"):
+        settings.with_overrides(datasets="[my.csv")

@@ -108,7 +108,8 @@ class Settings:
                 f"{type(self).__name__} has no setting {', '.join(map(repr, unknown))}; "
                 f"valid settings: {', '.join(valid)}"
             )
-        changes = {k: _coerce(v) for k, v in changes.items() if v is not None}
+        hints = typing.get_type_hints(type(self))
+        changes = {k: _coerce(v, hints.get(k)) for k, v in changes.items() if v is not None}
         return dataclasses.replace(self, **changes)._checked()
 
     def as_dict(self) -> dict[str, Any]:
@@ -164,8 +165,30 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def _coerce(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
+def _coerce(value: Any, hint: Any = None) -> Any:
+    """A notebook parameter as its field wants it: a list becomes a tuple; for a tuple field, a
+    string becomes a tuple too (``'["my.csv", "bbbp"]'`` as JSON, as ``papermill -p`` passes a
+    list written on the command line, else the one value ``"my.csv"``)."""
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(value, str) and _wants_tuple(hint):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            try:
+                return tuple(json.loads(text))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"cannot read {value!r} as a list: {exc}") from None
+        return (value,)
+    return value
+
+
+def _wants_tuple(hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_wants_tuple(h) for h in typing.get_args(hint))
+    return origin is tuple
 
 
 def _type_name(hint: Any) -> str:
