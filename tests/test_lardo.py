@@ -1,7 +1,9 @@
 """MolGraph-LarDo: property mapping, both stage-1 modes, prompts and the unmapped-property guard,
-calibration checks per description, CLIP loss and pre-training with early stopping, weight
-loading, the description pools, the response cache, settings per profile, the experiment
-functions (on fake LLM responses, and replayed from the shipped file) and the CLI."""
+the RDKit check of what a description claims (one test per artefact the extractor leaves out),
+the official ``<MOLECULE>`` substitution, CLIP loss and pre-training with early stopping, weight
+loading, the description pools, the response cache, settings per profile and their problems, the
+experiment functions (on fake LLM responses, and replayed from the shipped file) and the CLI.
+The protocols, retrieval, sealed test labels and the claim rows: `tests/test_lardo_protocol.py`."""
 
 import csv
 import functools
@@ -10,13 +12,11 @@ import json
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from molkit.chem import compute_descriptors, graphs_from_smiles, match_property
 from molkit.methods import lardo
-from molkit.methods.experiment import CONTRADICTED, HOLDS, Results
 from molkit.models.gnn import GIN
 from molkit.models.lm.responses import FORMAT, ResponseCache, prompt_sha256
 
@@ -205,6 +205,18 @@ def test_dsm_text_states_rdkit_values_and_groups():
     assert claims and not any(c.contradicts for c in claims)
 
 
+def test_official_substitution_replaces_the_molecule_as_the_official_code_does():
+    """mistral_bbbp.py line 142 of zhangtia16/MolGraph-LarDo: newlines as spaces, then the
+    SMILES, "The molecule" and "the molecule" replaced by <MOLECULE>."""
+    text = f"The molecule {ASPIRIN} is small.\nIn water the molecule dissolves; The molecules"
+    assert lardo.official_substitution(text, ASPIRIN) == (
+        "<MOLECULE> <MOLECULE> is small. In water <MOLECULE> dissolves; <MOLECULE>s"
+    )
+    assert lardo.official_substitution("no mention", ASPIRIN) == "no mention"
+    assert lardo.MOLECULE_TOKEN == "<MOLECULE>"
+    assert lardo.echoes_smiles(text, ASPIRIN) and not lardo.echoes_smiles("CCO only", ASPIRIN)
+
+
 def test_extract_claims_flags_values_and_qualitative_claims_that_contradict_rdkit():
     values = aspirin_values()
     claims = lardo.extract_claims(
@@ -213,16 +225,84 @@ def test_extract_claims_flags_values_and_qualitative_claims_that_contradict_rdki
         values,
     )
     found = {(c.descriptor, c.kind, c.stated): c.contradicts for c in claims}
-    assert found[("logp", "value", 5.2)] is True
-    assert found[("logp", "qualitative", None)] is True  # "highly lipophilic" with logP 1.31
-    assert found[("mol_weight", "value", 180.2)] is False
-    assert found[("hbd", "value", 2.0)] is True
-    assert found[("tpsa", "value", 63.6)] is False
+    assert found == {
+        ("logp", "value", 5.2): True,
+        ("logp", "qualitative", None): True,  # "highly lipophilic" with logP 1.31
+        ("mol_weight", "value", 180.2): False,
+        ("hbd", "value", 2.0): True,  # aspirin has one donor
+        ("tpsa", "value", 63.6): False,
+    }
     assert not [c for c in lardo.extract_claims("The molecule is hydrophilic.", values)
                 if c.contradicts]  # fmt: skip
     two = compute_descriptors([ASPIRIN] * 2, progress=False)
     table = lardo.calibration_table(["logP 1.3", "logP 4.0"], two, "v")
     assert table["contradicts"].tolist() == [False, True] and set(table["variant"]) == {"v"}
+
+
+def values_stated(text: str) -> list[tuple[str, float]]:
+    return [(c.descriptor, c.stated) for c in lardo.extract_claims(text, aspirin_values())
+            if c.kind == "value"]  # fmt: skip
+
+
+def test_a_formula_is_not_a_stated_value():
+    """Seen in the shipped responses: "Molecular Mass / Molecular Formula) * 100" was read as a
+    molecular weight of 100."""
+    for text in (
+        "Molecular Mass / Molecular Formula) * 100",
+        "Molecular Weight of Water) * 100",
+        "Molecular Weight of the target molecule) / 4",
+        "Molecular Weight of Water) + 1",
+        "Molecular Weight = (DNAGHSV * BBB) / 4",
+        "Molecular weight = 18 * 2",
+    ):
+        assert values_stated(text) == [], text
+    assert values_stated("Molecular weight = 18") == [("mol_weight", 18.0)]  # a value, wrong
+    assert values_stated("Molecular weight: 180.2.") == [("mol_weight", 180.2)]  # a full stop
+
+
+def test_a_number_inside_a_name_is_not_a_stated_value():
+    """Seen: "molecular weight of BACE-1" was read as a molecular weight of 1."""
+    assert values_stated("molecular weight of BACE-1") == []
+    assert values_stated("the logP of CCl4 is unknown") == []
+    assert values_stated("a logP of -1.2 and MW 180.2 g/mol") == [
+        ("logp", -1.2), ("mol_weight", 180.2),
+    ]  # fmt: skip
+
+
+def test_a_statement_about_water_is_not_about_the_molecule():
+    """Seen: "molecular weight of water is approximately 18.017" counted as a claim about the
+    molecule."""
+    assert values_stated("The molecular weight of water is approximately 18.017.") == []
+    assert values_stated("molar mass of water (water = 18") == []
+    assert values_stated("its molecular weight is 180.16 g/mol") == [("mol_weight", 180.16)]
+
+
+def test_a_number_is_never_read_past_another_property():
+    """The number after a second property's name is that property's: "2 hydrogen bond donors and
+    a TPSA of 63.6" states no donor count of 63.6, and "Lipophilicity: lipophilic, logP of 5.2"
+    states the logP once."""
+    assert values_stated("It has 2 hydrogen bond donors and a TPSA of 63.6.") == [
+        ("tpsa", 63.6), ("hbd", 2.0),
+    ]  # fmt: skip
+    assert values_stated("[Lipophilicity: lipophilic, logP of 5.2]") == [("logp", 5.2)]
+    assert values_stated("molecular weight (MW) of 180.2") == [("mol_weight", 180.2)]
+
+
+def test_no_artefact_is_read_from_the_shipped_responses():
+    """Every value the extractor reads from 600 shipped stage-2 responses is a plain statement:
+    no arithmetic, no name with a number, no water."""
+    import re
+
+    records = [r for r in shipped_cache().records()
+               if "SMILES of a molecule is" in r["prompt"][-1]["content"]][:600]  # fmt: skip
+    smiles = [re.search(r"SMILES of a molecule is (\S+)\. ", r["prompt"][-1]["content"]).group(1)
+              for r in records]  # fmt: skip
+    values = compute_descriptors(smiles, progress=False).to_dict("records")
+    read = [c for r, v in zip(records, values, strict=True)
+            for c in lardo.extract_claims(r["response"], v) if c.kind == "value"]  # fmt: skip
+    assert len(read) > 50  # the responses do state values
+    bad = [c.text for c in read if re.search(r"[*/+]|water|BACE-\d", c.text, re.IGNORECASE)]
+    assert bad == []
 
 
 def test_clip_loss_known_answer_and_learnable_temperature():
@@ -252,10 +332,13 @@ def test_finetuning_starts_from_the_pretrained_encoder():
     gin = GIN(num_layers=2, hidden=8)
     before = {k: v.clone() for k, v in gin.state_dict().items()}
     text = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
-    history = lardo.pretrain_clip(gin, graphs, text, epochs=2, batch_size=3, progress=False)
+    fitted = lardo.pretrain_clip(gin, graphs, text, epochs=2, batch_size=3, progress=False)
+    history = fitted.history
+    assert isinstance(fitted.model, lardo.GraphTextCLIP) and fitted.model.gin is gin
     assert list(history.columns) == ["epoch", "loss", "valid_loss", "temperature"]
     assert len(history) == 2 and history["temperature"].gt(0).all()
     assert history["valid_loss"].isna().all() and history.attrs["best_epoch"] == 2
+    assert fitted.best_epoch == 2
     assert not gin.training
     # pre-training changed it
     assert any(not torch.equal(before[k], v) for k, v in gin.state_dict().items())
@@ -282,8 +365,9 @@ def test_pretraining_holds_out_a_validation_part_stops_early_and_restores_the_be
     # a learning rate far too large: the validation loss soon stops improving
     kwargs = dict(lr=0.3, batch_size=4, seed=0, valid_fraction=0.25, progress=False)
     gin = seeded_gin().train()
-    history = lardo.pretrain_clip(gin, graphs, text, epochs=30, patience=2, **kwargs)
-    best = history.attrs["best_epoch"]
+    fitted = lardo.pretrain_clip(gin, graphs, text, epochs=30, patience=2, **kwargs)
+    history, best = fitted.history, fitted.best_epoch
+    assert best == history.attrs["best_epoch"]
     assert np.isfinite(history["valid_loss"]).all() and np.isfinite(history["loss"]).all()
     assert history["epoch"].tolist() == list(range(1, len(history) + 1))
     assert len(history) < 30 and len(history) == best + 2  # stopped two epochs after the best
@@ -291,13 +375,13 @@ def test_pretraining_holds_out_a_validation_part_stops_early_and_restores_the_be
     assert not gin.training
     # the best epoch's weights are restored: the same run stopped at that epoch ends there
     at_best = seeded_gin()
-    again = lardo.pretrain_clip(at_best, graphs, text, epochs=best, **kwargs)
+    again = lardo.pretrain_clip(at_best, graphs, text, epochs=best, **kwargs).history
     assert again["valid_loss"].tolist() == history["valid_loss"].head(best).tolist()
     for key, value in gin.state_dict().items():
         assert torch.equal(at_best.state_dict()[key], value), key
     # without patience it trains every epoch, keeping the best one's weights
     full = lardo.pretrain_clip(seeded_gin(), graphs, text, epochs=best + 3, **kwargs)
-    assert len(full) == best + 3 and full.attrs["best_epoch"] == best
+    assert len(full.history) == best + 3 and full.best_epoch == best
 
 
 def test_description_pool_is_seeded_sorted_and_nested():
@@ -460,7 +544,11 @@ def test_every_row_of_the_dataset_file_reaches_the_split(mirror):
 def test_settings_profiles_and_overrides():
     smoke, default, full = (lardo.Settings.for_profile(p) for p in ("smoke", "default", "full"))
     assert smoke.datasets == ("bbbp", "esol") and smoke.splits == (0,) and smoke.rf_trees == 50
-    assert default.datasets == ("bbbp", "bace", "esol") and default.splits == (0, 1, 2)
+    assert default.datasets == ("bbbp", "bace", "esol") and default.splits == (0, 1)
+    # the official split with three training seeds in default, two in smoke (the 2-D bootstrap)
+    assert default.official_seeds == (0, 1, 2) and smoke.official_seeds == (0, 1)
+    assert default.official_encoders == ("scratch", "lardo", "dsm_only")
+    assert full.official_encoders == lardo.MAIN_ENCODERS and full.molecule_token
     assert default.pool is None and default.ablation_pool == 500 and default.stage1 == "ranked"
     assert (default.head_lr, default.encoder_lr) == (5e-4, 1e-4)
     assert not default.ablation_pretraining and full.ablation_pretraining
@@ -477,26 +565,64 @@ def test_settings_profiles_and_overrides():
     assert smoke.with_overrides(lm_model=None, pool=None) == smoke
     assert smoke.with_overrides(ablation_pool=8, datasets=["esol"]).datasets == ("esol",)
     assert smoke.with_overrides(stage1="free").stage1 == "free"
-    with pytest.raises(ValueError, match="no setting 'lm'; valid settings: datasets, splits"):
+    with pytest.raises(
+        ValueError, match="no setting 'lm'; valid settings: seed, datasets, official_seeds"
+    ):
         smoke.with_overrides(lm="smollm2-135m-instruct")
     with pytest.raises(TypeError, match="finetune_max must be int \\| None, not 'all'"):
         smoke.with_overrides(finetune_max="all")
 
 
-def test_settings_reject_an_unknown_stage1_and_an_ablation_pool_outside_the_pool():
+def test_settings_problems_name_the_setting_and_the_fix():
+    """Validation lives in `Settings.problems` (one hook): `for_profile` and `with_overrides`
+    raise one ValueError listing every problem; a plain constructor only lists them."""
     smoke = lardo.Settings.for_profile("smoke")
+    assert smoke.problems() == []
     with pytest.raises(ValueError, match="stage1 must be one of \\['free', 'ranked'\\]"):
         smoke.with_overrides(stage1="beam")
     with pytest.raises(ValueError, match="ablation_pool \\(64\\) must lie inside pool \\(32\\)"):
         smoke.with_overrides(ablation_pool=64)
-    with pytest.raises(ValueError, match="ablation_pool \\(None\\) must lie inside pool \\(10\\)"):
-        lardo.Settings(pool=10, ablation_pool=None)
-    assert lardo.Settings(pool=None, ablation_pool=None).pool is None
-    assert lardo.Settings(pool=10, ablation_pool=10).ablation_pool == 10
+    assert lardo.Settings(pool=10, ablation_pool=None).problems() == [
+        "ablation_pool (None) must lie inside pool (10): set ablation_pool <= pool, or pool=None"
+    ]
+    assert lardo.Settings(pool=None, ablation_pool=None).problems() == []
     with pytest.raises(ValueError, match="at least 8 molecules"):
         smoke.with_overrides(ablation_pool=4)
     with pytest.raises(TypeError, match="pool must be int \\| None, not 'all'"):
         smoke.with_overrides(pool="all")
+    both = lardo.Settings(splits=(), official_seeds=(), official_encoders=("lardo", "gin"))
+    assert both.problems() == [
+        "splits and official_seeds are both empty: give at least one balanced split seed or one "
+        "training seed on the official split",
+        "official_encoders must be a non-empty selection of ('scratch', 'attr_masking', "
+        "'lardo', 'dsm_only'), not ('lardo', 'gin')",
+    ]
+    with pytest.raises(ValueError, match="official_seeds repeats a seed"):
+        smoke.with_overrides(official_seeds=(1, 1))
+    with pytest.raises(ValueError, match="lm_dtype setting.*; stage1 must be one of"):
+        smoke.with_overrides(lm_dtype="fp64", stage1="beam")  # every problem at once
+
+
+def test_describe_dataset_reads_a_csv_file_for_the_prompts(mirror):
+    path = "tests/data/user_csv/good_classification.csv"
+    info = lardo.describe_dataset(path)
+    assert info["title"] == "good_classification" and info["task"] == "classification"
+    from molkit.data import load_dataset
+
+    df = load_dataset(path)
+    assert info["target"] == ", ".join(df.attrs["targets"])
+    assert info["description"] == (
+        f"The dataset good_classification.csv gives {info['target']} for {len(df)} molecules."
+    )
+    prompt = user_text(lardo.stage1_prompt(path))
+    assert "The dataset is good_classification." in prompt and "classification" in prompt
+    with pytest.raises(KeyError, match="or pass a CSV file"):
+        lardo.describe_dataset("no-such-set")
+    from molkit.methods.lardo import method
+
+    hits = method._describe_csv.cache_info().hits
+    lardo.stage2_prompt(ASPIRIN, path, "no_dsm", None)  # stage 2 asks once per molecule
+    assert method._describe_csv.cache_info().hits == hits + 1
 
 
 class HashEncoder:
@@ -530,106 +656,174 @@ def test_stage1_properties_replays_both_modes_and_counts_the_unmapped_names(tmp_
     ] * 2  # fmt: skip
     assert frame["value"].tolist() == [4.0, 2.0, 2.0] * 2
     assert set(frame["method"]) == {"stage 1 (free text)"} and not res.claims
-    table = res.artefacts["table"]
+    table = res.table
     assert table["dataset"].tolist() == ["bbbp", "esol"]
     assert table["ranked: kept"].iloc[0] == FAKE_KEPT
     assert table["free text: unmapped"].tolist() == [2, 2]
     assert table["stage-2 values"].iloc[0] == ["logp", "mol_weight", "tpsa", "hbd", "hba",
                                                 "rotatable_bonds"]  # fmt: skip
-    used = res.artefacts["properties"]
+    used = res.properties
     assert used["bbbp"].names == FAKE_KEPT and used["bbbp"].unmatched == []  # settings.stage1
-    assert set(res.artefacts["rankings"]) == {"bbbp", "esol"}
-    assert res.artefacts["answers"] == {"bbbp": FREE_ANSWER, "esol": FREE_ANSWER}
-    text = lardo.stage1_answers(res.artefacts["answers"], width=20)
+    assert list(res.rankings) == ["bbbp", "esol"]
+    assert res.rankings_text().startswith("--- bbbp ---\n rank")
+    assert res.answers == {"bbbp": FREE_ANSWER, "esol": FREE_ANSWER}
+    text = res.answers_text(width=20)
     assert "--- bbbp: free-text stage-1 answer ---\n" + FREE_ANSWER[:20] + "\n" in text
     assert "--- esol: free-text stage-1 answer ---" in text
     free = lardo.stage1_properties(settings.with_overrides(stage1="free"), cache=cache)
-    assert free.artefacts["properties"]["esol"].matched == {
+    assert free.properties["esol"].matched == {
         "Lipophilicity": "logp", "Polar surface area": "tpsa",
     }  # fmt: skip
-    assert free.artefacts["table"]["stage-2 values"].iloc[1] == ["logp", "mol_weight", "tpsa"]
+    assert free.table["stage-2 values"].iloc[1] == ["logp", "mol_weight", "tpsa"]
     with pytest.raises(LookupError):  # offline: nothing is generated
         lardo.stage1_properties(settings.with_overrides(datasets=("bace",)), cache=cache)
-    speed = lardo.generation_speed(settings, used)  # throughput_prompts 0: no model call
-    assert not speed.rows and speed.artefacts["table"].empty
 
 
-def test_pretrain_and_finetune_on_fake_descriptions(mirror, tmp_path):
-    """Every encoder, split by split, on descriptions of a fake LLM replayed offline: rows,
-    claims (one per comparison), artefacts, pre-training on the pool's training part only."""
-    from molkit.data import load_dataset, scaffold_split
+def fake_benchmark(tmp_path, **overrides):
+    """`pretrain_and_finetune` on esol with a fake LLM's descriptions replayed offline and a
+    hash encoder (returns settings, the pools, the result)."""
+    from molkit.data import load_dataset
 
     settings = lardo.Settings.for_profile("smoke").with_overrides(
-        datasets=("esol",), splits=(0, 1), pool=32, ablation_pool=16, ablation_pretraining=True,
-        finetune_max=40, hidden=8, num_layers=2, rf_trees=5,
+        datasets=("esol",), pool=32, ablation_pool=16, finetune_max=40, hidden=8, num_layers=2,
+        rf_trees=5, **overrides,
     )  # fmt: skip
     cache = fake_stage1_cache(settings, tmp_path / "r.jsonl")
-    properties = lardo.stage1_properties(settings, cache=cache).artefacts["properties"]
+    stage1 = lardo.stage1_properties(settings, cache=cache)
     smiles = load_dataset("esol")["smiles"].tolist()
-    pool = lardo.description_pool(len(smiles), 32)
-    ablation = lardo.description_pool(len(smiles), 16)
+    pool = lardo.description_pool(len(smiles), settings.pool)
+    ablation = lardo.description_pool(len(smiles), settings.ablation_pool)
     lardo.describe_molecules(
-        "esol", smiles, cache, settings.lm_model, properties["esol"], settings.max_new_tokens,
+        "esol", smiles, cache, settings.lm_model, stage1.properties["esol"],
+        settings.max_new_tokens,
         pools={"lardo": pool, "dsm_only": pool, "no_dsm": ablation, "no_stage1": ablation},
         generate_fn=fake_llm([]), progress=False,
     )  # fmt: skip
-    res = lardo.pretrain_and_finetune(settings, properties, cache=cache, encoder=HashEncoder(),
-                                      progress=False)  # fmt: skip
+    bench = lardo.pretrain_and_finetune(settings, stage1, cache=cache, encoder=HashEncoder(),
+                                        progress=False)  # fmt: skip
+    return settings, stage1, smiles, pool, ablation, bench
+
+
+def test_pretrain_and_finetune_on_fake_descriptions(mirror, tmp_path):
+    """The official split once per training seed, then each balanced split: rows per unit, the
+    encoders of each protocol, the sealed test labels, pre-training on the pool's training part
+    only, the curves with their kept epochs."""
+    from molkit.data import SealedLabels, scaffold_split
+
+    settings, stage1, smiles, pool, ablation, res = fake_benchmark(
+        tmp_path, official_seeds=(0, 1), splits=(3,), ablation_pretraining=True
+    )
     frame = res.frame()
-    encoders = lardo.MAIN_ENCODERS + lardo.ABLATION_ENCODERS
-    labels = [lardo.METHOD_LABELS[k] for k in encoders]
-    per_split = [(m, metric) for m in labels for metric in ("rmse_frozen", "rmse")]
-    per_split.append((lardo.METHOD_LABELS["rf"], "rmse"))
-    assert list(zip(frame["method"], frame["metric"], strict=True)) == per_split * 2
-    assert frame["seed"].tolist() == [0] * len(per_split) + [1] * len(per_split)
-    assert set(frame["split"]) == {"scaffold test"} and np.isfinite(frame["value"]).all()
-    claims = res.claims
-    assert len(claims) == len(lardo.MODEL_COMPARISONS)
-    assert all(c.metric == "rmse (mean over splits)" for c in claims)
-    assert all("2 balanced scaffold splits" in c.detail for c in claims)
-    predictions = res.artefacts["predictions"]["esol"]
-    assert predictions["task"] == "regression" and set(predictions) == {"task", 0, 1}
-    assert all(c.n == len(predictions[0]["y"]) + len(predictions[1]["y"]) for c in claims)
-    for seed in (0, 1):
-        pred = predictions[seed]
-        assert set(pred) == {"y", "rf", "mean", *encoders, *(f"{k}_frozen" for k in encoders)}
-        rmse = np.sqrt(np.mean((pred["lardo"] - pred["y"]) ** 2))
-        row = frame["method"].eq(labels[2]) & frame["metric"].eq("rmse") & frame["seed"].eq(seed)
-        assert frame.loc[row, "value"].item() == pytest.approx(rmse)
-    desc = res.artefacts["descriptions"]["esol"]
-    assert len(desc.smiles) == len(smiles)
+    assert not res.claims  # the claims room builds them
+    label = lardo.METHOD_LABELS.__getitem__
+    official = [label(k) for k in settings.official_encoders]
+    balanced = [label(k) for k in lardo.MAIN_ENCODERS + lardo.ABLATION_ENCODERS]
+
+    def unit_rows(methods):
+        rows = [(m, metric) for m in methods for metric in ("rmse_frozen", "rmse")]
+        return rows + [(label("rf"), "rmse")]
+
+    assert list(zip(frame["method"], frame["metric"], strict=True)) == (
+        unit_rows(official) * 2 + unit_rows(balanced)
+    )
+    n_official, n_balanced = len(unit_rows(official)), len(unit_rows(balanced))
+    assert frame["seed"].tolist() == [0] * n_official + [1] * n_official + [3] * n_balanced
+    assert frame["split"].tolist() == (
+        ["official scaffold test"] * 2 * n_official + ["scaffold test"] * n_balanced
+    )
+    assert np.isfinite(frame["value"]).all()
+    units = res.predictions["esol"].units
+    assert [(u.protocol, u.split, u.seed) for u in units] == [
+        ("official", 0, 0), ("official", 0, 1), ("balanced", 3, 3),
+    ]  # fmt: skip
+    assert all(isinstance(u.y, SealedLabels) for u in units)
+    assert set(units[0].preds) == {
+        "rf",
+        "mean",
+        *settings.official_encoders,
+        *(f"{k}_frozen" for k in settings.official_encoders),
+    }
+    from molkit.data import final_scoring
+
+    with final_scoring():
+        y0 = np.asarray(units[0].y)
+        assert np.array_equal(y0, np.asarray(units[1].y))  # one split, two seeds
+        rmse = np.sqrt(np.mean((units[1].preds["lardo"] - y0) ** 2))
+    row = frame["method"].eq(label("lardo")) & frame["metric"].eq("rmse") & frame["seed"].eq(1)
+    assert frame.loc[row, "value"].item() == pytest.approx(rmse)
+    # the seeds change the training, not the split
+    assert not np.allclose(units[0].preds["scratch"], units[1].preds["scratch"])
+    desc = res.descriptions["esol"]
     assert desc.described("lardo").tolist() == pool.tolist()
     assert desc.described("no_stage1").tolist() == ablation.tolist()
-    # pre-training sees only the pool's molecules in each split's training part
-    sizes = res.artefacts["pool_sizes"]
-    assert sizes["split"].tolist() == [0, 1]
-    assert (sizes["pre-training pool"] <= 32).all() and (sizes["ablation pool"] <= 16).all()
-    history = res.artefacts["pretrain_history"]
-    pretrained = {lardo.METHOD_LABELS[k] for k in encoders if k not in ("scratch", "attr_masking")}
-    assert set(history["method"]) == pretrained
-    ablation_labels = [lardo.METHOD_LABELS[k] for k in lardo.ABLATION_ENCODERS]
-    for _, row in sizes.iterrows():
-        part = history[history["split"] == row["split"]]
-        on_ablation = part["method"].isin(ablation_labels)
-        assert (part.loc[~on_ablation, "pairs"] == row["pre-training pool"]).all()
-        assert (part.loc[on_ablation, "pairs"] == row["ablation pool"]).all()
+    # the texts as the official code embeds them, and LarDo's as written on the shared molecules
+    emb = res.text_embeddings["esol"]
+    assert set(emb) == {*lardo.VARIANTS, "lardo_raw"}
+    assert np.isnan(emb["lardo_raw"][np.setdiff1d(pool, ablation)]).all()
+    assert np.isfinite(emb["lardo_raw"][ablation]).all()
+    # pre-training sees only the pool's molecules in each unit's training part
+    sizes = res.pool_sizes
+    assert sizes["protocol"].tolist() == ["official", "official", "balanced"]
+    assert sizes["encoders"].tolist() == [3, 3, 7]
+    official_split = lardo.official_split(smiles)
+    balanced_split = scaffold_split(smiles, (0.8, 0.1, 0.1), balanced=True, seed=3)
+    for (_, row), parts in zip(sizes.iterrows(), [official_split] * 2 + [balanced_split],
+                               strict=True):  # fmt: skip
         assert row["train"] + row["valid"] + row["test"] == len(smiles)
-        split = scaffold_split(smiles, (0.8, 0.1, 0.1), balanced=True, seed=int(row["split"]))
-        assert row["pre-training pool"] == len(set(pool) & set(split["train"]))
-        assert row["ablation pool"] == len(set(ablation) & set(split["train"]))
+        assert row["pre-training pool"] == len(set(pool) & set(parts["train"]))
+        assert row["ablation pool"] == len(set(ablation) & set(parts["train"]))
+    history = res.pretrain_history
+    assert set(history["method"]) == {"lardo", "dsm_only", "lardo_ablation_pool", "no_dsm",
+                                      "no_stage1"}  # fmt: skip
+    on_ablation = history["method"].isin(lardo.ABLATION_ENCODERS)
+    assert (history.loc[on_ablation, "pairs"] == sizes["ablation pool"].iloc[2]).all()
     assert {"epoch", "loss", "valid_loss", "temperature", "best_epoch"} <= set(history.columns)
-    assert set(res.artefacts["embeddings"]["esol"]) == {"before", "after", "y"}
-    assert set(res.artefacts["seconds"]) == {
-        "descriptions and embeddings", "pre-training", "fine-tuning",
-    }  # fmt: skip
-    examples = lardo.example_descriptions(desc, 2)
+    tuned = res.finetune_history
+    assert len(tuned.groupby(["protocol", "seed", "method"])) == 3 + 3 + 7
+    assert (tuned["best_epoch"] <= tuned.groupby(["protocol", "seed", "method"])["epoch"]
+            .transform("max")).all()  # fmt: skip
+    epochs = res.chosen_epochs()
+    assert epochs.loc[("official", "esol", "lardo", "fine-tuning"), "units"] == 2
+    assert set(res.seconds) == {"descriptions and embeddings", "training"}
+    assert res.embedding_map().dataset == "esol" and res.embedding_map().unit == (
+        "official split, seed 0"
+    )
+    examples = res.examples(2)
     assert examples["smiles"].tolist() == [smiles[i] for i in ablation[:2]]
-    variant_labels = [lardo.METHOD_LABELS[v] for v in lardo.VARIANTS]
-    assert list(examples.columns) == ["smiles", "RDKit", *variant_labels]
-    verdict = lardo.verdict_text(res)
-    assert len(verdict.splitlines()) == len(lardo.MODEL_COMPARISONS)
-    assert verdict.splitlines()[0].startswith("LarDo (fine-tuned) beats the training mean: esol ")
-    assert verdict.splitlines()[1].startswith(lardo.MODEL_COMPARISONS[1][2] + ": esol ")
+    assert list(examples.columns) == ["smiles", "RDKit", *(label(v) for v in lardo.VARIANTS)]
+    summary = res.summary()
+    assert set(summary.columns.get_level_values("split")) == {
+        "official scaffold test", "scaffold test",
+    }  # fmt: skip
+
+
+def test_text_information_retrieves_among_the_held_out_molecules(mirror, tmp_path):
+    """Retrieval: every source pre-trained on the ablation pool's molecules in the official
+    split's training part, one run per seed, scored among the pool's validation and test
+    molecules; hits stacked (n_seeds, n_items), chance k / n per dataset."""
+    settings, _, smiles, _, ablation, bench = fake_benchmark(tmp_path, official_seeds=(0, 1),
+                                                             splits=())  # fmt: skip
+    res = lardo.text_information(settings, bench)
+    parts = lardo.official_split(smiles)
+    held_out = np.intersect1d(ablation, np.concatenate([parts["valid"], parts["test"]]))
+    n = len(held_out)
+    assert n >= 2 and res.seeds == (0, 1) and res.split == "official split"
+    assert set(res.hits) == set(lardo.RETRIEVAL_SOURCES)
+    for source in lardo.RETRIEVAL_SOURCES:
+        assert res.hits[source][1].shape == res.hits[source][5].shape == (2, n)
+        assert (res.hits[source][5] >= res.hits[source][1]).all()
+    assert np.allclose(res.chance[5], min(5, n) / n) and res.groups.tolist() == ["esol"] * n
+    assert res.table["k"].tolist() == [1, 5] * len(lardo.RETRIEVAL_SOURCES)
+    first = res.table.iloc[1]
+    assert first["hit rate"] == pytest.approx(res.hits["lardo"][5].mean())
+    assert first["chance"] == pytest.approx(min(5, n) / n)
+    assert first["held-out molecules"] == n and first["seeds"] == 2
+    frame = res.frame()
+    assert len(frame) == 2 * len(lardo.RETRIEVAL_SOURCES) * 2  # seeds x sources x k
+    assert set(frame["split"]) == {"held out (official split)"}
+    assert frame["note"].iloc[0] == f"{n} candidates; chance {1 / n:.3f}"
+    train = np.intersect1d(ablation, parts["train"])
+    assert set(res.history["pairs"]) == {len(train)}
 
 
 def descriptions_of(texts: dict[str, list[str | None]], smiles: list[str]) -> lardo.Descriptions:
@@ -653,10 +847,11 @@ def calibration_texts() -> dict[str, list[str | None]]:
 
 def test_description_checks_count_claims_per_description_on_the_shared_molecules():
     desc = descriptions_of(calibration_texts(), [ASPIRIN] * 14)
+    desc.texts["no_dsm"][5] = f"It is {ASPIRIN}, molecular weight 400"  # echoes its SMILES
     checks = lardo.description_checks(desc, tuple(lardo.VARIANTS))
     assert list(checks.columns) == [
         "dataset", "molecule", "variant", "claims", "value_claims", "contradictions",
-        "contradicts", "states_mw",
+        "contradicts", "states_mw", "echoes_smiles",
     ]  # fmt: skip
     assert len(checks) == 12 * 4 and sorted(set(checks["molecule"])) == list(range(2, 14))
     by = checks.groupby("variant", sort=False)
@@ -664,132 +859,82 @@ def test_description_checks_count_claims_per_description_on_the_shared_molecules
     assert by["contradicts"].sum().to_dict() == {
         "lardo": 0, "no_dsm": 11, "no_stage1": 0, "dsm_only": 0,
     }  # fmt: skip
-    assert by["claims"].sum()[["lardo", "no_dsm", "no_stage1"]].tolist() == [24, 23, 0]
+    assert by["claims"].sum()[["lardo", "no_dsm", "no_stage1"]].tolist() == [24, 22, 0]
     assert by["states_mw"].sum()[["lardo", "no_dsm"]].tolist() == [12, 0]
+    assert by["echoes_smiles"].sum().to_dict() == {
+        "lardo": 0, "no_dsm": 1, "no_stage1": 0, "dsm_only": 0,
+    }  # fmt: skip
     last = checks[(checks["molecule"] == 13) & (checks["variant"] == "no_dsm")].iloc[0]
     assert (last["claims"], last["value_claims"], last["contradicts"]) == (1, 1, False)
     # two variants share more molecules than four
     assert len(lardo.description_checks(desc, ("lardo", "dsm_only"))) == 2 * 14
 
 
-def test_share_interval():
-    assert lardo.share_interval(np.ones(10, bool)) == (1.0, 1.0)
-    low, high = lardo.share_interval(np.array([True] * 5 + [False] * 15))
-    assert low < 0.25 < high and 0.0 <= low and high <= 1.0
-    assert lardo.share_interval(np.array([True] * 5 + [False] * 15), seed=0) == (low, high)
-
-
-def test_calibration_rows_per_description_and_the_dsm_claim():
+def test_calibration_counts_per_checkable_claim_and_the_dsm_claim():
     settings = lardo.Settings.for_profile("smoke")
     res = lardo.calibration(settings, {"esol": descriptions_of(calibration_texts(),
                                                                [ASPIRIN] * 14)})  # fmt: skip
     frame = res.frame()
     metrics = [
-        "share_descriptions_contradicting_rdkit", "share_descriptions_with_checkable_claim",
-        "share_descriptions_stating_mw", "share_of_claims_contradicting_rdkit",
+        "checkable_claims", "share_of_claims_contradicting_rdkit",
+        "share_descriptions_with_checkable_claim", "share_descriptions_contradicting_rdkit",
+        "share_descriptions_stating_mw", "share_descriptions_echoing_smiles",
     ]  # fmt: skip
     labels = [lardo.METHOD_LABELS[v] for v in lardo.VARIANTS]
     assert list(zip(frame["method"], frame["metric"], strict=True)) == [
         (m, metric) for m in labels for metric in metrics
     ]
-    assert set(frame["dataset"]) == {"all"}
+    assert set(frame["dataset"]) == {"all"} and not res.claims
     values = frame.pivot(index="method", columns="metric", values="value").loc[labels]
-    assert values["share_descriptions_contradicting_rdkit"].tolist() == [0.0, 11 / 12, 0.0, 0.0]
-    assert values["share_descriptions_with_checkable_claim"].tolist() == [1.0, 1.0, 0.0, 1.0]
-    assert values["share_descriptions_stating_mw"].tolist()[:3] == [1.0, 0.0, 0.0]
+    assert values["checkable_claims"].tolist() == [24, 23, 0, 12 * 7]
     per_claim = values["share_of_claims_contradicting_rdkit"].tolist()
     assert per_claim[:2] == [0.0, pytest.approx(22 / 23)] and math.isnan(per_claim[2])
-    note = frame.loc[frame["method"].eq(labels[1]) & frame["metric"].eq(metrics[0]), "note"].item()
-    low, high = lardo.share_interval(np.array([True] * 11 + [False]))
-    assert note == f"12 descriptions; 95 % interval [{low:.3f}, {high:.3f}]"
-    assert frame["note"].iloc[3] == "12 descriptions, 24 checkable claims"
-    # the claim: the same 12 molecules, with and without DSM values
-    (claim,) = res.claims
-    assert claim.ours == pytest.approx(-11 / 12) and claim.verdict == HOLDS and claim.n == 12
-    assert claim.paper == lardo.PAPER and "same 12 molecules of esol" in claim.detail
-    summary = res.artefacts["summary"]
+    assert per_claim[3] == 0.0  # the DSM text states RDKit's own values
+    assert values["share_descriptions_contradicting_rdkit"].tolist() == [0.0, 11 / 12, 0.0, 0.0]
+    assert values["share_descriptions_with_checkable_claim"].tolist() == [1.0, 1.0, 0.0, 1.0]
+    assert frame["note"].iloc[0] == "12 descriptions, 24 checkable claims"
+    summary = res.summary
     assert summary.index.tolist() == list(lardo.VARIANTS)
-    assert summary.loc["no_dsm", "contradicting RDKit"] == pytest.approx(11 / 12)
-    assert summary.loc["no_dsm", "low"] <= 11 / 12 <= summary.loc["no_dsm", "high"]
-    assert (summary["descriptions"] == 12).all() and res.artefacts["n_descriptions"] == 12
-    table = res.artefacts["table"]
-    assert set(table["dataset"]) == {"esol"} and "9.9" not in "".join(table["text"])
-    assert len(table[table["variant"] == "lardo"]) == 24
-    assert len(res.artefacts["checks"]) == 48
-
-
-def split_predictions(rng, task: str, offset: float = 0.0) -> dict:
-    """One split's test predictions for `model_claims`: LarDo good, the others worse."""
-    if task == "classification":
-        y = np.repeat([0.0, 1.0], 10)[:, None]
-        good = y + rng.normal(0, 0.1, y.shape) + offset  # ranks the split perfectly
-        return {"y": y, "lardo": good, "mean": np.full_like(y, 0.5),
-                "scratch": rng.random(y.shape), "attr_masking": 1 - good}  # fmt: skip
-    y = rng.normal(size=(20, 1))
-    return {"y": y, "lardo": y + 3.0, "mean": np.zeros_like(y), "scratch": y + 0.01,
-            "attr_masking": y - 3.0}  # fmt: skip
-
-
-def test_model_claims_are_stratified_by_split_and_follow_the_metric_direction():
-    rng = np.random.default_rng(0)
-    # on split 1 LarDo's scores are shifted: still perfect per split, not on the pooled ranking
-    cls = {"task": "classification", 0: split_predictions(rng, "classification"),
-           1: split_predictions(rng, "classification", offset=-5.0)}  # fmt: skip
-    cls[0]["dsm_only"] = cls[0]["scratch"]  # in one split only: that comparison is skipped
-    reg = {"task": "regression", 0: split_predictions(rng, "regression"),
-           1: split_predictions(rng, "regression")}  # fmt: skip
-    reg[1]["y"][0, 0] = np.nan  # unlabelled: left out
-    claims = lardo.model_claims({"bbbp": cls, "esol": reg})
-    assert [c.metric for c in claims] == ["roc_auc (mean over splits)"] * 3 + [
-        "rmse (mean over splits)"
-    ] * 3
-    assert [c.claim.split(": ", 1)[1] for c in claims[:3]] == [
-        "LarDo (fine-tuned) beats the training class prior",
-        lardo.MODEL_COMPARISONS[1][2], lardo.MODEL_COMPARISONS[2][2],
-    ]  # fmt: skip
-    assert [c.verdict for c in claims[:3]] == [HOLDS, HOLDS, HOLDS]
-    assert claims[0].ours == pytest.approx(0.5)  # AUC 1 on each split vs the prior's 0.5
-    assert claims[3].verdict == CONTRADICTED and claims[4].verdict == CONTRADICTED  # RMSE higher
-    assert "training class prior" in claims[0].claim and "training mean" in claims[3].claim
-    assert all(c.claim.startswith("bbbp: ") for c in claims[:3])
-    assert all(c.paper == lardo.PAPER for c in claims)
-    assert [c.n for c in claims] == [40] * 3 + [39] * 3
-    assert all("2 balanced scaffold splits" in c.detail for c in claims)
-    # the RMSE is measured per split and averaged, never on the pooled test molecules
-    per_split = [
-        np.sqrt(np.nanmean((reg[k]["lardo"] - reg[k]["y"]) ** 2))
-        - np.sqrt(np.nanmean((reg[k]["scratch"] - reg[k]["y"]) ** 2))
-        for k in (0, 1)
-    ]
-    assert claims[4].ours == pytest.approx(np.mean(per_split))
-    # a method missing from a split: its comparisons are left out
-    partial = {"task": "regression", 0: split_predictions(rng, "regression"),
-               1: split_predictions(rng, "regression")}  # fmt: skip
-    del partial[1]["scratch"]
-    kept = lardo.model_claims({"esol": partial})
-    assert [c.claim for c in kept] == [
-        "esol: LarDo (fine-tuned) beats the training mean",
-        f"esol: {lardo.MODEL_COMPARISONS[2][2]}",
-    ]
-    one = lardo.model_claims({"esol": {"task": "regression", 0: partial[0]}})
-    assert len(one) == 3 and all(c.detail.endswith("; 1 balanced scaffold split") for c in one)
-    assert one[1].detail.startswith("LarDo (stage 1 + DSM) vs GIN from scratch")
-
-
-def test_claims_table_and_verdict_text():
-    rng = np.random.default_rng(1)
-    predictions = {"esol": {"task": "regression", 0: split_predictions(rng, "regression")}}
-    res = Results(claims=lardo.model_claims(predictions))
-    table = lardo.claims_table(res)
-    assert "paper" not in table.columns and len(table) == 3
-    assert isinstance(table, pd.DataFrame)
-    assert (table["ours"].iloc[:2] > 0).all() and table["ours"].iloc[2] == 0  # RMSE: LarDo worse
-    text = lardo.verdict_text(res)
-    assert text.splitlines()[1] == (
-        f"{lardo.MODEL_COMPARISONS[1][2]}: esol {res.claims[1].verdict} "
-        f"({res.claims[1].ours:+.3f} [{res.claims[1].low:+.3f}, {res.claims[1].high:+.3f}])"
+    assert summary.loc["no_dsm", ["contradictions", "checkable_claims"]].tolist() == [22, 23]
+    contradictions, claims = res.counts["no_dsm"]
+    assert contradictions.tolist() == [2.0] * 11 + [0.0] and claims.tolist() == [2.0] * 11 + [1.0]
+    assert set(res.table["dataset"]) == {"esol"} and "9.9" not in "".join(res.table["text"])
+    assert len(res.table[res.table["variant"] == "lardo"]) == 24
+    examples = res.contradicting_examples(per_variant=2)
+    assert examples["variant"].tolist() == ["no_dsm", "no_dsm"]
+    # the claim: contradictions per checkable claim, the same 12 molecules paired
+    (claim,) = lardo.calibration_claims(res)
+    assert claim.ours == pytest.approx(0 - 22 / 23) and claim.verdict == "holds"
+    assert claim.n == 12 and claim.kind == "reference" and claim.paper == lardo.PAPER
+    assert claim.detail == (
+        "LarDo (stage 1 + DSM): 0 of 24 checkable claims; LarDo without DSM values: 22 of 23; "
+        "the same 12 molecules of esol"
     )
-    assert lardo.verdict_text(Results()) == "No claim rows in this run."
+
+
+def test_reader_view_prints_what_rdkit_says_of_each_claim(mirror, tmp_path):
+    settings, stage1, smiles, _, ablation, bench = fake_benchmark(
+        tmp_path, official_seeds=(0,), splits=(), n_examples=2
+    )
+    desc = bench.descriptions["esol"]
+    desc.texts["lardo"][ablation[0]] = "Its molecular weight = 18 and it is large."
+    desc.texts["lardo"][ablation[1]] = "[logP: unknown]"
+    view = lardo.reader_view(settings, stage1, bench)
+    assert view.table["molecule"].tolist() == ablation[:2].tolist()
+    first, second = view.table.iloc[0], view.table.iloc[1]
+    assert first["smiles"] == smiles[ablation[0]]
+    assert first["properties"] == ", ".join(FAKE_KEPT)
+    values = desc.values.iloc[ablation[0]]
+    assert first["values_given"] == "; ".join(
+        lardo.value_text(k, values[k]) for k in lardo.prompt_descriptors(stage1.properties["esol"])
+    )
+    assert first["description"] == "Its molecular weight = 18 and it is large."
+    mw = values["mol_weight"]
+    assert first["rdkit"] == f"'molecular weight = 18': RDKit {mw:.3g}, contradicts"
+    assert second["rdkit"] == "no claim RDKit can check"
+    text = view.text()
+    assert text.splitlines()[0] == f"esol molecule {ablation[0]}: {smiles[ablation[0]]}"
+    assert "RDKit says: no claim RDKit can check" in text and text.count("\n\n") == 1
 
 
 def test_fast_roc_auc_equals_sklearn():
@@ -841,13 +986,17 @@ def test_cli_responses_generate_calls_the_lardo_package(monkeypatch, tmp_path):
     from molkit import cli
 
     calls = []
-    monkeypatch.setattr(lardo, "generate_responses", lambda *a, **k: calls.append((a, k)))
+
+    def record(*args, lm_model=None, **kwargs):  # --lm-model, where the CLI passes it
+        calls.append((args, kwargs, lm_model))
+
+    monkeypatch.setattr(lardo, "generate_responses", record)
     out = tmp_path / "r.jsonl.gz"
     argv = ["responses", "generate", "--profile", "smoke", "--threads", "1", "--out", str(out)]
     assert cli.main(argv) == 0
-    assert calls == [(("smoke",), {"out": out, "threads": 1})]
+    assert calls == [(("smoke",), {"out": out, "threads": 1}, None)]
     assert cli.main(["responses", "generate"]) == 0
-    assert calls[-1] == (("default",), {"out": None, "threads": None})
+    assert calls[-1] == (("default",), {"out": None, "threads": None}, None)
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["responses", "generate", "--profile", "quick"])
 
@@ -902,7 +1051,7 @@ def test_the_smoke_profile_replays_from_the_shipped_file(mirror):
     for name in default.datasets:
         assert lardo.stage1_keys(name, default.lm_model, default.stage1_max_new_tokens) <= keys
     smoke = lardo.Settings.for_profile("smoke")
-    properties = lardo.stage1_properties(smoke, cache=cache).artefacts["properties"]
+    properties = lardo.stage1_properties(smoke, cache=cache).properties
     for name in smoke.datasets:
         smiles = load_dataset(name)["smiles"].tolist()
         for variant in lardo.LLM_VARIANTS:
@@ -918,9 +1067,8 @@ def test_the_smoke_profile_replays_from_the_shipped_file(mirror):
 def test_stage1_properties_on_the_shipped_responses():
     settings = lardo.Settings.for_profile("smoke")
     res = lardo.stage1_properties(settings, cache=shipped_cache())
-    table, frame = res.artefacts["table"], res.frame()
-    assert isinstance(res, Results) and not res.claims
-    assert table["dataset"].tolist() == ["bbbp", "esol"]
+    table, frame = res.table, res.frame()
+    assert not res.claims and table["dataset"].tolist() == ["bbbp", "esol"]
     assert frame["metric"].tolist() == [
         "free_text_names", "free_text_names_mapped", "free_text_names_unmapped",
     ] * 2  # fmt: skip
@@ -930,52 +1078,96 @@ def test_stage1_properties_on_the_shipped_responses():
             part["free_text_names_mapped"] + part["free_text_names_unmapped"]
             == part["free_text_names"]
         )
-        ranking = res.artefacts["rankings"][name]
+        ranking = res.rankings[name]
         assert len(ranking) == len(lardo.RANKED_NAMES) and ranking["kept"].sum() == 4
         assert np.isfinite(ranking["pmi"]).all() and (ranking["tokens"] > 0).all()
-        used = res.artefacts["properties"][name]  # settings.stage1 == "ranked"
+        used = res.properties[name]  # settings.stage1 == "ranked"
         assert len(used.names) == 4 and set(used.names) == set(used.matched)
         assert not set(used.descriptors) & {"logp", "mol_weight"}
-        assert isinstance(res.artefacts["answers"][name], str) and res.artefacts["answers"][name]
+        assert len(res.answers[name]) > 0
     assert all(row[:2] == ["logp", "mol_weight"] for row in table["stage-2 values"])
-    assert "--- bbbp: free-text stage-1 answer ---" in lardo.stage1_answers(
-        res.artefacts["answers"]
+    assert "--- bbbp: free-text stage-1 answer ---" in res.answers_text()
+
+
+def test_generation_speed_states_the_shipped_cost_and_the_paper_scale_budget(mirror):
+    """Nothing is generated with throughput_prompts 0; the shipped file's header and the ``full``
+    profile's budget (which LLM, how many responses, how many tokens, how to regenerate them)."""
+    settings = lardo.Settings.for_profile("smoke")
+    stage1 = lardo.stage1_properties(settings, cache=shipped_cache())
+    speed = lardo.generation_speed(settings, stage1)
+    assert not speed.rows and speed.table.empty  # throughput_prompts 0: no model call
+    header = json.loads(gzip.open(lardo.RESPONSE_FILE, "rt").readline())["header"]
+    assert speed.shipped.records == header["records"]
+    assert speed.shipped.new_tokens == header["new_tokens"]
+    assert speed.shipped.tokens_per_second == header["new_tokens"] / header["generation_seconds"]
+    budget = speed.budget
+    full = lardo.Settings.for_profile("full")
+    assert budget.profile == "full" and budget.lm_model == full.lm_model
+    assert budget.table.index.tolist() == list(full.datasets)
+    assert (budget.table[list(lardo.LLM_VARIANTS)].to_numpy().T == budget.table["molecules"]
+            .to_numpy()).all()  # pool None: every molecule, every variant  # fmt: skip
+    assert budget.responses == 4 * budget.table["molecules"].sum() - budget.table[
+        "molecules"].sum() + 2 * len(full.datasets)  # fmt: skip
+    assert budget.new_tokens_at_most == (
+        3 * budget.table["molecules"].sum() * 256 + len(full.datasets) * 256
     )
-    speed = lardo.generation_speed(settings, res.artefacts["properties"])
-    assert not speed.rows and speed.artefacts["table"].empty  # throughput_prompts 0
+    text = budget.text()
+    assert text.splitlines()[0].startswith(
+        f"The full profile describes {budget.table['molecules'].sum():,} molecules of 9 datasets "
+        "with mistralai/Mistral-7B-Instruct-v0.2 (4bit)"
+    )
+    assert "`molkit responses generate --profile full`" in text
+    assert "Extrapolated, not measured" in text and speed.shipped.line() in text
+    hours = budget.new_tokens_at_most / (speed.shipped.tokens_per_second * 134.5e6 / 7.24e9) / 3600
+    assert budget.hours_extrapolated() == pytest.approx(hours)
+    # the default profile: LarDo on every molecule, the ablations on 500 per dataset
+    default = lardo.response_budget("default")
+    assert default.table["no_dsm"].tolist() == [500, 500, 500]
+    assert default.table["lardo"].tolist() == default.table["molecules"].tolist()
+    assert "`make responses`" in default.text()
+    assert lardo.default_output("default") == lardo.RESPONSE_FILE
+    assert lardo.default_output("full").name == "lardo_responses_full.jsonl.gz"
+
+
+def test_response_budget_says_which_datasets_it_could_not_count(monkeypatch):
+    """Without a dataset's file (no mirror, no network) the budget leaves it out and says so,
+    instead of stopping the notebook."""
+    from molkit.methods.lardo import responses
+
+    monkeypatch.setattr(responses, "_molecules", lambda name: None if name == "hiv" else 100)
+    budget = lardo.response_budget("full")
+    assert budget.missing == ("hiv",) and "hiv" not in budget.table.index
+    assert budget.responses == 8 * (3 * 100 + 2)
+    assert budget.text().splitlines()[1] == (
+        "Not counted (their files are not available here): hiv."
+    )
 
 
 def test_pretrain_and_finetune_replays_the_shipped_responses(mirror):
     settings = lardo.Settings.for_profile("smoke").with_overrides(
-        datasets=("esol",), finetune_max=40, hidden=8, num_layers=2, rf_trees=5,
+        datasets=("esol",), official_seeds=(0,), splits=(), finetune_max=40, hidden=8,
+        num_layers=2, rf_trees=5,
     )  # fmt: skip
     cache = shipped_cache()
-    properties = lardo.stage1_properties(settings, cache=cache).artefacts["properties"]
-    res = lardo.pretrain_and_finetune(settings, properties, cache=cache, encoder=HashEncoder(),
+    stage1 = lardo.stage1_properties(settings, cache=cache)
+    res = lardo.pretrain_and_finetune(settings, stage1, cache=cache, encoder=HashEncoder(),
                                       progress=False)  # fmt: skip
     frame = res.frame()
-    labels = [lardo.METHOD_LABELS[k] for k in lardo.MAIN_ENCODERS]
+    labels = [lardo.METHOD_LABELS[k] for k in settings.official_encoders]
     expected = [(m, metric) for m in labels for metric in ("rmse_frozen", "rmse")]
     expected.append((lardo.METHOD_LABELS["rf"], "rmse"))
     assert list(zip(frame["method"], frame["metric"], strict=True)) == expected
-    assert set(frame["split"]) == {"scaffold test"} and np.isfinite(frame["value"]).all()
-    # the ablations were not pre-trained (ablation_pretraining is off): their comparisons skipped
-    assert len(res.claims) == 6 and all(c.metric == "rmse (mean over splits)" for c in res.claims)
-    assert all(c.verdict in ("holds", "contradicted", "undecided") for c in res.claims)
-    pred = res.artefacts["predictions"]["esol"][0]
-    rmse = np.sqrt(np.mean((pred["lardo"] - pred["y"]) ** 2))
-    row = frame["method"].eq(labels[2]) & frame["metric"].eq("rmse")
-    assert frame.loc[row, "value"].item() == pytest.approx(rmse)
-    desc = res.artefacts["descriptions"]["esol"]
+    assert set(frame["split"]) == {"official scaffold test"} and np.isfinite(frame["value"]).all()
+    desc = res.descriptions["esol"]
     assert len(desc.described("lardo")) == settings.pool
     assert len(desc.described("no_stage1")) == settings.ablation_pool
-    assert set(res.artefacts["embeddings"]["esol"]) == {"before", "after", "y"}
-    assert set(res.artefacts["pretrain_history"]["method"]) == set(labels[2:])
-    examples = lardo.example_descriptions(desc, 2)
-    assert len(examples) == 2 and "RDKit" in examples.columns
-    assert "esol" in lardo.verdict_text(res)
-    calib = lardo.calibration(settings, res.artefacts["descriptions"])
-    assert len(calib.claims) == 1 and calib.artefacts["n_descriptions"] == settings.ablation_pool
+    # every replayed description passes through the official substitution before embedding
+    lardo_texts = [desc.texts["lardo"][i] for i in desc.described("lardo")]
+    assert any("the molecule" in t.lower() for t in lardo_texts)
+    assert set(res.pretrain_history["method"]) == {"lardo", "dsm_only"}
+    calib = lardo.calibration(settings, res.descriptions)
+    assert calib.summary["descriptions"].tolist() == [settings.ablation_pool] * 4
+    assert len(lardo.calibration_claims(calib)) == 1
 
 
 # ---------------------------------------------------------------- paper scale: loading and memory
@@ -1007,7 +1199,8 @@ def test_full_profile_generates_with_mistral_in_4bit_and_checks_memory(tmp_path,
     tokenizer.save_pretrained(path)  # LarDo's prompts are chat messages
     cache = ResponseCache(tmp_path / "r.jsonl")
     answer, _ = lardo.stage1_free("bbbp", cache, path, 4, lm_dtype="bf16")
-    assert cache.model_calls == 1 and isinstance(answer, str)
+    assert cache.model_calls == 1 and [r["response"] for r in cache.records()] == [answer]
+    assert cache.records()[0]["settings"]["lm_dtype"] == "bf16"
     model, _ = descriptions._causal_lm(path, "bf16", None)  # the model that answered, cached
     assert model.config.model_type == "mistral"
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}

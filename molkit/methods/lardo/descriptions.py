@@ -1,6 +1,7 @@
 """MolGraph-LarDo's LLM side: generation settings, the response cache, the pools that get
 descriptions, stage 1 (`stage1_free`, `stage1_ranked`) and `describe_molecules` (stage 2), all
-through the cache.
+through the cache; the memory line printed before the LLM loads (`lm_memory`) and the example
+table of every variant's text (`example_descriptions`).
 
 Every LLM response goes through `molkit.models.lm.responses.ResponseCache`; the default profile's
 responses ship in ``molkit/resources/lardo_responses_v2.jsonl.gz`` and are regenerated with
@@ -25,6 +26,7 @@ import pandas as pd
 from molkit.chem import DESCRIPTORS, compute_descriptors
 from molkit.methods.lardo.method import (
     BASE_DESCRIPTORS,
+    DSM_TEXT_DESCRIPTORS,
     RANKED_NAMES,
     VARIANTS,
     PropertyMap,
@@ -35,7 +37,9 @@ from molkit.methods.lardo.method import (
     stage1_choice_prompt,
     stage1_prompt,
     stage2_prompt,
+    value_text,
 )
+from molkit.methods.lardo.settings import METHOD_LABELS, Settings
 from molkit.models.lm.responses import GenerationStats, Prompt, ResponseCache
 
 #: Shipped responses of the default profile (compressed, versioned; see `responses.py`).
@@ -390,3 +394,55 @@ def stage1_keys(
         response_key(lm_model, stage1_prompt(dataset), free),
         response_key(lm_model, stage1_choice_prompt(dataset, candidates), ranked),
     }
+
+
+# ------------------------------------------------------------------------------ memory
+
+#: New tokens per prompt of the generation-speed measurement (`generation_speed`).
+SPEED_NEW_TOKENS = 32
+#: Tokens of a stage-2 prompt with its chat template (an allowance for the memory estimate).
+PROMPT_TOKENS = 512
+
+
+def lm_memory(settings: Settings, device=None, free_bytes: int | None = None) -> str:
+    """The memory line printed before the LLM stages (`molkit.models.lm.memory.lm_memory_line`):
+    generation only (no training) with ``lm_dtype`` / ``lm_quantization``, at the batch that will
+    load the LLM: ``lm_batch_size`` prompts of `PROMPT_TOKENS` plus the longer of
+    ``max_new_tokens`` / ``stage1_max_new_tokens`` when responses are generated; with ``offline``
+    (every response replays from the cache) only `generation_speed` loads it, for
+    ``throughput_prompts`` prompts of `PROMPT_TOKENS` + `SPEED_NEW_TOKENS`, and with
+    ``throughput_prompts`` = 0 it never loads (the line says so). Raises
+    `molkit.models.lm.memory.InsufficientMemoryError` naming the settings to change when it does not
+    fit ``device`` (``free_bytes``: instead of its free memory); a line saying the estimate is
+    unavailable when the config cannot be had (with ``offline``, from the local files only)."""
+    from molkit.models.lm.memory import lm_memory_line
+
+    if settings.offline and not settings.throughput_prompts:
+        return (
+            f"memory: {settings.lm_model} is not loaded (offline: every response replays from "
+            "the cache; throughput_prompts = 0)"
+        )
+    if settings.offline:
+        batch, seq_len = settings.throughput_prompts, PROMPT_TOKENS + SPEED_NEW_TOKENS
+        hint = "lm_quantization='4bit' or throughput_prompts"
+    else:
+        batch = settings.lm_batch_size
+        seq_len = PROMPT_TOKENS + max(settings.max_new_tokens, settings.stage1_max_new_tokens)
+        hint = "lm_quantization='4bit', lm_batch_size or max_new_tokens"
+    return lm_memory_line(
+        settings.lm_model, settings.lm_dtype, settings.lm_quantization, hint, device, free_bytes,
+        settings.offline, training=False, batch_size=batch, seq_len=seq_len,
+    )  # fmt: skip
+
+
+def example_descriptions(desc: Descriptions, n: int = 3) -> pd.DataFrame:
+    """The first ``n`` molecules every variant described: RDKit values beside each variant's
+    text."""
+    rows = []
+    for i in desc.described_by_all(tuple(VARIANTS))[:n]:
+        values = desc.values.iloc[i]
+        rdkit = "; ".join(value_text(k, values[k]) for k in DSM_TEXT_DESCRIPTORS[:4])
+        row = {"smiles": desc.smiles[i], "RDKit": rdkit}
+        row.update({METHOD_LABELS[v]: desc.texts[v][i] for v in VARIANTS})
+        rows.append(row)
+    return pd.DataFrame(rows)

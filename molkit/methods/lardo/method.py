@@ -1,38 +1,33 @@
-"""MolGraph-LarDo (arXiv 2408.10124): the paper's algorithm.
+"""MolGraph-LarDo (arXiv 2408.10124): the paper's algorithm, its text side.
 
 1. **Two-stage prompting.** Stage 1 asks the LLM, once per dataset, which molecular properties
-   bear on the task (`stage1_prompt`, parsed by `parse_property_list`). Stage 2 gives it one
-   molecule's SMILES, those properties and the values the domain model computed, and asks for a
-   description (`stage2_prompt`).
+   bear on the task (`stage1_prompt`, parsed by `parse_property_list`; or the constrained
+   `stage1_choice_prompt` ranked by `rank_properties`). Stage 2 gives it one molecule's SMILES,
+   those properties and the values the domain model computed, and asks for a description
+   (`stage2_prompt`).
 2. **Domain-specific small model (DSM).** RDKit descriptors from ``molkit.chem``: every property
    the LLM names is mapped to a descriptor where one exists (`map_properties`); `dsm_text` writes
    the descriptors and functional groups as sentences without any LLM (a baseline).
-3. **Calibration, measured.** `extract_claims` finds the values and qualitative claims a
-   description makes about RDKit-computable properties and `calibration_table` checks them
-   against RDKit.
-4. **Graph-text contrastive pre-training** (`GraphTextCLIP`, `clip_loss`, `pretrain_clip`): a GIN
-   and a frozen sentence encoder's embeddings, projection heads, symmetric InfoNCE with a learnable
-   temperature.
-5. **Fine-tuning** from the pre-trained encoder (`build_predictor` copies its weights: unlike the
-   official code, which never loads them).
+3. **The texts as the official code embeds them** (`official_substitution`): the molecule's SMILES
+   and "the molecule" replaced by ``<MOLECULE>``.
 
-The LLM side (generation settings, the response cache, the pools that get descriptions) is in
-`molkit.methods.lardo.descriptions`.
+The other parts of the algorithm sit beside this module: the RDKit check of what a description
+claims (`molkit.methods.lardo.factcheck`), graph-text contrastive pre-training, retrieval and the
+fine-tuning predictor (`molkit.methods.lardo.clip`), the LLM calls through the response cache
+(`molkit.methods.lardo.descriptions`) and the fine-tuning protocols
+(`molkit.methods.lardo.protocol`).
 """
 
 from __future__ import annotations
 
-import copy
-import math
+import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from molkit.chem import compute_descriptors, format_descriptor, functional_groups, match_property
 
@@ -49,12 +44,6 @@ VARIANTS = {
 }
 LLM_VARIANTS = ("lardo", "no_dsm", "no_stage1")
 
-#: The two ways of running stage 1: the paper's free-text answer, parsed and mapped to
-#: descriptors, and the constrained one (the LLM ranks the DSM's descriptor names).
-STAGE1_MODES = {
-    "free": "free-text answer (the paper's prompt), parsed and mapped to RDKit descriptors",
-    "ranked": "the DSM's descriptor names ranked by the LLM's log-likelihood of each as the answer",
-}
 #: Descriptor -> the name stage 1 ranks and a stage-2 prompt uses (`match_property` maps each back
 #: to its descriptor; a test checks it). Exact mass is left out: it duplicates molecular weight.
 RANKED_NAMES = {
@@ -170,20 +159,48 @@ _LABELS = {
     "exact_mass": "exact mass",
 }
 
-MAX_LOGIT_SCALE = math.log(100.0)
-
 
 # ----------------------------------------------------------------------------- stage 1: properties
 
 
 def describe_dataset(name: str) -> dict[str, str]:
-    """Title, description, task type and target of a dataset, for the stage-1 prompt."""
-    if name not in DATASET_INFO:
-        raise KeyError(
-            f"no stage-1 description for dataset {name!r}; add it to DATASET_INFO "
-            f"(known: {sorted(DATASET_INFO)})"
-        )
-    return DATASET_INFO[name]
+    """Title, description, task type and target of a dataset, for the stage-1 and stage-2
+    prompts: `DATASET_INFO`'s, or for a CSV file (`molkit.data.is_csv_path`) its stem, its task
+    and its label columns (`molkit.data.load_dataset` reads them, once per file version)."""
+    from molkit.data import is_csv_path
+
+    if name in DATASET_INFO:
+        return DATASET_INFO[name]
+    if is_csv_path(name):
+        stat = Path(name).stat()
+        return dict(_describe_csv(str(name), stat.st_mtime_ns, stat.st_size))
+    raise KeyError(
+        f"no stage-1 description for dataset {name!r}; add it to DATASET_INFO "
+        f"(known: {sorted(DATASET_INFO)}) or pass a CSV file"
+    )
+
+
+def dataset_label(name: str) -> str:
+    """How a claim row names a dataset: its name, or a CSV file's stem."""
+    from molkit.data import is_csv_path
+
+    return Path(name).stem if name not in DATASET_INFO and is_csv_path(name) else name
+
+
+@functools.lru_cache(maxsize=16)
+def _describe_csv(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, str], ...]:
+    """`describe_dataset` of a CSV file, cached per path and version (stage 2 asks per
+    molecule)."""
+    from molkit.data import load_dataset
+
+    df = load_dataset(path)
+    targets = ", ".join(df.attrs["targets"])
+    return (
+        ("title", Path(path).stem),
+        ("task", df.attrs["task"]),
+        ("target", targets),
+        ("description", f"The dataset {Path(path).name} gives {targets} for {len(df)} molecules."),
+    )
 
 
 def stage1_prompt(dataset: str) -> list[dict[str, str]]:
@@ -402,292 +419,15 @@ def dsm_text(smiles: str, values: dict[str, float] | None = None) -> str:
     return text
 
 
-# ------------------------------------------------------------------------------------- calibration
+# ------------------------------------------------------------------- the texts the CLIP embeds
+
+#: What the official code writes in place of the molecule in every response.
+MOLECULE_TOKEN = "<MOLECULE>"
 
 
-@dataclass(frozen=True)
-class PropertyClaim:
-    """One statement a description makes about an RDKit-computable property (not to be confused
-    with `molkit.methods.experiment.Claim`, a paper's claim tested by a run)."""
-
-    descriptor: str
-    kind: str  # "value" | "qualitative"
-    text: str
-    stated: float | None
-    computed: float
-    contradicts: bool
-
-
-_NAME_PATTERNS = {
-    "logp": r"c?log\s?p\b|partition coefficient|lipophilicity",
-    "mol_weight": r"molecular weight|molecular mass|molar mass|\bmw\b|mol\. wt",
-    "tpsa": r"\btpsa\b|polar surface area|\bpsa\b",
-    "hbd": r"(?:hydrogen|h)[- ]?bond donors?|\bhbd\b",
-    "hba": r"(?:hydrogen|h)[- ]?bond acceptors?|\bhba\b",
-    "rotatable_bonds": r"rotatable bonds?",
-    "aromatic_rings": r"aromatic rings?",
-}
-_COUNTS = {"hbd", "hba", "rotatable_bonds", "aromatic_rings"}
-_NUMBER = r"(-?\d+(?:\.\d+)?)"
-_VALUE_AFTER = {
-    k: re.compile(rf"({p})[^0-9\n;\[\]]{{0,30}}?(?<![a-z\d]){_NUMBER}", re.IGNORECASE)
-    for k, p in _NAME_PATTERNS.items()
-}
-_VALUE_BEFORE = {
-    k: re.compile(rf"(?<![\d.]){_NUMBER}\s+({p})", re.IGNORECASE)
-    for k, p in _NAME_PATTERNS.items()
-    if k in _COUNTS
-}
-_NOT_QUALIFIED = r"(?<!highly )(?<!very )(?<!strongly )(?<!non-)(?<!non)(?<!not )"
-#: (pattern, descriptor, contradicted when) for qualitative claims.
-_QUALITATIVE: tuple[tuple[re.Pattern, str, Callable[[float], bool]], ...] = tuple(
-    (re.compile(p, re.IGNORECASE), d, f)
-    for p, d, f in (
-        (r"\b(?:highly|very|strongly) (?:lipophilic|hydrophobic)", "logp", lambda v: v < 3.0),
-        (_NOT_QUALIFIED + r"\b(?:lipophilic|hydrophobic)\b", "logp", lambda v: v < 1.0),
-        (
-            r"\b(?:hydrophilic|highly water[- ]soluble|very soluble in water"
-            r"|highly soluble in water)\b",
-            "logp",
-            lambda v: v > 3.0,
-        ),
-        (
-            r"\b(?:low|small) molecular weight|\bsmall molecule\b|\blightweight\b",
-            "mol_weight",
-            lambda v: v > 500.0,
-        ),
-        (
-            r"\b(?:high|large) molecular weight|\blarge molecule\b|\bheavy molecule\b",
-            "mol_weight",
-            lambda v: v < 300.0,
-        ),
-        (r"\b(?:highly polar|high polarity|large polar surface)", "tpsa", lambda v: v < 60.0),
-        (r"\b(?:non-?polar|low polarity|small polar surface)", "tpsa", lambda v: v > 90.0),
-        (r"\bno (?:hydrogen|h)[- ]?bond donors?", "hbd", lambda v: v > 0),
-        (r"\bno (?:hydrogen|h)[- ]?bond acceptors?", "hba", lambda v: v > 0),
-        (r"\bno aromatic rings?", "aromatic_rings", lambda v: v > 0),
-    )
-)
-
-
-def _value_contradicts(name: str, stated: float, computed: float) -> bool:
-    if name in _COUNTS:
-        return round(stated) != round(computed)
-    if name == "logp":
-        return abs(stated - computed) > 0.5
-    if name == "mol_weight":
-        return abs(stated - computed) > max(2.0, 0.05 * abs(computed))
-    return abs(stated - computed) > max(5.0, 0.10 * abs(computed))  # tpsa
-
-
-def extract_claims(text: str, values: dict[str, float]) -> list[PropertyClaim]:
-    """Statements in ``text`` about logP, MW, TPSA, H-bond donors/acceptors, rotatable bonds or
-    aromatic rings, each checked against the RDKit ``values`` (descriptor key -> number).
-
-    A stated value contradicts RDKit beyond a tolerance (logP ±0.5, MW ±5 %, TPSA ±10 %, counts
-    exactly); a qualitative claim contradicts it past a threshold ("highly lipophilic" with
-    logP < 3, "lipophilic" with logP < 1, "hydrophilic" with logP > 3, "small molecule" with
-    MW > 500, "large molecule" with MW < 300, "highly polar" with TPSA < 60, "non-polar" with
-    TPSA > 90, "no H-bond donors" with a donor).
-    """
-    claims: list[PropertyClaim] = []
-    seen: set[tuple[str, int]] = set()
-    for name in _NAME_PATTERNS:
-        computed = float(values[name])
-        patterns = [(_VALUE_AFTER[name], 2)]
-        if name in _VALUE_BEFORE:
-            patterns.append((_VALUE_BEFORE[name], 1))
-        for pattern, group in patterns:
-            for m in pattern.finditer(text):
-                if (name, m.start(group)) in seen:
-                    continue
-                seen.add((name, m.start(group)))
-                stated = float(m.group(group))
-                contradicts = _value_contradicts(name, stated, computed)
-                claims.append(
-                    PropertyClaim(name, "value", m.group(0), stated, computed, contradicts)
-                )
-    for pattern, name, contradicted in _QUALITATIVE:
-        computed = float(values[name])
-        for m in pattern.finditer(text):
-            claims.append(
-                PropertyClaim(
-                    name, "qualitative", m.group(0), None, computed, bool(contradicted(computed))
-                )
-            )
-    return claims
-
-
-CALIBRATION_COLUMNS = [
-    "molecule", "variant", "descriptor", "kind", "text", "stated", "computed", "contradicts",
-]  # fmt: skip
-
-
-def calibration_table(
-    texts: Sequence[str], values: pd.DataFrame, variant: str = ""
-) -> pd.DataFrame:
-    """One row per claim: ``molecule`` (position), ``variant``, ``descriptor``, ``kind``, ``text``,
-    ``stated``, ``computed``, ``contradicts``. ``values``: descriptor table row-aligned with
-    ``texts``."""
-    if len(texts) != len(values):
-        raise ValueError(f"{len(texts)} texts but {len(values)} rows of descriptor values")
-    rows = []
-    for i, (text, (_, row)) in enumerate(zip(texts, values.iterrows(), strict=True)):
-        for claim in extract_claims(text, row.to_dict()):
-            rows.append({"molecule": i, "variant": variant, **claim.__dict__})
-    return pd.DataFrame(rows, columns=CALIBRATION_COLUMNS)
-
-
-# ------------------------------------------------------------------------ contrastive pre-training
-
-
-def clip_loss(
-    graph_z: torch.Tensor, text_z: torch.Tensor, logit_scale: torch.Tensor
-) -> torch.Tensor:
-    """Symmetric InfoNCE (CLIP): cross-entropy of graph->text and text->graph similarity rows,
-    averaged.
-
-    ``graph_z``, ``text_z``: (B, d), L2-normalised inside; pair i is (graph i, text i).
-    ``logit_scale``: log of the inverse temperature (scalar tensor). Returns a scalar tensor.
-    """
-    g = F.normalize(graph_z, dim=-1)
-    t = F.normalize(text_z, dim=-1)
-    logits = logit_scale.exp() * g @ t.T
-    target = torch.arange(len(g), device=g.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
-
-
-def _mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Module:
-    return nn.Sequential(nn.Linear(d_in, d_hidden), nn.ReLU(), nn.Linear(d_hidden, d_out))
-
-
-class GraphTextCLIP(nn.Module):
-    """A GIN with a graph projection (H -> 256 -> ``proj_dim``) and a projection of frozen sentence
-    embeddings (``text_dim`` -> 256 -> ``proj_dim``; the official 768 -> 256 -> 128), trained with
-    `clip_loss` and a learnable temperature: ``logit_scale`` = log(1/T), initialised at T = 0.07,
-    clamped to T >= 0.01."""
-
-    def __init__(
-        self,
-        gin: nn.Module,
-        text_dim: int,
-        proj_dim: int = 128,
-        hidden: int = 256,
-        temperature: float = 0.07,
-    ) -> None:
-        super().__init__()
-        self.gin = gin
-        self.graph_proj = _mlp(gin.out_dim, hidden, proj_dim)
-        self.text_proj = _mlp(text_dim, hidden, proj_dim)
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
-
-    @property
-    def temperature(self) -> float:
-        return float(1.0 / self.logit_scale.detach().clamp(max=MAX_LOGIT_SCALE).exp())
-
-    def forward(self, batch, text_emb: torch.Tensor) -> torch.Tensor:
-        """CLIP loss of a graph batch against its (B, text_dim) text embeddings."""
-        scale = self.logit_scale.clamp(max=MAX_LOGIT_SCALE)
-        return clip_loss(self.graph_proj(self.gin(batch)), self.text_proj(text_emb), scale)
-
-
-def pretrain_clip(
-    gin,
-    graphs: Sequence,
-    text_emb: np.ndarray,
-    epochs: int = 30,
-    lr: float = 1e-3,
-    batch_size: int = 32,
-    seed: int = 0,
-    valid_fraction: float = 0.0,
-    patience: int | None = None,
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Graph-text contrastive pre-training of ``gin`` (in place) on ``graphs`` paired row by row
-    with ``text_emb`` (n, d).
-
-    ``valid_fraction``: a seeded share of the pairs held out; their CLIP loss is measured after
-    every epoch (in fixed batches of ``batch_size`` pairs, the last one wrapping around, so it is
-    comparable with the training loss), and
-    with ``patience`` training stops after that many epochs without a lower validation loss and
-    the best epoch's weights are restored. Returns per-epoch ``loss`` (training), ``valid_loss``
-    (NaN without a validation part) and ``temperature``, with ``attrs["best_epoch"]``; leaves
-    ``gin`` in eval mode."""
-    from torch_geometric.data import Batch
-
-    from molkit.models.fit import fit
-
-    if len(graphs) != len(text_emb):
-        raise ValueError(
-            f"{len(graphs)} graphs but {len(text_emb)} text embeddings: pair them row by row"
-        )
-    if not 0.0 <= valid_fraction < 1.0:
-        raise ValueError(f"valid_fraction must lie in [0, 1), not {valid_fraction}")
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    model = GraphTextCLIP(gin, text_dim=text_emb.shape[1])
-    texts = torch.as_tensor(np.asarray(text_emb), dtype=torch.float32)
-    shuffled = rng.permutation(len(graphs))
-    n_valid = int(round(valid_fraction * len(graphs))) if valid_fraction else 0
-    n_valid = n_valid if n_valid >= 2 else 0
-    valid, train = np.sort(shuffled[:n_valid]), shuffled[n_valid:]
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-
-    def batches(order: np.ndarray):
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            if len(idx) >= 2:  # one pair has no negatives
-                yield Batch.from_data_list([graphs[i] for i in idx]), texts[idx]
-
-    # fixed held-out batches, each of min(batch_size, n_valid) pairs (the last one wraps around):
-    # as many negatives per row as a training batch has, so the two losses are comparable
-    size = min(batch_size, n_valid)
-    wrapped = np.concatenate([valid, valid])
-    valid_batches = list(batches(wrapped[: size * -(-n_valid // size)]) if n_valid else [])
-
-    def step(item) -> float:
-        batch, text = item
-        model.train()
-        loss = model(batch, text)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        return loss.item()
-
-    def validate() -> dict[str, float]:
-        valid_loss = np.nan
-        if n_valid:
-            model.eval()
-            with torch.no_grad():
-                valid_loss = float(np.mean([model(b, t).item() for b, t in valid_batches]))
-        return {"valid_loss": valid_loss, "temperature": model.temperature}
-
-    report = fit(
-        step,
-        (batches(train[rng.permutation(len(train))]) for _ in range(epochs)),
-        validate=validate,
-        patience=patience if n_valid else None,
-        state=model.state_dict,
-        desc="graph-text pre-training",
-        progress=progress,
-    )
-    gin.eval()
-    history = pd.DataFrame(
-        [
-            {"epoch": int(r["epoch"]), "loss": r["train_loss"], "valid_loss": r["valid_loss"],
-             "temperature": r["temperature"]}
-            for r in report.curve
-        ],
-        columns=["epoch", "loss", "valid_loss", "temperature"],
-    )  # fmt: skip
-    history.attrs["best_epoch"] = int(report.best_epoch) if n_valid else len(history)
-    return history
-
-
-def build_predictor(gin, n_tasks: int, dropout: float = 0.3):
-    """A ``GraphPredictor`` whose encoder is a deep copy of ``gin``: it starts from exactly the
-    pre-trained weights (the official fine-tuning never loads them), and fine-tuning leaves
-    ``gin`` untouched."""
-    from molkit.models.gnn import GraphPredictor
-
-    return GraphPredictor(n_tasks, gin=copy.deepcopy(gin), dropout=dropout)
+def official_substitution(text: str, smiles: str) -> str:
+    """``text`` as the official code stores it before embedding (``mistral_bbbp.py`` line 142 of
+    zhangtia16/MolGraph-LarDo@cd83d71): newlines as spaces, then the molecule's SMILES, "The
+    molecule" and "the molecule" each replaced by `MOLECULE_TOKEN`, in that order."""
+    out = text.replace("\n", " ").replace(smiles, MOLECULE_TOKEN)
+    return out.replace("The molecule", MOLECULE_TOKEN).replace("the molecule", MOLECULE_TOKEN)
