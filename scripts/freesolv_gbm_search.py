@@ -2,7 +2,7 @@
 
 Random 80/10/10 splits of seeds 0-2 (`molkit.data.pairs.make_pair_split`), the features of
 `molkit.methods.moltc.gbm_features` (Morgan counts r2 of both molecules + RDKit 2-D descriptors),
-LightGBM with lr 0.03, <= 3,000 trees and early stopping after 200 rounds on validation MAE; a grid
+LightGBM with lr 0.03, <= 3,000 trees and early stopping after 200 rounds on validation RMSE; a grid
 over leaves, minimum pairs per leaf and the share of features per tree. Prints one JSON line per
 setting (mean validation and test RMSE over the seeds, test RMSE per seed) and the setting with the
 lowest validation RMSE. Run alone: ``MOLKIT_DATA_MIRROR=../shared/data .venv/bin/python

@@ -103,7 +103,7 @@ def test_fit_gradient_boosting_stops_early_and_is_deterministic():
     args = (x[:200], y[:200], x[200:250], y[200:250], "regression", 2000, 0.1, 0)
     a = fit_gradient_boosting(*args, num_leaves=7, patience=20)
     b = fit_gradient_boosting(*args, num_leaves=7, patience=20)
-    assert a.best_iteration_ < 2000  # early stopping on the validation MAE
+    assert a.best_iteration_ < 2000  # early stopping on the validation RMSE
     np.testing.assert_array_equal(a.predict(x[250:]), b.predict(x[250:]))
     assert np.corrcoef(a.predict(x[250:]), y[250:])[0, 1] > 0.9
     with pytest.raises(ValueError, match="non-empty validation part"):

@@ -146,3 +146,56 @@ def test_straddling_pairs_are_the_one_drug_unseen_pairs_of_a_both_unseen_split()
         straddling_pairs(df, drug_cold_split(df, seed=0, unseen="one"))
     with pytest.raises(KeyError, match="no part 'holdout'"):
         straddling_pairs(df, split, parts=("train", "holdout"))
+
+
+def test_deduplicate_measurements_averages_repeats_of_ordered_pairs_and_context():
+    from molkit.data.pairs import deduplicate_measurements
+
+    df = pd.DataFrame(
+        {
+            "smiles_1": ["A", "A", "O", "A", "A", "B"],
+            "smiles_2": ["O", "O", "A", "O", "X", "O"],
+            "temperature": [298.0, 298.0, 298.0, 310.0, 298.0, 298.0],
+            "logS": [1.0, 2.0, 5.0, 7.0, 3.0, -1.0],
+            "note": ["first", "second", "", "", "", ""],
+        }
+    )
+    out, report = deduplicate_measurements(df, "logS", ("temperature",))
+    # (A, O, 298) twice -> one row, the mean, the first row's other columns; (O, A) is another
+    # measurement (a solute in a solvent is not its swap) and so is (A, O) at 310 K
+    assert out.logS.tolist() == [1.5, 5.0, 7.0, 3.0, -1.0]
+    assert out.note.iloc[0] == "first" and len(out) == 5
+    assert report == {"rows": 6, "kept": 5, "duplicate_rows": 1, "repeated_keys": 1,
+                      "max_spread": 1.0}  # fmt: skip
+    without_context, report = deduplicate_measurements(df, "logS")
+    assert len(without_context) == 4 and report["repeated_keys"] == 1
+    assert without_context.logS.iloc[0] == pytest.approx((1 + 2 + 7) / 3)
+    assert report["max_spread"] == 6.0
+    unique, report = deduplicate_measurements(df.iloc[[0, 4]], "logS", ("temperature",))
+    assert len(unique) == 2 and report["duplicate_rows"] == 0 and report["max_spread"] == 0.0
+    with pytest.raises(KeyError, match="pressure"):
+        deduplicate_measurements(df, "logS", ("pressure",))
+
+
+def test_unseen_split_keeps_every_second_molecule_in_one_part():
+    from molkit.data.pairs import unseen_split
+
+    rng = np.random.default_rng(0)
+    solvents = [f"S{i}" for i in range(20)]
+    df = pd.DataFrame({"smiles_1": [f"M{i}" for i in range(400)],
+                       "smiles_2": rng.choice(solvents, 400)})  # fmt: skip
+    split = unseen_split(df, seed=0)
+    parts = {k: set(df.smiles_2.iloc[v]) for k, v in split.items()}
+    assert not parts["train"] & parts["valid"] and not parts["train"] & parts["test"]
+    assert not parts["valid"] & parts["test"]
+    assert sorted(np.concatenate(list(split.values())).tolist()) == list(range(400))
+    assert len(split["test"]) > 0 and len(split["valid"]) > 0
+    assert {k: v.tolist() for k, v in unseen_split(df, seed=0).items()} == {
+        k: v.tolist() for k, v in split.items()
+    }
+    other = unseen_split(df, seed=1)
+    assert parts["test"] != set(df.smiles_2.iloc[other["test"]])
+    by_solute = unseen_split(df, "smiles_1", seed=0)  # any column: here every solute is unique
+    assert len(by_solute["test"]) == 40
+    with pytest.raises(KeyError, match="solvent_smiles"):
+        unseen_split(df, "solvent_smiles")

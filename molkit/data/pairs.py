@@ -7,6 +7,10 @@ default) and optionally a label. ``pair_key`` makes a pair and its swap one key;
 ``unseen="both"``, both molecules); ``make_pair_split`` names every split a pair notebook uses;
 ``split_overlap`` / ``check_cold_split`` count (or refuse) what each part shares with training;
 ``straddling_pairs`` finds the pairs a ``drug_cold_both`` split leaves out between two parts.
+For measurements on ordered pairs (a solute in a solvent, at a temperature):
+``deduplicate_measurements`` keeps one row per (molecule 1, molecule 2, context), averaging the
+repeats, and ``unseen_split`` keeps every molecule of one role (e.g. every solvent) of a valid or
+test pair out of training.
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ __all__ = [
     "PAIR_COLUMNS",
     "PAIR_SPLITS",
     "check_cold_split",
+    "deduplicate_measurements",
     "deduplicate_pairs",
     "drug_cold_split",
     "make_pair_split",
     "pair_key",
     "split_overlap",
     "straddling_pairs",
+    "unseen_split",
 ]
 
 #: The default columns of a pair frame's two molecules.
@@ -297,3 +303,73 @@ def straddling_pairs(
     a_new = np.array([m in unseen for m in first])
     b_new = np.array([m in unseen for m in second])
     return np.flatnonzero(~used & ((a_seen & b_new) | (a_new & b_seen)))
+
+
+def deduplicate_measurements(
+    df: pd.DataFrame,
+    target: str,
+    context: Sequence[str] = (),
+    cols: tuple[str, str] = PAIR_COLUMNS,
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """One row per measurement key: the ordered pair (molecule 1, molecule 2: a solute and its
+    solvent are not a symmetric pair) and the ``context`` columns (e.g. the temperature).
+
+    Repeats of a key become one row, the first one with ``target`` replaced by the repeats' mean,
+    so that no measurement sits on both sides of a split. Returns the frame (first-occurrence
+    order, index reset) and counts: ``rows``, ``kept``, ``duplicate_rows`` (rows merged into an
+    earlier one), ``repeated_keys`` and ``max_spread`` (the largest max - min of ``target`` within
+    a key; 0 without repeats).
+    """
+    keys = [*cols, *context]
+    missing = [c for c in [*keys, target] if c not in df.columns]
+    if missing:
+        raise KeyError(f"columns {missing} not in the frame (columns: {list(df.columns)})")
+    grouped = df.groupby(keys, sort=False, dropna=False)[target]
+    stats = grouped.agg(["mean", "min", "max", "size"])
+    first = ~df.duplicated(keys, keep="first")
+    out = df[first].reset_index(drop=True)
+    index = pd.MultiIndex.from_frame(out[keys]) if len(keys) > 1 else pd.Index(out[keys[0]])
+    out[target] = stats["mean"].reindex(index).to_numpy()
+    repeated = stats[stats["size"] > 1]
+    report = {
+        "rows": len(df),
+        "kept": len(out),
+        "duplicate_rows": int((~first).sum()),
+        "repeated_keys": len(repeated),
+        "max_spread": float((repeated["max"] - repeated["min"]).max()) if len(repeated) else 0.0,
+    }
+    return out, report
+
+
+def unseen_split(
+    df: pd.DataFrame,
+    column: str = "smiles_2",
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+) -> Split:
+    """Seeded split in which every value of ``column`` stays within one part: with the default, no
+    valid or test pair has a second molecule (a solvent) that a training pair has as its second
+    molecule, so a model must read that molecule to predict for it.
+
+    The values are shuffled with ``seed`` and each goes, with all its rows, to the part furthest
+    below its share of the rows (``fractions``) relative to that share, so the parts come out near
+    their shares and, with three values or more, none with a share is empty."""
+    if column not in df.columns:
+        raise KeyError(f"column {column!r} not in the frame (columns: {list(df.columns)})")
+    shares = np.array([float(f) for f in fractions])
+    if len(shares) != 3 or abs(shares.sum() - 1) > 1e-6 or shares.min() < 0:
+        raise ValueError(f"fractions must be three shares summing to 1, got {tuple(fractions)}")
+    values = df[column].astype(str).to_numpy()
+    groups = list(dict.fromkeys(values))
+    members = pd.Series(np.arange(len(df))).groupby(values, sort=False).apply(list)
+    target = shares * len(df)
+    filled = np.zeros(3)
+    parts: list[list[int]] = [[], [], []]
+    for j in np.random.default_rng(seed).permutation(len(groups)):
+        rows = members[groups[j]]
+        behind = np.where(target > 0, (target - filled) / np.where(target > 0, target, 1), -np.inf)
+        k = int(np.argmax(behind))
+        parts[k] += rows
+        filled[k] += len(rows)
+    names = ("train", "valid", "test")
+    return {name: np.array(sorted(p), dtype=int) for name, p in zip(names, parts, strict=True)}

@@ -258,7 +258,7 @@ def add_graph_token(model, tokenizer, token: str = GRAPH_TOKEN) -> int:
         tokenizer.add_special_tokens(
             {"additional_special_tokens": [token]}, replace_extra_special_tokens=False
         )
-        model.resize_token_embeddings(len(tokenizer))
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     return int(tokenizer.convert_tokens_to_ids(token))
 
 

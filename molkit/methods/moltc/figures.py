@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
+from molkit.methods.moltc.experiment import LMSection
 from molkit.methods.moltc.method import PIPELINE_STEPS, STAGES
 
-__all__ = ["baseline_bars", "parity_plots", "pipeline", "roc_curves", "stages", "text_table"]
+__all__ = [
+    "baseline_bars", "parity_plots", "pipeline", "roc_curves", "stages", "text_table",
+    "training_curves",
+]  # fmt: skip
 
-SPLIT_COLOURS = {"upstream": "#4C72B0", "drug_cold": "#DD8452", "drug_cold_both": "#C44E52"}
+SPLIT_COLOURS = {
+    "upstream": "#4C72B0", "drug_cold": "#DD8452", "drug_cold_both": "#C44E52",
+    "random": "#55A868", "grouped": "#8172B3", "unseen_solvent": "#937860",
+}  # fmt: skip
 
 
 def pipeline():
@@ -42,7 +49,7 @@ def baseline_bars(rows: pd.DataFrame, regression: str = "freesolv-pairs"):
         stats = part.groupby(["split", "method"], sort=False)["value"].agg(["mean", "std"])
         stats = stats.reset_index()
         labels = [f"{m} [{s}]" for s, m in zip(stats.split, stats.method, strict=True)]
-        colours = [SPLIT_COLOURS.get(s, "#55A868") for s in stats.split]
+        colours = [SPLIT_COLOURS.get(s, "#999999") for s in stats.split]
         ax.barh(labels, stats["mean"], xerr=stats["std"].fillna(0), color=colours)
         seeds = part.seed.nunique()
         ax.set_xlabel(xlabel)
@@ -53,15 +60,15 @@ def baseline_bars(rows: pd.DataFrame, regression: str = "freesolv-pairs"):
 
 
 def stages():
-    """Which parts train in each stage (`STAGES`): official MolTC beside this notebook, one
-    coloured cell per part and stage (trained green, frozen grey), the paper's Figure 2 as a
+    """Which parts train in each stage (`STAGES`): the paper, the official code and this notebook,
+    one coloured cell per stage and part (trained green, frozen grey), the paper's Figure 2 as a
     table."""
     import matplotlib.pyplot as plt
 
-    frame = pd.DataFrame(STAGES)
+    frame = pd.DataFrame(STAGES).T
     colours = {"trained": "#8FD19E", "frozen": "#D0D0D0", "-": "#FFFFFF"}
     cells = [[colours[v.split(",")[0]] for v in row] for row in frame.to_numpy()]
-    fig, ax = plt.subplots(figsize=(11, 2.2))
+    fig, ax = plt.subplots(figsize=(11, 2.6))
     ax.axis("off")
     table = ax.table(cellText=frame.to_numpy().tolist(), rowLabels=list(frame.index),
                      colLabels=list(frame.columns), cellColours=cells, loc="center",
@@ -73,49 +80,72 @@ def stages():
     return fig
 
 
-def _subset(res_runs: Mapping[str, Mapping], set_name: str) -> tuple[np.ndarray, dict]:
-    first = next(iter(res_runs.values()))["tests"][set_name]
-    return first["y_true"], {m: out["tests"][set_name]["y_pred"] for m, out in res_runs.items()}
+def training_curves(section: LMSection):
+    """The validation loss of every run of an LM section against the optimiser step, one panel per
+    variant and one line per training seed, the kept step (the lowest validation loss) marked: how
+    each step count was chosen."""
+    import matplotlib.pyplot as plt
+
+    curves = section.curves
+    variants = list(section.runs)
+    fig, axes = plt.subplots(1, len(variants), figsize=(4.6 * len(variants), 3.4), squeeze=False,
+                             sharey=True)  # fmt: skip
+    for ax, name in zip(axes[0], variants, strict=True):
+        for run in section.runs[name]:
+            part = curves[(curves.variant == name) & (curves.seed == run.seed)]
+            if not len(part) or "valid_loss" not in part:
+                continue
+            line = ax.plot(part.step, part.valid_loss, marker=".", label=f"seed {run.seed}")[0]
+            kept = part[part.step == run.report.best_step]
+            ax.scatter(kept.step, kept.valid_loss, s=80, facecolors="none",
+                       edgecolors=line.get_color())  # fmt: skip
+        ax.set_xlabel("optimiser step")
+        ax.set_title(f"{section.dataset}: {name}", fontsize=8)
+        ax.legend(fontsize=7, title="circle: kept step", title_fontsize=7)
+    axes[0, 0].set_ylabel("validation loss (answer tokens)")
+    fig.tight_layout()
+    return fig
 
 
-def roc_curves(lm: Mapping, seed: int = 0):
-    """ROC curves on each DDI LM test set (``lm``: `ddi_lm`'s artefacts): the trivial baseline,
-    the other baselines on the same pairs (solid) and the LM variants (dashed); n and seed in each
-    title."""
+def roc_curves(section: LMSection):
+    """ROC curves on each DDI LM test set: the trivial baseline and the other baselines on the same
+    pairs (solid) and each LM variant's first training seed (dashed); n in each title."""
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_curve
 
-    sets = list(lm["trivial"])
+    sets = list(section.y_test)
     fig, axes = plt.subplots(1, len(sets), figsize=(5.2 * len(sets), 4.6), squeeze=False)
     for ax, set_name in zip(axes[0], sets, strict=True):
-        y, lm_preds = _subset(lm["runs"], set_name)
-        table = lm["tables"][set_name]
-        for name in table.index:
-            pred = lm_preds.get(name)
-            if pred is None:
-                continue
-            fpr, tpr, _ = roc_curve(y, pred)
-            ax.plot(fpr, tpr, ls="--", label=f"{name} ({table.loc[name, 'roc_auc']:.3f})")
-        for name in table.index.difference(list(lm_preds), sort=False):
-            ax.plot([], [], label=f"{name} ({table.loc[name, 'roc_auc']:.3f})")
+        y, table = section.y_test[set_name], section.tables[set_name]
+        shown = {**dict([section.trivial[set_name]]), **section.context.get(set_name, {})}
+        for name, pred in shown.items():
+            ax.plot(*roc_curve(y, pred)[:2], label=f"{name} ({table.loc[name, 'roc_auc']:.3f})")
+        for name, runs in section.runs.items():
+            fpr, tpr, _ = roc_curve(y, runs[0].tests[set_name].y_pred)
+            ax.plot(fpr, tpr, ls="--", label=f"{name}, seed {runs[0].seed} "
+                    f"(mean of {len(runs)}: {table.loc[name, 'roc_auc']:.3f})")  # fmt: skip
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
         ax.set_xlabel("false positive rate")
         ax.set_ylabel("true positive rate")
-        ax.set_title(f"DDI, {set_name}: n = {len(y)}, seed {seed}", fontsize=9)
+        ax.set_title(f"DDI, {section.set_labels[set_name]}: n = {len(y)}", fontsize=9)
         ax.legend(fontsize=7, loc="lower right", title="ROC-AUC", title_fontsize=7)
     fig.tight_layout()
     return fig
 
 
-def parity_plots(lm: Mapping, unit: str = "", seed: int = 0):
-    """Predicted against measured on one regression LM test set (``lm``: `freesolv_lm` /
-    `role_lm`'s artefacts): the context baselines on the same pairs, then every LM variant, one
-    panel each with its RMSE; n and seed in each title."""
+def parity_plots(section: LMSection, unit: str = ""):
+    """Predicted against measured on a regression LM section's first test set: the baselines on
+    the same pairs, then each LM variant's first training seed (its chosen readout), one panel
+    each with its RMSE; n and seed in each title."""
     import matplotlib.pyplot as plt
 
-    set_name = next(iter(lm["trivial"]))
-    y, lm_preds = _subset(lm["runs"], set_name)
-    panels = {**lm.get("context", {}).get(set_name, {}), **lm_preds}
+    set_name = next(iter(section.y_test))
+    y = section.y_test[set_name]
+    panels = {**section.context.get(set_name, {})}
+    titles = {name: "" for name in panels}
+    for name, runs in section.runs.items():
+        panels[name] = runs[0].tests[set_name].y_pred
+        titles[name] = f", seed {runs[0].seed}, {runs[0].readout}"
     fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.5), sharex=True,
                              sharey=True, squeeze=False)  # fmt: skip
     lo, hi = np.min(y) - 1, np.max(y) + 1
@@ -123,7 +153,7 @@ def parity_plots(lm: Mapping, unit: str = "", seed: int = 0):
         ax.scatter(y, pred, s=10, alpha=0.7)
         ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
         rmse = float(np.sqrt(np.mean((np.asarray(pred) - y) ** 2)))
-        ax.set_title(f"{name}\nRMSE {rmse:.2f} (n = {len(y)}, seed {seed})", fontsize=8)
+        ax.set_title(f"{name}\nRMSE {rmse:.2f} (n = {len(y)}{titles[name]})", fontsize=8)
         ax.set_xlabel(f"measured {unit}".strip())
     axes[0, 0].set_ylabel(f"predicted {unit}".strip())
     fig.tight_layout()

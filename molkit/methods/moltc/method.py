@@ -1,21 +1,24 @@
 """MolTC (Fang et al. 2024, arXiv 2402.03781): how molecule pairs are asked and answered.
 
 * **Tasks.** ``PairTask`` / ``TASKS``: per pair dataset the target column, the two roles' names,
-  the question, the chain-of-thought bin width and the quantity's name.
-* **Prompts.** ``pair_prompt``: each molecule as (optionally truncated) SMILES followed by graph
+  the question, the chain-of-thought bin width and the quantity's name; `pair_task` also builds
+  one for a CSV file of pairs.
+* **Prompts.** ``pair_prompt``: each molecule as its SMILES (whole, or cut) followed by graph
   placeholders (`molkit.models.graph_tokens.GRAPH_TOKEN`), then the question;
   ``task_prompts`` / ``task_answers`` per row of a pair frame.
 * **Chain of thought.** ``regression_target`` (coarse range first, then the value),
   ``property_text`` / ``pretrain_target`` (RDKit descriptors and functional groups as text, the
   pair pre-training target), ``DDI_ANSWERS`` (scored by log-likelihood).
 * **Reading answers.** ``parse_value`` / ``parse_values`` (robust, counting what could not be
-  parsed), ``parse_ddi_answer``; ``swap_consistency`` (how much a prediction moves when the
-  molecules trade places).
-* **Variants.** ``LMVariant`` / ``LM_VARIANTS``: MolTC and its ablations; ``pretrain_graph_encoder``
-  (the frozen GIN behind the graph tokens).
+  parsed), ``parse_ddi_answer``; the expected-value readout's bins (``answer_bins``,
+  ``bin_answer_texts``: the answer up to each bin, scored by the LM toolkit's scorer);
+  ``swap_consistency`` (how much a prediction moves when the molecules trade places).
+* **Variants.** ``LMVariant`` / ``lm_variants``: MolTC and its ablations; ``STAGES`` (what trains
+  in each stage); ``pretrain_graph_encoder`` (the frozen GIN behind the graph tokens).
 
 The LM stages (training, scoring, generation, the session running the variants) are in
-``molkit.methods.moltc.lm``; the pair baselines in ``molkit.methods.moltc.pair_gin``.
+``molkit.methods.moltc.lm``; the pair baselines in ``molkit.methods.moltc.pair_gin`` and
+``molkit.methods.moltc.pair_baselines``.
 """
 
 from __future__ import annotations
@@ -28,20 +31,34 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from molkit.methods.moltc.settings import (
+    NO_COT,
+    NO_PRETRAINING,
+    RANDOM_QFORMER,
+    SHARED,
+    SMILES_ONLY,
+    is_csv,
+)
 from molkit.models.graph_tokens import GRAPH_TOKEN
 
 __all__ = [
     "DDI_ANSWERS",
+    "EXPECTED_VALUE",
+    "GREEDY",
+    "LIKELIHOOD",
     "LMVariant",
     "LM_VARIANTS",
-    "OFFICIAL_SETTINGS",
     "PIPELINE_STEPS",
     "PRETRAIN_DESCRIPTORS",
     "PairTask",
     "SMILES_ONLY",
     "STAGES",
     "TASKS",
+    "answer_bins",
+    "bin_answer_texts",
+    "choose_readout",
     "pair_prompt",
+    "pair_task",
     "parse_ddi_answer",
     "parse_value",
     "parse_values",
@@ -56,30 +73,19 @@ __all__ = [
     "value_range",
 ]
 
-#: The official MolTC settings (the paper and the README commands of ``MangoKiller/MolTC``), for
-#: the notebook's comparison table.
-OFFICIAL_SETTINGS: dict[str, str] = {
-    "graph encoder": "GIN, 5 layers x 300 (MoleculeSTM / Hu et al. pre-trained), tuned in every "
-    "stage (--tune_gnn)",
-    "projector": "Q-Former from SciBERT, 8 query tokens per molecule; shared in pre-training, one "
-    "per role in fine-tuning",
-    "language model": "Galactica-1.3B; frozen in pair pre-training (--llm_tune freeze), LoRA "
-    "r 8 / alpha 32 / dropout 0.1 on q_proj, v_proj in solvation pre-training and fine-tuning",
-    "optimiser": "AdamW, lr 1e-4 -> 1e-5 cosine, warm-up",
-    "epochs": "pair pre-training 10; fine-tuning 40-100 (DDI), 100-1000 (solvation); FreeSolv not "
-    "fine-tuned (the README: it over-fits), predicted by the solvation-pre-trained model",
-    "decoding": "5-beam generation; DDI read by string matching",
-    "CoT bins": "0.5 units (solvation), 10 nm (chromophore)",
-}
-
-#: Which parts train in each stage, official MolTC beside this notebook (the Theory's table and
-#: `molkit.methods.moltc.figures.stages`): rows = parts, columns = stages.
+#: Which parts train in each stage: the paper, the official code's README commands (every one passes
+#: ``--tune_gnn``; ``model/blip2_opt.py`` has one Q-Former and one projection for both molecules)
+#: and this notebook (the Theory's table and `molkit.methods.moltc.figures.stages`): rows = stages,
+#: columns = parts.
 STAGES: dict[str, dict[str, str]] = {
-    "official: pair pre-training": {
+    "paper: pair pre-training": {
         "GIN": "trained", "Q-Former": "trained, shared", "LM": "frozen", "LoRA": "-",
     },
-    "official: fine-tuning": {
+    "paper: fine-tuning": {
         "GIN": "trained", "Q-Former": "trained, per role", "LM": "frozen", "LoRA": "trained",
+    },
+    "official code: fine-tuning": {
+        "GIN": "trained", "Q-Former": "trained, shared", "LM": "frozen", "LoRA": "trained",
     },
     "here: pair pre-training (full only)": {
         "GIN": "frozen", "Q-Former": "trained, shared", "LM": "frozen", "LoRA": "trained",
@@ -96,7 +102,7 @@ PIPELINE_STEPS: tuple = (
     ["Q-Former, role 1: 8 graph tokens", "Q-Former, role 2: 8 graph tokens"],
     "prompt: SMILES + graph tokens spliced into the LM's input embeddings",
     "LM + LoRA: pair pre-training (properties; full profile), then fine-tuning (CoT targets)",
-    ["DDI: log-likelihood of yes / no", "regression: parse the value"],
+    ["DDI: log-likelihood of yes / no", "regression: greedy value or expected value over the bins"],
 )
 
 #: The two DDI answer sentences (index = label); scored by log-likelihood for ROC-AUC.
@@ -104,6 +110,10 @@ DDI_ANSWERS: tuple[str, str] = (
     "No, these two drugs do not interact.",
     "Yes, these two drugs interact.",
 )
+
+#: The readouts of an answer: the two DDI sentences' likelihoods (classification); the value a
+#: greedy decoding writes, or the expected value over the answer bins (regression).
+LIKELIHOOD, GREEDY, EXPECTED_VALUE = "likelihood", "greedy", "expected value"
 
 #: Descriptors written into the pre-training chain of thought (``molkit.chem.DESCRIPTORS`` keys).
 PRETRAIN_DESCRIPTORS: tuple[tuple[str, str], ...] = (
@@ -170,6 +180,30 @@ TASKS: dict[str, PairTask] = {
         ),
     )
 }  # fmt: skip
+
+
+def pair_task(name: str, df: pd.DataFrame | None = None) -> PairTask:
+    """The `PairTask` of a registered pair set (`TASKS`), or of a CSV file of pairs read by
+    `molkit.data.load_dataset` (pass its frame ``df``): its first label column as the target, its
+    numeric context columns (e.g. a temperature) as ``extra``, a generic question, and a
+    chain-of-thought bin of a twentieth of the target's range rounded to 1, 2 or 5 x 10^k."""
+    if name in TASKS:
+        return TASKS[name]
+    if not is_csv(name) or df is None:
+        raise KeyError(f"no pair task {name!r}: use one of {sorted(TASKS)} or a CSV file's frame")
+    target = df.attrs.get("targets", ["label"])[0]
+    kind = df.attrs.get("task", "regression")
+    context = [c for c in df.attrs.get("context", []) if pd.api.types.is_numeric_dtype(df[c])]
+    width = 0.5
+    if kind == "regression":
+        span = float(np.nanmax(df[target]) - np.nanmin(df[target])) / 20 or 1.0
+        power = 10.0 ** math.floor(math.log10(span))
+        width = min((1, 2, 5, 10), key=lambda m: abs(m * power - span)) * power
+    return PairTask(
+        dataset=name, target=target, kind=kind, names=("Molecule 1", "Molecule 2"),
+        question=f"What is the {target} of molecule 1 with molecule 2?", width=width,
+        decimals=2, quantity=f"The {target}", extra=tuple(context),
+    )  # fmt: skip
 
 
 def pair_prompt(
@@ -265,6 +299,27 @@ def regression_target(
     )
 
 
+def answer_bins(task: PairTask, y_train: Sequence[float]) -> np.ndarray:
+    """The lower bounds of the chain-of-thought bins (``task.width`` wide) that hold at least one
+    training target, ascending: the ranges the LM was trained to name, which the expected-value
+    readout scores."""
+    y = np.asarray(y_train, dtype=float)
+    y = y[np.isfinite(y)]
+    if not len(y):
+        raise ValueError("no finite training target to take the answer bins from")
+    return np.unique([value_range(v, task.width)[0] for v in y])
+
+
+def bin_answer_texts(task: PairTask, lower: Sequence[float]) -> tuple[str, list[str]]:
+    """The chain-of-thought answer up to each bin, split into the part every bin shares and one
+    continuation per bin: ``("The hydration free energy is above", [" -4 and", " -3.5 and",
+    …])``. The shared part is appended to the prompt and the continuations scored as candidate
+    answers; the word after the bound keeps them prefix-free (" -4" is also the start of
+    " -4.5"). Both are prefixes of `regression_target`'s text for a value in the bin."""
+    prefix = f"{task.quantity} is above"
+    return prefix, [f" {_fmt(float(b), 4)} and" for b in lower]
+
+
 def property_text(smiles: str, max_groups: int = 3) -> str:
     """Key properties of one molecule as text: RDKit descriptors (``PRETRAIN_DESCRIPTORS``) and up
     to ``max_groups`` functional groups (``molkit.chem.functional_groups``), e.g. "molecular weight
@@ -328,6 +383,27 @@ def parse_values(texts: Sequence[str]) -> tuple[np.ndarray, int]:
     return out, int(np.isnan(out).sum())
 
 
+def choose_readout(
+    kind: str, y_valid: Sequence[float], readouts: dict[str, np.ndarray]
+) -> tuple[str, dict[str, float]]:
+    """The readout whose validation predictions score best, and every readout's score: the lowest
+    RMSE (regression) or highest ROC-AUC (classification) on ``y_valid``; a tie keeps the first
+    (greedy before the expected value). Pass validation labels only: a sealed test split's labels
+    (`molkit.data.seal`) raise here, outside the final scoring."""
+    from molkit.eval.metrics import regression_metrics, roc_auc_fast
+
+    y = np.asarray(y_valid, dtype=float)
+    if not readouts:
+        raise ValueError("no readout to choose from")
+    if kind == "classification":
+        scores = {k: float(roc_auc_fast(y, p)) for k, p in readouts.items()}
+        best = max(scores, key=lambda k: -np.inf if np.isnan(scores[k]) else scores[k])
+    else:
+        scores = {k: float(regression_metrics(y, p)["rmse"]) for k, p in readouts.items()}
+        best = min(scores, key=lambda k: np.inf if np.isnan(scores[k]) else scores[k])
+    return best, scores
+
+
 def parse_ddi_answer(text: str) -> int | None:
     """1 / 0 when a generated DDI answer says the drugs interact / do not, None when it says
     neither."""
@@ -366,10 +442,6 @@ class LMVariant:
     init: str = "minilm"
 
 
-#: The SMILES-only variant's name (the same LM, no graph tokens).
-SMILES_ONLY = "SMILES only (same LM, no graph tokens)"
-
-
 def lm_variants(pretrained: bool = True) -> dict[str, LMVariant]:
     """MolTC and its one-factor variants. ``pretrained``: whether the main model starts from the
     pair pre-training (the ``full`` profile; ``default`` leaves it out). Every variant differs from
@@ -378,13 +450,13 @@ def lm_variants(pretrained: bool = True) -> dict[str, LMVariant]:
     the main model is pre-trained, no pre-training."""
     variants = {
         "MolTC": LMVariant(pretrained=pretrained),
-        "MolTC, shared projector": LMVariant(shared=True, pretrained=pretrained),
-        "MolTC, no CoT": LMVariant(cot=False, pretrained=pretrained),
-        "MolTC, random Q-Former": LMVariant(init="random", pretrained=pretrained),
+        SHARED: LMVariant(shared=True, pretrained=pretrained),
+        NO_COT: LMVariant(cot=False, pretrained=pretrained),
+        RANDOM_QFORMER: LMVariant(init="random", pretrained=pretrained),
         SMILES_ONLY: LMVariant(graph=False, pretrained=pretrained),
     }
     if pretrained:
-        variants["MolTC, no pre-training"] = LMVariant(pretrained=False)
+        variants[NO_PRETRAINING] = LMVariant(pretrained=False)
     return variants
 
 

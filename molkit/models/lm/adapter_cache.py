@@ -369,7 +369,8 @@ def train_cached(
                     target.data.copy_(tensors[name])
             model.eval()
             print(
-                f"replayed trained weights from {folder} (trained in {numbers['seconds']:.0f} s)",
+                f"replayed trained weights {hexkey[:12]} from the adapter cache (trained in "
+                f"{numbers['seconds']:.0f} s)",
                 flush=True,
             )
             return TrainReport(**numbers, replayed=True)
