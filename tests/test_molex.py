@@ -11,8 +11,8 @@ import pytest
 from molkit.data.explain import tu_ground_truth
 from molkit.eval.explain import atom_auc, explanation_auc, random_attributions
 from molkit.methods import molex
-from molkit.methods.experiment import CLAIM_COLUMNS, HOLDS, Results
-from molkit.methods.molex.benchmark import READING_METRICS
+from molkit.methods.experiment import CLAIM_COLUMNS
+from molkit.methods.molex.crossval import READING_METRICS
 from molkit.models.prefix import encode_prefix, load_chemical_lm
 
 TOY_SMILES = [
@@ -32,6 +32,26 @@ TOY_SMILES = [
     "CC(C)O",
     "CCCC(=O)O",
     "O=[N+]([O-])c1ccc(O)cc1",
+]
+#: The toy set the cross-validation tests run on: TOY_SMILES and 16 more (8 nitro-aromatics).
+CV_SMILES = [
+    *TOY_SMILES,
+    "CC(=O)c1ccc([N+](=O)[O-])cc1",
+    "O=[N+]([O-])c1ccc(Br)cc1",
+    "O=[N+]([O-])c1cccc([N+](=O)[O-])c1",
+    "COc1ccc([N+](=O)[O-])cc1",
+    "O=[N+]([O-])c1ccc2ccccc2c1",
+    "Nc1cccc([N+](=O)[O-])c1",
+    "O=C(O)c1ccc([N+](=O)[O-])cc1",
+    "Cc1ccc(C)c([N+](=O)[O-])c1",
+    "CCCCCC",
+    "CCN",
+    "CC(C)(C)O",
+    "OCCO",
+    "CCOCC",
+    "Cc1ccccc1C",
+    "CCCCN",
+    "NCCO",
 ]
 
 
@@ -226,7 +246,7 @@ def test_principal_axes_on_rank_deficient_and_degenerate_inputs():
 @pytest.fixture(scope="module")
 def tiny_lm_path(tmp_path_factory, tiny_smiles_bert):
     path = tmp_path_factory.mktemp("tiny_bert")
-    return tiny_smiles_bert(path, TOY_SMILES, num_layers=2, extra_tokens="()=#123cCNOS")
+    return tiny_smiles_bert(path, CV_SMILES, num_layers=2, extra_tokens="()=#123cCNOS")
 
 
 @pytest.fixture(scope="module")
@@ -275,97 +295,197 @@ def test_finetune_ib_trains_a_copy(tiny_lm):
         bottleneck_dim=4,
         progress=False,
     )
-    assert (
-        list(hist.records.columns) == ["epoch", "train_ce", "train_kl", "valid_ce"]
-        and len(hist.records) == 3
-    )
-    assert hist.records["valid_ce"].iloc[hist.best_epoch - 1] == hist.records["valid_ce"].min()
+    columns = ["epoch", "train_ce", "train_kl", "valid_ce", "valid_accuracy"]
+    assert list(hist.records.columns) == columns
+    assert hist.records["epoch"].tolist() == [0, 1, 2, 3]  # epoch 0: the untrained head
+    assert hist.records["valid_ce"].iloc[hist.best_epoch] == hist.records["valid_ce"].min()
+    assert (hist.max_epochs, hist.epochs_run) == (3, 3)
     # the pretrained LM is untouched
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     proba = molex.predict_proba_lm(clf, prefix)
     assert proba.shape == (16, 2) and np.allclose(proba.sum(1), 1, atol=1e-6)
+    # the kept state is the one whose validation cross-entropy the history reports
+    kept = -np.mean(np.log(proba[np.arange(12, 16), y[12:]]))
+    assert kept == pytest.approx(hist.records["valid_ce"].min(), abs=1e-5)
     with pytest.raises(ValueError, match="another number of trainable layers"):
         molex.finetune_ib(model, prefix, y, prefix, y, 2, n_trainable_layers=2)
 
 
 def _toy_frame(labels: np.ndarray) -> pd.DataFrame:
-    df = pd.DataFrame(
-        {"smiles": TOY_SMILES, "label": labels, "split": ["train"] * 11 + ["test"] * 5}
-    )
+    df = pd.DataFrame({"smiles": CV_SMILES, "label": labels})
     df["truth"] = [
         tu_ground_truth(s, [1], (1,)) if y == 1 else None
-        for s, y in zip(TOY_SMILES, labels, strict=True)
+        for s, y in zip(CV_SMILES, labels, strict=True)
     ]
-    df.attrs.update({"name": "toy", "n_classes": 2, "explain_class": 1})
+    df.attrs.update({"name": "toy.csv", "n_classes": 2, "explain_class": 1})
     return df
 
 
 def _toy_settings(**changes) -> molex.Settings:
     return molex.Settings.for_profile("smoke").with_overrides(
-        datasets=["toy"],
+        datasets=["toy.csv"],
         cv_folds=2,
+        tune_fraction=0.25,
         valid_fraction=0.2,
-        n_trainable_layers=1,
+        lm_layer_grid=[1, 1],
+        lm_lr_grid=[1e-3, 1e-3],
+        beta_grid=[0.01, 0.1],
         finetune_epochs=1,
-        ablation_datasets=["toy"],
+        lm_seeds=2,
+        ablation_datasets=["toy.csv"],
         n_components=2,
         complement_components=2,
         calib_rounds=5,
         rf_trees=5,
         gin_epochs=1,
-        gin_hidden=8,
+        gin_width_grid=[8],
         bottleneck_dim=4,
+        n_boot=200,
         **changes,
     )
 
 
-TOY_LABELS = np.array([1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0])
+TOY_LABELS = np.array([1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0] + [1] * 8 + [0] * 8)
+
+
+def _toy_run(settings, df, tiny_lm, splits=None):
+    """Everything `run_dataset` needs for the toy frame: its splits (made from its labels unless
+    given), n-grams, prefixes, graphs and the configurations its tuning part chose."""
+    from molkit.chem import graphs_from_smiles
+    from molkit.methods.molex.protocol import PrefixCache, select_gin, select_lm
+
+    splits = molex.dataset_splits(settings, df) if splits is None else splits
+    table = molex.build_ngram_table(df["smiles"].tolist(), progress=False)
+    prefixes = PrefixCache(tiny_lm, df["smiles"].tolist(), table.texts, 64)
+    graphs = graphs_from_smiles(df["smiles"].tolist(), progress=False)
+    lm = select_lm(settings, df, splits, prefixes)
+    gin = select_gin(settings, df, splits, graphs)
+    run = molex.run_dataset(settings, df, splits, table, prefixes, lm, gin, graphs)
+    return splits, run
+
+
+def test_splits_hold_out_a_tuning_part_and_test_every_other_molecule_once():
+    settings = _toy_settings()
+    splits = molex.dataset_splits(settings, _toy_frame(TOY_LABELS))
+    assert len(splits.tune) == 8 and len(splits.folds) == 2
+    tested = np.sort(splits.tested)
+    assert tested.tolist() == sorted(set(range(32)) - set(splits.tune.tolist()))
+    for fold in splits.folds:
+        parts = [set(fold[k].tolist()) for k in ("train", "valid", "test")]
+        assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+        assert not set(splits.tune.tolist()) & set().union(*parts)
+    assert np.bincount(TOY_LABELS[splits.tune]).tolist() == [4, 4]  # stratified
 
 
 def test_permuting_test_labels_leaves_every_prediction_unchanged(tiny_lm):
     settings = _toy_settings()
     df = _toy_frame(TOY_LABELS)
     splits = molex.dataset_splits(settings, df)
-    test = splits[0]["test"]
+    test = splits.folds[0]["test"]
     permuted = TOY_LABELS.copy()
     permuted[test] = np.roll(TOY_LABELS[test], 1)  # fold 0's test labels permuted
     assert (permuted != TOY_LABELS).any()
-    first = molex.run_dataset(settings, df, tiny_lm)
-    second = molex.run_dataset(settings, _toy_frame(permuted), tiny_lm)
-    assert {m for _, m in first.predictions} >= {
+    _, first = _toy_run(settings, df, tiny_lm, splits)
+    _, second = _toy_run(settings, _toy_frame(permuted), tiny_lm, splits)  # the same protocol
+    assert set(first.methods) == {
+        "Training prior",
+        "Fine-tuned LM",
         "MoleX",
         "MoleX w/o calibration",
-        "MoleX (beta=0)",
+        "MoleX (PCA)",
         "MoleX (pooled h)",
+        "MoleX (beta=0)",
         "MoleX (no fine-tuning)",
-        "Fine-tuned LM",
+        "Morgan FP + LR",
+        "Morgan FP + RF",
         "GIN",
-        "Training prior",
     }
     for key, proba in first.predictions.items():
         if key[0] == 0:  # fold 0 never trains on its own test molecules
             assert np.array_equal(proba, second.predictions[key]), key
-    metrics = set(first.rows["metric"])
-    assert metrics >= {"accuracy", "roc_auc", "explanation_auc", "token_auc_abs", "n_parameters"}
-    # the folds' test parts partition the molecules: every molecule is tested once
-    tested = np.concatenate([first.tests[k] for k in first.splits])
-    assert sorted(tested.tolist()) == list(range(len(TOY_SMILES)))
-    assert first.labels[0].tolist() == TOY_LABELS[test].tolist()
+    # two training seeds for the LM arms, one for beta = 0 and the baselines
+    assert first.predictions[0, "MoleX"].shape == (2, len(test), 2)
+    assert first.predictions[0, "MoleX (beta=0)"].shape == (1, len(test), 2)
+    assert first.predictions[0, "GIN"].shape == (1, len(test), 2)
+    assert not np.allclose(first.predictions[0, "MoleX"][0], first.predictions[0, "MoleX"][1])
+
+
+def test_test_labels_are_sealed_outside_the_final_scoring(tiny_lm):
+    from molkit.data import final_scoring
+    from molkit.data.sealed import TestLabelAccessError
+
+    settings = _toy_settings()
+    df = _toy_frame(TOY_LABELS)
+    splits, run = _toy_run(settings, df, tiny_lm)
+    with pytest.raises(TestLabelAccessError):
+        run.pooled("MoleX")
+    with final_scoring():
+        idx, y, proba = run.pooled("MoleX")
+    assert y.tolist() == TOY_LABELS[idx].tolist() and proba.shape == (2, len(idx), 2)
+    # the choices the protocol makes on validation labels raise if handed test labels instead
+    fold = splits.folds[0]
+    sealed = run.labels[0]
+    X = np.random.default_rng(0).normal(size=(32, 5))
+    with pytest.raises(TestLabelAccessError):
+        molex.fit_molex(
+            X[fold["train"]],
+            TOY_LABELS[fold["train"]],
+            X[fold["test"]],
+            sealed,
+            2,
+            n_components=2,
+            complement_components=2,
+        )
+    from molkit.methods.molex.baselines import fingerprint_baselines
+
+    with pytest.raises(TestLabelAccessError):
+        fingerprint_baselines(
+            df["smiles"].tolist(),
+            TOY_LABELS[fold["train"]],
+            sealed,
+            {**fold, "valid": fold["test"]},
+            2,
+            1,
+            n_bits=64,
+            rf_trees=2,
+        )
+    model, tok = tiny_lm
+    prefix = encode_prefix(model, tok, CV_SMILES, n_trainable_layers=1, progress=False)
+    with pytest.raises(TestLabelAccessError):
+        molex.finetune_ib(
+            model,
+            prefix.subset(fold["train"]),
+            TOY_LABELS[fold["train"]],
+            prefix.subset(fold["test"]),
+            sealed,
+            2,
+            1,
+            epochs=1,
+        )
 
 
 def test_per_molecule_explanations_average_to_the_recorded_auc(tiny_lm):
+    from molkit.data import final_scoring
+
     settings = _toy_settings()
-    run = molex.run_dataset(settings, _toy_frame(TOY_LABELS), tiny_lm)
-    rows = run.rows[run.rows["seed"] == 0].set_index(["method", "metric"])["value"]
+    splits, run = _toy_run(settings, _toy_frame(TOY_LABELS), tiny_lm)
+    rows = run.rows[run.rows["split"] == "fold 0"].set_index(["method", "metric"])["value"]
     for method in ("MoleX", "MoleX w/o calibration", "Morgan FP + LR", "Random attribution"):
         for reading, (metric, n_metric) in READING_METRICS.items():
-            per_molecule = run.explanations[0, method, reading]
-            assert len(per_molecule) == len(run.tests[0])  # NaN without ground truth
-            assert np.nanmean(per_molecule) == pytest.approx(rows[method, metric])
-            assert np.isfinite(per_molecule).sum() == rows[method, n_metric]
-    train = molex.dataset_splits(settings, _toy_frame(TOY_LABELS))[0]["train"]
+            per_molecule = run.explanations[0, method, reading]  # (seeds, molecules)
+            assert per_molecule.shape[1] == len(run.tests[0])  # NaN without ground truth
+            ok = np.isfinite(per_molecule[0])
+            assert per_molecule[:, ok].mean() == pytest.approx(rows[method, metric])
+            assert ok.sum() == rows[method, n_metric]
+    train = splits.folds[0]["train"]
     shares = np.bincount(TOY_LABELS[train], minlength=2) / len(train)
     assert np.allclose(run.predictions[0, "Training prior"], shares)  # the training class shares
+    with final_scoring():
+        _, y, proba = run.pooled("MoleX")
+    accuracy = np.mean([np.mean(p.argmax(1) == y) for p in proba])
+    folds = run.rows[(run.rows["method"] == "MoleX") & (run.rows["metric"] == "accuracy")]
+    sizes = [len(run.tests[k]) for k in run.splits]
+    assert np.average(folds["value"], weights=sizes) == pytest.approx(accuracy)
 
 
 def test_molex_features_are_the_bottleneck_mean(tiny_lm):
@@ -381,38 +501,93 @@ def test_molex_features_are_the_bottleneck_mean(tiny_lm):
         assert np.allclose(mu, clf.mu(torch.from_numpy(pooled)).numpy(), atol=1e-6)
     with pytest.raises(ValueError, match="space must be one of"):
         molex.embed_prefix(clf, prefix, space="cls")
-    # in the benchmark, MoleX's reduction reads bottleneck_dim features
-    run = molex.run_dataset(_toy_settings(), _toy_frame(TOY_LABELS), tiny_lm)
-    assert run.models["molex"].reduction.A.shape[0] == 4  # _toy_settings' bottleneck_dim
-    assert run.models["features"].shape == (len(TOY_SMILES), 4)
+    # in the cross-validation, MoleX's reduction reads bottleneck_dim features
+    _, run = _toy_run(_toy_settings(), _toy_frame(TOY_LABELS), tiny_lm)
+    assert run.first.molex.reduction.A.shape[0] == 4  # _toy_settings' bottleneck_dim
+    assert run.first.features.shape == (len(CV_SMILES), 4)
 
 
-def test_experiment_sections_return_results_and_claims(tiny_lm_path):
-    settings = _toy_settings(lm_model=str(tiny_lm_path), speed_molecules=8, n_boot=200)
-    data = Results(artefacts={"frames": {"toy": _toy_frame(TOY_LABELS)}})
+def test_no_fine_tuning_trains_the_bottleneck_head_on_the_frozen_lm(tiny_lm):
+    model, tok = tiny_lm
+    prefix = encode_prefix(model, tok, TOY_SMILES, n_trainable_layers=0, progress=False)
+    assert prefix.n_frozen == len(model.encoder.layer)
+    y = TOY_LABELS[:16]
+    clf, hist = molex.finetune_ib(
+        model,
+        prefix.subset(range(12)),
+        y[:12],
+        prefix.subset(range(12, 16)),
+        y[12:],
+        2,
+        0,
+        epochs=3,
+        patience=3,
+        head_lr=1e-2,
+        batch_size=4,
+        bottleneck_dim=4,
+        progress=False,
+    )
+    assert len(clf.layers) == 0 and hist.records["epoch"].tolist() == [0, 1, 2, 3]
+    untrained = molex.IBClassifier(model, 2, 0, bottleneck_dim=4)
+    # the pooled output under the head is the frozen LM's, the head is trained
+    assert np.allclose(
+        molex.embed_prefix(clf, prefix, "pooled"), molex.embed_prefix(untrained, prefix, "pooled")
+    )
+    assert not np.allclose(molex.embed_prefix(clf, prefix), molex.embed_prefix(untrained, prefix))
+    assert "kept epoch" in hist.summary() and "of at most 3 epochs" in hist.summary()
+
+
+def _toy_sections(settings, df):
+    """A DataSection for the toy frame, as `load_data` makes it for a registered dataset."""
+    from molkit.methods.molex.llm import generic_prompt
+    from molkit.methods.molex.protocol import truth_enrichment
+    from molkit.methods.molex.records import DataSection
+
+    data = DataSection(
+        frames={"toy.csv": df}, splits={"toy.csv": molex.dataset_splits(settings, df)}
+    )
+    data.enrichment = {"toy.csv": truth_enrichment(df)}
+    data.prompts = {"toy.csv": generic_prompt("a nitro compound")}
+    return data
+
+
+def test_experiment_sections_return_typed_results_and_gated_claims(tiny_lm_path):
+    from molkit.methods.experiment import HOLDS, NOT_JUDGED
+
+    settings = _toy_settings(lm_model=str(tiny_lm_path), speed_molecules=8)
+    df = _toy_frame(TOY_LABELS)
+    df["truth"] = [tu_ground_truth(s, [1], (1,)) for s in CV_SMILES]  # a truth on every row
+    data = _toy_sections(settings, df)
     texts = molex.ngram_texts(settings, data)
     assert [r["metric"] for r in texts.rows] == ["unk_token_rate"] * 2
-    assert list(texts.artefacts["example"].columns) == ["group n-gram", "text for the LM", "atoms"]
-    bench = molex.benchmark(settings, data)
-    frame = bench.frame()
-    assert set(frame["dataset"]) == {"toy"} and set(frame["split"]) == {"test"}
-    assert set(frame["seed"]) == {0, 1}  # the two folds
-    assert frame.equals(bench.artefacts["runs"]["toy"].rows[frame.columns].astype(frame.dtypes))
-    walk = molex.walkthrough(settings, bench)
-    logit = walk.artefacts["logit"]
-    assert logit["intercept + sum"] == pytest.approx(logit["model logit"])  # exactly additive
-    tokens = walk.artefacts["tokens"]
-    assert tokens["contribution"].sum() == pytest.approx(logit["sum of n-gram contributions"])
-    expl = molex.explanation_scores(settings, bench)
-    assert set(expl.artefacts["scores"]["reading"]) == set(READING_METRICS)
-    speed = molex.throughput(settings, bench)
-    steps = speed.artefacts["steps"]
-    assert speed.artefacts["dataset"] == "toy" and len(steps) == 5
-    assert (steps["seconds_per_molecule"] > 0).all()
-    summary = speed.artefacts["summary"]
-    assert summary["molex_parameters"] == 31 + 1  # one contribution per n-gram text + intercept
-    assert list(speed.artefacts["table"]["pipeline"])[0] == "MoleX, known n-grams (end to end)"
-    calib = molex.calibration_gain(settings, bench)
+    assert list(texts.example.columns) == ["group n-gram", "text for the LM", "atoms"]
+    tuning = molex.tune(settings, data)
+    assert tuning.lm["toy.csv"].chosen.beta in (0.01, 0.1) and len(tuning.lm_table) == 2
+    assert tuning.lm_table["chosen"].sum() == 1 and tuning.gin_table["chosen"].sum() == 1
+    chosen = tuning.lm_table[tuning.lm_table["chosen"]].iloc[0]
+    assert chosen["tuning log-loss"] == tuning.lm_table["tuning log-loss"].min()
+    cv = molex.cross_validate(settings, data, tuning)
+    frame = cv.frame()
+    folds = frame[frame["metric"] != "section_seconds"]
+    assert set(frame["dataset"]) == {"toy.csv"} and set(folds["split"]) == {"fold 0", "fold 1"}
+    row = cv.lm_gain.iloc[0]
+    assert row["seeds"] == "2 / 1" and row["n"] == 24
+    assert row["difference"] == pytest.approx(row["LM accuracy"] - row["prior accuracy"])
+    walk = molex.walkthrough(settings, cv)
+    assert walk.logit["intercept + sum"] == pytest.approx(walk.logit["model logit"])
+    assert walk.tokens["contribution"].sum() == pytest.approx(
+        walk.logit["sum of n-gram contributions"]
+    )
+    expl = molex.explanation_scores(settings, data, cv)
+    assert set(expl.scores["reading"]) == set(READING_METRICS)
+    speed = molex.throughput(settings, tuning, cv)
+    report = speed.report
+    assert set(report) >= {"molex", "rxnfp_bert", "speedup_vs_rxnfp_bert", "targets"}
+    assert report["speedup_vs_rxnfp_bert"] == pytest.approx(
+        report["rxnfp_bert"]["seconds"] / report["molex"]["seconds"]
+    )
+    assert sum(report["molex"]["shares"].values()) == pytest.approx(1.0)
+    calib = molex.calibration_gain(settings, cv)
     assert [r["metric"] for r in calib.rows] == [
         "accuracy_points",
         "explanation_auc_points",
@@ -420,30 +595,88 @@ def test_experiment_sections_return_results_and_claims(tiny_lm_path):
         "token_auc_points",
         "token_auc_abs_points",
     ]
-    claims = pd.concat([r.claims_frame() for r in (bench, expl, calib)], ignore_index=True)
-    assert list(claims.columns) == list(CLAIM_COLUMNS)
-    assert len(claims) == len(molex.experiment.ACCURACY_CLAIMS) + 4 + 2 + 2
-    assert set(claims["paper"]) == {molex.PAPER}
-    assert set(claims["verdict"]) <= {"holds", "contradicted", "undecided"}
-    decided = claims.dropna(subset=["low"])
-    assert (decided["low"] <= decided["ours"] + 1e-12).all()
-    assert (decided["ours"] <= decided["high"] + 1e-12).all()
-    assert (claims.loc[claims["metric"] == "accuracy", "n"] == len(TOY_SMILES)).all()
+    claims = molex.build_claims(settings, data, cv, None, calib)
+    frame = claims.claims_frame()
+    assert list(frame.columns) == list(CLAIM_COLUMNS) and set(frame["paper"]) == {molex.PAPER}
+    assert set(frame["kind"]) == {"gate", "comparison"}
+    gates = {c.claim: c for c in claims.claims if c.kind == "gate"}
+    for c in claims.claims:
+        if c.kind == "comparison":
+            assert c.gates, c.claim  # every comparison names its gates
+            failed = [g for g in c.gates if gates[g].verdict != HOLDS]
+            assert (c.verdict == NOT_JUDGED) == bool(failed), c.claim
+    lm_gate = gates["Fine-tuned LM is more accurate than the training class prior"]
+    assert (lm_gate.seeds, lm_gate.seeds_baseline, lm_gate.n) == (2, 1, 24)
+    calibration = next(c for c in claims.claims if c.claim.startswith("residual calibration makes"))
+    assert calibration.paper_value == pytest.approx(0.07)
+    assert len(frame["claim"]) == len(set(frame["claim"]))  # every row says what it compares
 
 
-def test_accuracy_claim_is_a_paired_difference_on_the_same_molecules():
-    from molkit.methods.molex.benchmark import DatasetRun
-    from molkit.methods.molex.experiment import _accuracy_claim
+def test_accuracy_claim_resamples_training_seeds():
+    from molkit.data import final_scoring, seal
+    from molkit.methods.molex.claims import _Judge
+    from molkit.methods.molex.crossval import DatasetRun
 
     y = np.array([0, 1] * 20)
-    right = np.eye(2)[y]
-    wrong = np.eye(2)[1 - y]
-    run = DatasetRun(pd.DataFrame(), {(0, "a"): right, (0, "b"): wrong}, pd.DataFrame(), {}, {})
-    run.labels[0], run.tests[0] = y, np.arange(40)
-    settings = molex.Settings.for_profile("smoke").with_overrides(n_boot=200)
-    claim = _accuracy_claim(settings, {"d": run}, "a", "b", "a beats b", "not reported", "")
-    assert (claim.ours, claim.low, claim.high, claim.n) == (1.0, 1.0, 1.0, 40)
-    assert claim.verdict == HOLDS
+    right, wrong = np.eye(2)[y], np.eye(2)[1 - y]
+    run = DatasetRun("d", 2)
+    run.predictions = {(0, "a"): np.stack([right, right, wrong]), (0, "b"): wrong[None]}
+    run.labels[0], run.tests[0] = seal(y), np.arange(40)
+    judge = _Judge(molex.Settings.for_profile("smoke").with_overrides(n_boot=300), {"d": run})
+    with final_scoring():
+        claim = judge.accuracy_claim({"d": run}, "a", "b", "a beats b", "not reported", "gate")
+    # seeds 1, 1, 0 accuracy: mean 2/3 against 0; the interval resamples the three seeds
+    assert claim.ours == pytest.approx(2 / 3) and (claim.seeds, claim.seeds_baseline) == (3, 1)
+    # every item is right for two seeds and wrong for one: only the seeds move the interval
+    assert claim.low <= 1 / 3 + 1e-12 and claim.high == pytest.approx(1.0)
+    assert claim.n == 40 and claim.kind == "gate"
+
+
+def test_truth_enrichment_on_known_counts():
+    from molkit.methods.molex.protocol import truth_enrichment
+
+    df = pd.DataFrame({"smiles": ["C"] * 20, "label": [2] * 10 + [0] * 5 + [1] * 5})
+    df["truth"] = [np.ones(1)] * 9 + [None] + [np.ones(1)] * 2 + [None] * 8
+    df.attrs.update(name="toy", explain_class=2)
+    e = truth_enrichment(df)
+    assert (e.positives, e.others) == (10, 10)
+    assert (e.share_positives, e.share_others) == (0.9, 0.2) and e.ratio == pytest.approx(4.5)
+    assert e.enriched and e.p_value < 0.01
+    df["truth"] = [np.ones(1)] * 20
+    flat = truth_enrichment(df)
+    assert flat.ratio == 1.0 and not flat.enriched and flat.p_value == pytest.approx(1.0)
+    df["truth"] = None
+    assert truth_enrichment(df).share_positives is None
+
+
+def test_calibration_cap_is_reported():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(120, 12))
+    y = (X[:, 0] + X[:, 7] - X[:, 9] > 0).astype(int)
+    capped = molex.fit_molex(
+        X[:80],
+        y[:80],
+        X[80:100],
+        y[80:100],
+        2,
+        n_components=2,
+        complement_components=6,
+        calib_rounds=3,
+        calib_lr=0.01,
+    )
+    assert capped.calib_rounds == 3 and capped.calibration_capped
+    free = molex.fit_molex(
+        X[:80],
+        y[:80],
+        X[80:100],
+        y[80:100],
+        2,
+        n_components=2,
+        complement_components=6,
+        calib_rounds=3000,
+        calib_patience=10,
+    )
+    assert 0 < free.calib_rounds < 3000 and not free.calibration_capped
 
 
 # ------------------------------------------------------------------ group-token explanations
@@ -507,28 +740,59 @@ def test_classification_scores_known_answer():
 def test_settings_profiles_hold_the_sizes_of_each_profile():
     smoke, default, full = (molex.Settings.for_profile(p) for p in ("smoke", "default", "full"))
     assert (smoke.datasets, smoke.cv_folds, smoke.max_molecules) == (("mutag",), 2, 80)
-    assert (smoke.n_components, smoke.calib_rounds, smoke.rf_trees, smoke.lr) == (8, 30, 50, 1e-4)
+    assert (smoke.lm_seeds, default.lm_seeds, full.lm_seeds) == (2, 3, 5)  # >= 3 beyond smoke
     assert default.datasets == ("mutag", "ptc_fr", "ptc_fm", "ptc_mm", "ptc_mr", "liver")
-    assert (default.cv_folds, default.liver_folds) == (10, 3)  # the TU-dataset convention
+    assert (default.cv_folds, default.liver_folds, default.tune_fraction) == (5, 5, 0.1)
+    assert default.lm_grid == [(2, 3e-4, 0.01), (2, 3e-4, 0.1), (12, 1e-4, 0.01)]
     assert default.ablation_datasets == default.datasets  # every ablation on every dataset
-    assert default == molex.Settings(
-        profile="default"
-    )  # the field defaults are the default profile
-    assert (full.n_trainable_layers, full.finetune_epochs, full.gin_hidden) == (12, 20, 300)
+    assert default == molex.Settings(profile="default")  # the field defaults are the default
+    assert max(full.lm_layer_grid) == 12 and full.cv_folds == 10
     assert full.llm_lora_datasets == full.datasets and full.llm_molecules is None
     assert {s.lm_model for s in (smoke, default, full)} == {"rxnfp-bert"}
+    assert smoke.folds_of("liver") == 2 and default.folds_of("mutag") == 5
 
 
 def test_settings_overrides_like_the_notebook_parameters():
     smoke = molex.Settings.for_profile("smoke")
-    same = smoke.with_overrides(datasets=None, cv_folds=None, lm_model=None, beta=None)
+    same = smoke.with_overrides(datasets=None, cv_folds=None, lm_model=None, beta_grid=None)
     assert same == smoke
-    changed = smoke.with_overrides(datasets=["mutag", "liver"], cv_folds=5, beta=0.01)
+    changed = smoke.with_overrides(datasets=["mutag", "liver"], cv_folds=5, beta_grid=[0.5, 0.5])
     assert changed.datasets == ("mutag", "liver") and changed.cv_folds == 5
-    assert changed.beta == 0.01 and changed.profile == "smoke"
-    with pytest.raises(ValueError, match="valid settings: .*n_trainable_layers"):
-        smoke.with_overrides(n_trainable_layer=2)
+    assert changed.beta_grid == (0.5, 0.5) and changed.profile == "smoke"
+    assert smoke.with_overrides(datasets=["my.csv"]).datasets == ("my.csv",)
+    with pytest.raises(ValueError, match="valid settings: .*lm_layer_grid"):
+        smoke.with_overrides(n_trainable_layers=2)
     with pytest.raises(TypeError, match="n_components"):
         smoke.with_overrides(n_components="8")
     with pytest.raises(TypeError, match="pooling"):
         smoke.with_overrides(pooling="max")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"datasets": ["tox21"]}, "datasets: 'tox21' unknown"),
+        ({"beta_grid": [0.1]}, "one candidate per position"),
+        ({"beta_grid": [0.0, 0.1]}, "beta_grid: use betas > 0"),
+        ({"lm_layer_grid": [0, 1]}, "train at least 1 top layer"),
+        ({"lm_seeds": 0}, "lm_seeds: must be at least 1"),
+        ({"tune_fraction": 0.6}, "tune_fraction"),
+        ({"gin_pooling_grid": ["attention"]}, "gin_pooling_grid"),
+    ],
+)
+def test_settings_problems_name_the_setting_and_the_fix(changes, message):
+    with pytest.raises(ValueError, match=message):
+        molex.Settings.for_profile("smoke").with_overrides(**changes)
+
+
+def test_gin_baseline_takes_its_pooling():
+    from molkit.chem import graphs_from_smiles
+    from molkit.methods.baselines import GINBaseline
+
+    graphs = graphs_from_smiles(TOY_SMILES, progress=False)
+    y = np.asarray(TOY_LABELS[:16], dtype=float)
+    for pooling in ("mean", "sum"):
+        gin = GINBaseline(num_layers=1, hidden=8, epochs=1, pooling=pooling)
+        gin.fit(graphs[:12], y[:12], graphs[12:], y[12:])
+        assert gin.model_.gin.pooling == pooling and gin.get_params()["pooling"] == pooling
+        assert gin.predict(graphs).shape == (16, 1)

@@ -148,6 +148,7 @@ def load_explain_dataset(
         .drop(columns="canonical")
         .reset_index(drop=True)
     )
+    n_duplicates = n_before - len(df)  # before any subset: a subset drops no duplicate
     if max_molecules is not None and len(df) > max_molecules:
         from sklearn.model_selection import train_test_split
 
@@ -160,7 +161,7 @@ def load_explain_dataset(
             "name": key,
             "n_classes": n_classes,
             "explain_class": explain_class,
-            "n_duplicates_dropped": n_before - len(df),
+            "n_duplicates_dropped": n_duplicates,
         }
     )
     return df

@@ -6,54 +6,41 @@ Calibratable Molecular Property Prediction* (arXiv 2410.08829), as molkit builds
 1. every molecule becomes functional-group tokens (`molkit.chem.group_tokens`, RDKit, atoms kept)
    and their contiguous n-grams (n <= 3); each n-gram is written as the SMILES fragment of the
    atoms it covers, a text the SMILES BERT (``rxnfp-bert``) can read (`ngrams`);
-2. each unique n-gram text is embedded once by the chemical LM; a molecule's features are the sum
-   of its (centred) n-gram embeddings, so a linear model's score splits exactly into n-gram terms;
-3. the LM is fine-tuned on the training split with a variational information bottleneck head
-   (cross-entropy + beta * KL to N(0, I)); to stay inside a CPU budget only the top
-   ``n_trainable_layers`` transformer layers are trained, and the frozen lower layers' outputs are
-   computed once per text and reused (`molkit.models.prefix`); each n-gram's feature vector is
-   its bottleneck mean mu, the vector the KL term shapes;
-4. a sparse (L1-loaded) PCA, the EFPCA-inspired reduction, or plain PCA, reduces the features;
+2. the LM is fine-tuned on the training molecules with a variational information bottleneck head
+   (cross-entropy + beta * KL to N(0, I)); the trained top layers, their learning rate and beta
+   are chosen on a tuning part, the epochs by early stopping on the fold's validation part;
+3. each n-gram text is embedded by the fine-tuned LM at the bottleneck mean; a molecule's features
+   are the sum of its (centred) n-gram vectors, so a linear score splits exactly into n-gram terms;
+4. a sparse (L1-loaded) PCA, the EFPCA-inspired reduction, reduces the features;
 5. logistic regression on the reduced features is the explainable model;
 6. residual calibration: linear models on the orthogonal complement of the reduced subspace are
-   fit on *training* residuals, round by round, and stopped early on the validation split. Test
+   fit on *training* residuals, round by round, the rounds chosen on the validation part. Test
    labels are never used (the official code feeds them to this step).
 
-Evaluation: stratified k-fold cross-validation (every molecule tested once); explanations scored
-per atom and per group token.
-
-Rooms: `method` (the algorithm), `ngrams` (features and exact contributions), `inference` (the
-deployed predictor: fast group matching, n-gram lookup), `baselines` (the comparison models),
-`llm` (an instruction LLM as a label-word classifier), `benchmark` (the per-dataset protocol and
-throughput), `experiment` (`Settings` and one function per Practical section of notebook 01),
-`figures`. The explanation datasets live in `molkit.data.explain`.
+Rooms (imports go downwards only): `settings` (the typed `Settings` and profiles) <- `method`
+(the algorithm) and `fragments` (what identifies an n-gram) <- the algorithm's helpers `ngrams`,
+`inference` (the deployed predictor), `baselines`, `llm` (an instruction LLM as a label-word
+classifier) <- `protocol` (splits, the tuning part's choices) <- `crossval` (one dataset fold by
+fold) <- `records` (the typed results of each section) <- `llm_arms` (the LLM rows), `benchmark`
+(the speed report) <- `experiment` (one function per Practical section of notebook 01) <- `claims`
+(the paper's figures and every claim) <- `figures`, `discussion`.
 """
 
-from molkit.methods.molex import figures, llm
+from molkit.methods.molex import claims, figures, llm
 from molkit.methods.molex.baselines import morgan_atom_scores
-from molkit.methods.molex.benchmark import (
-    VARIANTS,
-    DatasetRun,
-    dataset_splits,
-    measure_throughput,
-    run_dataset,
-    save_examples,
-    throughput_summary,
-)
+from molkit.methods.molex.benchmark import group_matching_rate, speed_report
+from molkit.methods.molex.claims import PAPER, build_claims
+from molkit.methods.molex.crossval import DatasetRun, run_dataset, save_examples
+from molkit.methods.molex.discussion import findings, paper_comparison
 from molkit.methods.molex.experiment import (
-    PAPER,
-    Settings,
-    benchmark,
     calibration_gain,
-    enrichment_summary,
+    cross_validate,
     explanation_scores,
-    findings,
     llm_classifier,
     load_data,
     ngram_texts,
-    paper_comparison,
-    targets_met,
     throughput,
+    tune,
     walkthrough,
 )
 from molkit.methods.molex.method import (
@@ -66,6 +53,7 @@ from molkit.methods.molex.method import (
     finetune_ib,
     fit_molex,
     fit_reduction,
+    log_loss,
     predict_proba_lm,
     sparse_loadings,
 )
@@ -77,10 +65,11 @@ from molkit.methods.molex.ngrams import (
     ngram_text,
     token_scores_from_ngrams,
 )
+from molkit.methods.molex.protocol import dataset_splits
+from molkit.methods.molex.settings import Settings
 
 __all__ = [
     "PAPER",
-    "VARIANTS",
     "DatasetRun",
     "FineTuneHistory",
     "IBClassifier",
@@ -89,23 +78,25 @@ __all__ = [
     "NgramTable",
     "Settings",
     "atom_scores_from_ngrams",
-    "benchmark",
+    "build_claims",
     "build_ngram_table",
     "calibration_gain",
+    "claims",
     "classification_scores",
+    "cross_validate",
     "dataset_splits",
-    "enrichment_summary",
     "embed_prefix",
     "explanation_scores",
     "figures",
-    "llm",
     "findings",
     "finetune_ib",
     "fit_molex",
     "fit_reduction",
+    "group_matching_rate",
+    "llm",
     "llm_classifier",
     "load_data",
-    "measure_throughput",
+    "log_loss",
     "molex_features",
     "morgan_atom_scores",
     "ngram_text",
@@ -115,9 +106,9 @@ __all__ = [
     "run_dataset",
     "save_examples",
     "sparse_loadings",
-    "targets_met",
+    "speed_report",
     "throughput",
-    "throughput_summary",
     "token_scores_from_ngrams",
+    "tune",
     "walkthrough",
 ]

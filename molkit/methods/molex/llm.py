@@ -19,6 +19,11 @@ log-probability of the class's label word as the continuation of the prompt.
   as the answer (answer-only loss), through `molkit.models.train_cached` so a re-run replays the
   trained weights, then `score_label_words` on the test prompts.
 * `scoring_throughput`: molecules/s of the zero-shot scorer at several batch sizes.
+* `content_free_proba` and `correct_prior`: contextual calibration of the label prior (Zhao et
+  al., ICML 2021): the class probabilities divided by those of a content-free input (``"N/A"``,
+  ``"[MASK]"``, an empty SMILES; `CONTENT_FREE`) or by the mean prediction over training
+  molecules, renormalised (`PRIOR_CORRECTIONS`).
+* `generic_prompt`: a yes/no (or lettered) question for a dataset of the user's (a CSV file).
 
 Prompts and label words are tokenised separately and their ids concatenated, the way
 `molkit.models.lm.encode_example` builds training examples, so scoring and fine-tuning
@@ -38,8 +43,13 @@ import pandas as pd
 import torch
 
 __all__ = [
+    "CONTENT_FREE",
+    "PRIOR_CORRECTIONS",
     "TASK_PROMPTS",
     "DEFAULT_LM",
+    "content_free_proba",
+    "correct_prior",
+    "generic_prompt",
     "TaskPrompt",
     "LabelScores",
     "LabelRun",
@@ -99,8 +109,28 @@ TASK_PROMPTS: dict[str, TaskPrompt] = {
 _PLAIN_SUFFIX = "\nAnswer:"
 
 
-def task_prompt(dataset: str) -> TaskPrompt:
-    """`TASK_PROMPTS` entry of ``dataset``; a ValueError naming the known datasets otherwise."""
+def generic_prompt(label: str, classes: Sequence[str] = ("0", "1")) -> TaskPrompt:
+    """A question for a dataset of the user's: for two classes "Is the molecule with SMILES ...
+    {label}? Answer Yes or No." (No: the first class), for more a choice between the letters
+    A, B, C... in class order."""
+    if len(classes) == 2:
+        return TaskPrompt(
+            f"Is the molecule with SMILES {{smiles}} {label}? Answer Yes or No.", _YES_NO
+        )
+    letters = tuple("ABCDEFGHIJ"[: len(classes)])
+    options = ", ".join(f"{w} ({c})" for w, c in zip(letters, classes, strict=True))
+    return TaskPrompt(
+        f"Which class of {label} does the molecule with SMILES {{smiles}} belong to? "
+        f"Answer {options}.",
+        letters,
+    )
+
+
+def task_prompt(dataset: str | TaskPrompt) -> TaskPrompt:
+    """`TASK_PROMPTS` entry of ``dataset`` (a `TaskPrompt` is returned as it is); a ValueError
+    naming the known datasets otherwise."""
+    if isinstance(dataset, TaskPrompt):
+        return dataset
     key = str(dataset).lower()
     if key not in TASK_PROMPTS:
         raise ValueError(
@@ -115,7 +145,7 @@ def _chat(tokenizer, chat: bool) -> bool:
     return bool(chat and has_chat_template(tokenizer))
 
 
-def label_prompt(tokenizer, smiles: str, dataset: str, chat: bool = True) -> str:
+def label_prompt(tokenizer, smiles: str, dataset: str | TaskPrompt, chat: bool = True) -> str:
     """The prompt text asking ``dataset``'s question about ``smiles``, ending where the answer
     begins: the chat template's opened assistant turn when the tokenizer has one (and ``chat``),
     else the question followed by ``"\\nAnswer:"``."""
@@ -127,12 +157,14 @@ def label_prompt(tokenizer, smiles: str, dataset: str, chat: bool = True) -> str
     return question + _PLAIN_SUFFIX
 
 
-def label_prompts(tokenizer, smiles: Sequence[str], dataset: str, chat: bool = True) -> list[str]:
+def label_prompts(
+    tokenizer, smiles: Sequence[str], dataset: str | TaskPrompt, chat: bool = True
+) -> list[str]:
     """`label_prompt` for each of ``smiles``."""
     return [label_prompt(tokenizer, s, dataset, chat) for s in smiles]
 
 
-def label_words(tokenizer, dataset: str, chat: bool = True) -> list[str]:
+def label_words(tokenizer, dataset: str | TaskPrompt, chat: bool = True) -> list[str]:
     """The continuation strings scored for ``dataset``'s classes with `label_prompt`'s prompts:
     the bare words after the chat template (it ends in a newline), a space before each word after
     a plain ``Answer:``."""
@@ -251,7 +283,7 @@ def zero_shot_scores(
     model,
     tokenizer,
     smiles: Sequence[str],
-    dataset: str,
+    dataset: str | TaskPrompt,
     batch_size: int = 32,
     chat: bool = True,
     progress: bool = False,
@@ -265,6 +297,34 @@ def zero_shot_scores(
         batch_size=batch_size,
         progress=progress,
     )
+
+
+#: Content-free inputs whose mean class probabilities estimate the LM's label prior (Zhao et
+#: al. 2021 average "N/A", "[MASK]" and the empty string).
+CONTENT_FREE = ("N/A", "[MASK]", "")
+#: How zero-shot probabilities are corrected for the LM's label prior: not at all, by the
+#: content-free inputs' probabilities, or by the mean prediction on training molecules.
+PRIOR_CORRECTIONS = ("none", "content-free", "training mean")
+
+
+def content_free_proba(
+    model, tokenizer, dataset: str | TaskPrompt, chat: bool = True, batch_size: int = 8
+) -> np.ndarray:
+    """Mean class probabilities (n_classes,) of the content-free inputs `CONTENT_FREE` written
+    where the SMILES goes: the label prior the LM brings to the question."""
+    scores = zero_shot_scores(model, tokenizer, list(CONTENT_FREE), dataset, batch_size, chat)
+    return scores.proba.mean(0)
+
+
+def correct_prior(proba: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
+    """Contextual calibration: ``proba`` (n, n_classes) divided by the label prior
+    (n_classes,) and renormalised per row (``None``: unchanged). Dividing by the prior is
+    `W = diag(prior)^-1` of Zhao et al. with no bias term."""
+    proba = np.asarray(proba, dtype=float)
+    if prior is None:
+        return proba
+    corrected = proba / np.clip(np.asarray(prior, dtype=float), 1e-12, None)
+    return corrected / corrected.sum(1, keepdims=True)
 
 
 @dataclass
@@ -281,11 +341,13 @@ class LabelRun:
 
 def fine_tune_label_classifier(
     lm: str | os.PathLike,
-    dataset: str,
+    dataset: str | TaskPrompt,
     train_smiles: Sequence[str],
     train_labels: Sequence[int],
     test_smiles: Sequence[str],
     config=None,
+    valid_smiles: Sequence[str] = (),
+    valid_labels: Sequence[int] = (),
     lora: bool = True,
     lora_kwargs: dict | None = None,
     chat: bool = True,
@@ -303,6 +365,9 @@ def fine_tune_label_classifier(
     after it with ``add_eos``), through `molkit.models.train_cached` (``cache``: True, a folder, or
     False), then score the prompts of ``test_smiles`` with `score_label_words`.
 
+    ``valid_smiles`` / ``valid_labels``: the validation part, built like the training examples and
+    passed to the trainer (``config`` says how often it is evaluated, the patience and the
+    monitored figure; the best state is kept, so ``config.epochs`` is a maximum).
     ``config``: a `TrainConfig`; ``None``: 2 epochs, batch 8, lr 2e-4 with LoRA or 2e-5 fully.
     ``key``: extra JSON values for the cache key (the method, dataset and prompt form are in it).
     """
@@ -312,29 +377,35 @@ def fine_tune_label_classifier(
     if config is None:
         config = TrainConfig(epochs=2, lr=2e-4 if lora else 2e-5, batch_size=8, warmup=0.05)
     labels = [int(y) for y in train_labels]
-    if len(labels) != len(train_smiles):
-        raise ValueError(f"{len(train_smiles)} training molecules but {len(labels)} labels")
+    valid = [int(y) for y in valid_labels]
+    if len(labels) != len(train_smiles) or len(valid) != len(valid_smiles):
+        raise ValueError(
+            f"{len(train_smiles)} training and {len(valid_smiles)} validation molecules but "
+            f"{len(labels)} and {len(valid)} labels"
+        )
     torch.manual_seed(config.seed)
     model, tokenizer = load_lm(lm)
     if lora:
         model = apply_lora(model, **(lora_kwargs or {}))
     words = label_words(tokenizer, dataset, chat)
     word_ids = label_token_ids(tokenizer, words)
-    if any(y < 0 or y >= len(words) for y in labels):
+    if any(y < 0 or y >= len(words) for y in labels + valid):
         raise ValueError(f"labels must lie in 0..{len(words) - 1} for {dataset!r}")
-    examples = []
-    for s, y in zip(train_smiles, labels, strict=True):
-        prompt = _encode_prompt(tokenizer, label_prompt(tokenizer, s, dataset, chat))
+
+    def example(smiles: str, y: int) -> LMExample:
+        prompt = _encode_prompt(tokenizer, label_prompt(tokenizer, smiles, dataset, chat))
         answer = word_ids[y] + ([tokenizer.eos_token_id] if add_eos else [])
         prompt = prompt[-(max_length - len(answer)) :]  # too long: keep the prompt's end
-        examples.append(
-            LMExample(
-                input_ids=prompt + answer,
-                labels=[-100] * len(prompt) + answer,
-                prompt_length=len(prompt),
-            )
+        return LMExample(
+            input_ids=prompt + answer,
+            labels=[-100] * len(prompt) + answer,
+            prompt_length=len(prompt),
         )
-    run_key = {"method": "molex-llm-label", "dataset": dataset, "chat": _chat(tokenizer, chat)}
+
+    examples = [example(s, y) for s, y in zip(train_smiles, labels, strict=True)]
+    valid_examples = [example(s, y) for s, y in zip(valid_smiles, valid, strict=True)]
+    question = task_prompt(dataset).question
+    run_key = {"method": "molex-llm-label", "dataset": question, "chat": _chat(tokenizer, chat)}
     report = train_cached(
         model,
         examples,
@@ -343,6 +414,7 @@ def fine_tune_label_classifier(
         key={**run_key, **(key or {})},
         cache=cache,
         progress=progress,
+        **({"valid_examples": valid_examples} if valid_examples else {}),
     )
     scores = score_label_words(
         model,

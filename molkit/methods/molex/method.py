@@ -33,6 +33,7 @@ __all__ = [
     "finetune_ib",
     "fit_molex",
     "fit_reduction",
+    "log_loss",
     "predict_proba_lm",
     "sparse_loadings",
 ]
@@ -46,6 +47,8 @@ class IBClassifier(nn.Module):
     ``h = pool(top_layers(prefix states))``; ``mu, log_var = linear(h)``;
     ``z ~ N(mu, exp(log_var))`` in training (``mu`` in evaluation); ``logits = linear(z)`` over
     ``n_classes``. ``forward`` returns (logits (B, n_classes), KL to N(0, I) per example (B,)).
+    ``n_trainable_layers = 0`` keeps the whole LM frozen: only the bottleneck head trains, on the
+    pooled output of the last layer (the "no fine-tuning" ablation keeps MoleX's feature).
     """
 
     def __init__(
@@ -87,10 +90,31 @@ class IBClassifier(nn.Module):
 
 @dataclass
 class FineTuneHistory:
-    """Per-epoch losses of `finetune_ib` and the epoch whose weights were kept."""
+    """What `finetune_ib` did: ``records`` (one row per evaluation, `FINE_TUNE_COLUMNS`; epoch 0
+    is the untrained head), the epoch whose weights were kept (``best_epoch``; 0: no epoch
+    improved on the start), the maximum (``max_epochs``) and whether patience stopped the run."""
 
     records: pd.DataFrame
     best_epoch: int
+    max_epochs: int = 0
+    stopped_early: bool = False
+
+    @property
+    def epochs_run(self) -> int:
+        return int(self.records["epoch"].max()) if len(self.records) else 0
+
+    def summary(self) -> str:
+        """One line: epochs run of the maximum, the kept epoch and its validation figures."""
+        if not len(self.records):
+            return "not trained (0 epochs)"
+        first = self.records.iloc[0]
+        kept = self.records[self.records["epoch"] == self.best_epoch].iloc[0]
+        text = (
+            f"{self.epochs_run} of at most {self.max_epochs} epochs, kept epoch {self.best_epoch} "
+            f"(validation cross-entropy {kept['valid_ce']:.3f}, accuracy "
+            f"{kept['valid_accuracy']:.3f}; {first['valid_ce']:.3f} before training)"
+        )
+        return text + (", stopped on patience" if self.stopped_early else "")
 
 
 #: The vectors `embed_prefix` can return: the bottleneck mean, or the pooled LM output under it.
@@ -124,8 +148,8 @@ def _predict_logits(clf: IBClassifier, prefix: PrefixStates, batch_size: int = 1
     return out
 
 
-#: The columns of `finetune_ib`'s history, one row per epoch.
-FINE_TUNE_COLUMNS = ("epoch", "train_ce", "train_kl", "valid_ce")
+#: The columns of `finetune_ib`'s history, one row per evaluation (epoch 0: before training).
+FINE_TUNE_COLUMNS = ("epoch", "train_ce", "train_kl", "valid_ce", "valid_accuracy")
 
 
 def finetune_ib(
@@ -149,9 +173,12 @@ def finetune_ib(
 ) -> tuple[IBClassifier, FineTuneHistory]:
     """Fine-tune the top ``n_trainable_layers`` of ``model`` with a VIB head on the training
     split: loss = cross-entropy + ``beta`` * KL(N(mu, sigma^2) || N(0, I)). ``beta = 0`` is plain
-    fine-tuning with the same head. ``epochs = 0`` returns the untrained head on the pretrained
-    layers. Keeps the epoch with the lowest validation cross-entropy (early stopping after
-    ``patience`` epochs without improvement). ``model`` itself is not modified."""
+    fine-tuning with the same head; ``n_trainable_layers = 0`` trains the head alone on the frozen
+    LM. ``epochs`` is a maximum: the validation part (``valid``, ``y_valid``) is evaluated before
+    the first epoch and after each (`molkit.models.fit.fit`), the state with the lowest
+    validation cross-entropy is kept (possibly the untrained head) and ``patience`` epochs without
+    improvement stop the run. ``epochs = 0`` returns the untrained head. ``model`` itself is not
+    modified."""
     if (
         train.n_frozen != valid.n_frozen
         or train.n_frozen != len(model.encoder.layer) - n_trainable_layers
@@ -164,16 +191,16 @@ def finetune_ib(
     rng = np.random.default_rng(seed)
     clf = IBClassifier(model, n_classes, n_trainable_layers, bottleneck_dim, pooling)
     head_params = [*clf.mu.parameters(), *clf.log_var.parameters(), *clf.head.parameters()]
-    optimiser = torch.optim.AdamW(
-        [{"params": clf.layers.parameters(), "lr": lr}, {"params": head_params, "lr": head_lr}],
-        weight_decay=0.01,
-    )
+    groups = [{"params": head_params, "lr": head_lr}]
+    if n_trainable_layers:
+        groups.insert(0, {"params": list(clf.layers.parameters()), "lr": lr})
+    optimiser = torch.optim.AdamW(groups, weight_decay=0.01)
     y_tr = torch.as_tensor(np.asarray(y_train), dtype=torch.long)
     y_va = torch.as_tensor(np.asarray(y_valid), dtype=torch.long)
     ce = nn.CrossEntropyLoss()
     if epochs == 0:
         clf.eval()
-        return clf, FineTuneHistory(pd.DataFrame(columns=list(FINE_TUNE_COLUMNS)), 0)
+        return clf, FineTuneHistory(pd.DataFrame(columns=list(FINE_TUNE_COLUMNS)), 0, 0)
     kl_sum = [0.0]
 
     def step(item) -> tuple[float, float]:
@@ -191,8 +218,12 @@ def finetune_ib(
     def validate() -> dict[str, float]:
         # the epoch's mean KL rides along with the validation figures, one row per epoch
         train_kl, kl_sum[0] = kl_sum[0] / len(train), 0.0
-        valid_ce = float(ce(torch.from_numpy(_predict_logits(clf, valid)), y_va))
-        return {"valid_ce": valid_ce, "train_kl": train_kl}
+        logits = torch.from_numpy(_predict_logits(clf, valid))
+        return {
+            "valid_ce": float(ce(logits, y_va)),
+            "valid_accuracy": float((logits.argmax(1) == y_va).float().mean()),
+            "train_kl": train_kl,
+        }
 
     order = lambda: bucketed_order(train, batch_size, rng)  # noqa: E731 - drawn as each epoch starts
     report = fit(
@@ -202,17 +233,22 @@ def finetune_ib(
         monitor="valid_ce",
         patience=patience,
         state=clf.state_dict,
+        eval_at_start=True,
         desc=f"IB fine-tuning (beta={beta:g})",
         progress=progress,
     )
     clf.eval()
     rows = [
-        {"epoch": int(r["epoch"]), "train_ce": r["train_loss"], "train_kl": r["train_kl"],
-         "valid_ce": r["valid_ce"]}
+        {"epoch": int(r["epoch"]), "train_ce": r["train_loss"],
+         "train_kl": r["train_kl"] if r["epoch"] else np.nan, "valid_ce": r["valid_ce"],
+         "valid_accuracy": r["valid_accuracy"]}
         for r in report.curve
     ]  # fmt: skip
     return clf, FineTuneHistory(
-        pd.DataFrame(rows, columns=list(FINE_TUNE_COLUMNS)), int(report.best_epoch)
+        pd.DataFrame(rows, columns=list(FINE_TUNE_COLUMNS)),
+        int(report.best_epoch),
+        epochs,
+        report.stopped_early,
     )
 
 
@@ -387,6 +423,13 @@ class MolexModel:
     calib_intercept: np.ndarray | None = None
     history: pd.DataFrame = field(default_factory=pd.DataFrame)
     calib_rounds: int = 0
+    calib_cap: int = 0
+
+    @property
+    def calibration_capped(self) -> bool:
+        """Whether the kept calibration round is the cap (validation loss still falling there:
+        raise ``calib_rounds``)."""
+        return self.calib_cap > 0 and self.calib_rounds == self.calib_cap
 
     def weights(self, calibrated: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """The whole model as one affine map of the summed n-gram features:
@@ -455,8 +498,11 @@ def fit_molex(
     Residual calibration: with F the training logits, each round fits a ridge regression of the
     training residuals (one-hot labels minus probabilities) on the complement features u and
     adds ``calib_lr`` times it to F (a gradient-boosting step with linear learners); the number
-    of rounds with the lowest validation log-loss is kept (0 means calibration is switched off).
+    of rounds with the lowest validation log-loss is kept (0 means calibration is switched off),
+    ``calib_rounds`` is the cap and ``calib_patience`` rounds without a lower validation loss stop
+    it (`MolexModel.calibration_capped` says whether the kept round is the cap).
     """
+    from scipy.linalg import cho_factor, cho_solve
     from sklearn.linear_model import LogisticRegression
 
     y_train, y_valid = np.asarray(y_train, dtype=int), np.asarray(y_valid, dtype=int)
@@ -470,7 +516,7 @@ def fit_molex(
     U_va = np.column_stack([comp.transform(X_valid), np.ones(len(X_valid))])
     F_tr, F_va = model.decision_function(X_train), model.decision_function(X_valid)
     T_tr = _targets(y_train, n_classes)
-    gram = U_tr.T @ U_tr + calib_ridge * np.eye(U_tr.shape[1])
+    gram = cho_factor(U_tr.T @ U_tr + calib_ridge * np.eye(U_tr.shape[1]))
     acc = np.zeros((U_tr.shape[1], F_tr.shape[1]))
     best_loss, best_round, best_acc = _log_loss(y_valid, _proba(F_va, n_classes)), 0, acc.copy()
     rows = [
@@ -484,7 +530,7 @@ def fit_molex(
         residual = T_tr - (
             _proba(F_tr, n_classes)[:, 1:] if n_classes == 2 else _proba(F_tr, n_classes)
         )
-        step = calib_lr * np.linalg.solve(gram, U_tr.T @ residual)
+        step = calib_lr * cho_solve(gram, U_tr.T @ residual)
         acc += step
         F_tr, F_va = F_tr + U_tr @ step, F_va + U_va @ step
         valid_loss = _log_loss(y_valid, _proba(F_va, n_classes))
@@ -502,7 +548,15 @@ def fit_molex(
     model.complement = comp
     model.calib_coef, model.calib_intercept = best_acc[:-1], best_acc[-1]
     model.history, model.calib_rounds = pd.DataFrame(rows), best_round
+    model.calib_cap = calib_rounds
     return model
+
+
+def log_loss(y: np.ndarray, proba: np.ndarray) -> float:
+    """Mean negative log-probability of the true class, (n,) labels against (n, n_classes)
+    probabilities (clipped at 1e-12): the score every choice on a validation part minimises."""
+    y = np.asarray(y, dtype=int)
+    return _log_loss(y, np.asarray(proba, dtype=float))
 
 
 def classification_scores(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
