@@ -103,12 +103,29 @@ def test_masked_loss_ignores_nan():
 def test_attribute_masking_loss_decreases(graphs):
     torch.manual_seed(0)
     gin = GIN(num_layers=2, hidden=32)
-    history = attribute_masking_pretrain(
+    report = attribute_masking_pretrain(
         gin, graphs, epochs=20, mask_rate=0.3, lr=3e-3, batch_size=10, progress=False
     )
-    assert len(history) == 20
+    history = [row["train_loss"] for row in report.curve]
+    assert len(history) == 20 and not report.validated
     assert np.mean(history[-3:]) < 0.5 * np.mean(history[:3])
     assert not gin.training
+
+
+def test_attribute_masking_stops_on_its_validation_loss_and_keeps_the_best(graphs):
+    torch.manual_seed(0)
+    gin = GIN(num_layers=2, hidden=32)
+    report = attribute_masking_pretrain(
+        gin, graphs[:14], epochs=30, mask_rate=0.3, lr=3e-2, batch_size=5, progress=False,
+        valid_graphs=graphs[14:], patience=2,
+    )  # fmt: skip
+    curve = report.frame()
+    assert curve["step"].iloc[0] == 0  # validated before the first epoch
+    best = curve["valid_loss"].idxmin()
+    assert report.best_step == curve["step"].iloc[best]
+    assert report.stopped_early == (len(curve) < 31)
+    if report.stopped_early:
+        assert len(curve) == best + 3  # two evaluations without improvement after the best
 
 
 def test_train_graph_model_restores_best_state(graphs):

@@ -24,11 +24,14 @@ def _texts(fig) -> list[str]:
 def test_all_is_exported():
     for name in (
         "pipeline_diagram",
+        "training_curves",
+        "masking_curve",
         "retrieved_neighbours",
         "prompt_lengths",
         "metrics_vs_baselines",
         "retrieval_quality",
         "draw_translations",
+        "translation_examples",
     ):
         assert name in figures.__all__
         assert callable(getattr(figures, name))
@@ -40,10 +43,10 @@ def test_pipeline_diagram_steps_and_highlight():
     text = " ".join(t.replace("\n", " ") for t in _texts(fig))
     for fragment in (
         "query: molecule (mol2cap) or caption (cap2mol)",
-        "BM25 over captions",
+        "BM25 over captions (Okapi, as the official code)",
         "sequence reversal (most similar last)",
-        "both always fit the cut-off",
-        "answer-only loss (trained weights cached)",
+        "the share kept whole is printed",
+        "LoRA, answer-only loss, stopped on a validation part",
         "stop at the end of the line",
     ):
         assert fragment in text
@@ -153,8 +156,14 @@ def _bar_colours(ax) -> dict[str, str]:
     return {n: to_hex(p.get_facecolor()) for n, p in zip(names, ax.patches, strict=True)}
 
 
+def _published():
+    from molkit.methods.icma import paper_table
+
+    return {d: paper_table(d) for d in ("mol2cap", "cap2mol")}
+
+
 def test_metrics_vs_baselines_morgan_fts_all_has_no_published_lines():
-    fig = figures.metrics_vs_baselines(_tables("morgan_fts_all"), n_test=50)
+    fig = figures.metrics_vs_baselines(_tables("morgan_fts_all"), 50, _published())
     assert len(fig.axes) == 2
     mol2cap, cap2mol = fig.axes
     assert mol2cap.get_xlabel() == "bleu2 (50 test molecules)"
@@ -175,11 +184,14 @@ def test_metrics_vs_baselines_morgan_fts_all_has_no_published_lines():
 def test_metrics_vs_baselines_falls_back_to_morgan_fts():
     tables = _tables("morgan_fts")
     tables["mol2cap"].loc["retrieval only", "bleu2"] = np.nan  # a missing value is left out
-    fig = figures.metrics_vs_baselines(tables, n_test=7)
+    fig = figures.metrics_vs_baselines(tables, 7, _published())
     mol2cap, cap2mol = fig.axes
     assert cap2mol.get_xlabel() == "morgan_fts (7 test molecules)"
     assert len([ln for ln in cap2mol.get_lines() if ln.get_linestyle() == "--"]) == 3
     assert len(mol2cap.patches) == 3
+    # without the published tables: no dashed line
+    bare = figures.metrics_vs_baselines(tables, 7)
+    assert not [ln for ax in bare.axes for ln in ax.get_lines() if ln.get_linestyle() == "--"]
     with pytest.raises(KeyError):
         figures.metrics_vs_baselines(_tables("exact_match"), n_test=7)
 
@@ -218,6 +230,67 @@ def test_retrieval_quality_highlights_the_chosen_retriever():
 
 
 def test_draw_translations_marks_invalid():
-    fig = figures.draw_translations(["CCO", "CC(=O)O"], {"ICMA": ["CCO", "C1CC"]})
+    fig = figures.draw_translations(["CCO", "CC(=O)O"], {"ICMA": ["CCO", "C1CC\x00\x05"]})
     assert len(fig.axes) == 4
-    assert any("invalid SMILES" in t.get_text() for t in fig.axes[3].texts)
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["ground truth", "ICMA"]
+    assert fig.axes[0].images and fig.axes[1].images and not fig.axes[3].images
+    # an invalid SMILES is printed without its control characters (no missing-glyph warnings)
+    assert [t.get_text() for t in fig.axes[3].texts] == ["invalid SMILES\nC1CC"]
+
+
+class _Report:
+    """Stands in for a TrainReport: a validation curve and the kept step."""
+
+    def __init__(self, losses, best_step):
+        self.curve = [{"step": float(i), "valid_loss": v} for i, v in enumerate(losses)]
+        self.best_step = best_step
+
+    def curve_frame(self):
+        return pd.DataFrame(self.curve)
+
+
+def test_training_curves_one_panel_per_direction_and_the_kept_step():
+    reports = {
+        "mol2cap": {"ICMA": [_Report([3.0, 2.0, 2.5], 1), _Report([3.0, 2.2, 2.1], 2)],
+                    "in-context prompting (no tuning)": [None]},
+        "cap2mol": {"ICMA": [_Report([4.0, 3.0], 1)], "direct fine-tuning": [_Report([4, 5], 0)]},
+    }  # fmt: skip
+    fig = figures.training_curves(reports)
+    mol2cap, cap2mol = fig.axes
+    assert mol2cap.get_title().startswith("mol2cap") and cap2mol.get_title().startswith("cap2mol")
+    # one line and one kept-step dot per trained run; the untuned arm draws nothing
+    dots = [ln for ln in mol2cap.get_lines() if ln.get_marker() == "o"]
+    assert [(d.get_xdata()[0], d.get_ydata()[0]) for d in dots] == [(1.0, 2.0), (2.0, 2.1)]
+    assert len(mol2cap.get_lines()) == 4
+    assert [t.get_text() for t in cap2mol.get_legend().get_texts()] == [
+        "ICMA", "direct fine-tuning"
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="trained run"):
+        figures.training_curves({"mol2cap": {"x": [None]}})
+
+
+def test_masking_curve_marks_the_kept_epoch():
+    from molkit.models.fit import FitReport
+
+    report = FitReport(
+        curve=[{"step": 0, "epoch": 0.0, "train_loss": np.nan, "valid_loss": 4.0},
+               {"step": 5, "epoch": 1.0, "train_loss": 3.0, "valid_loss": 2.5},
+               {"step": 10, "epoch": 2.0, "train_loss": 2.0, "valid_loss": 2.7}],
+        best_step=5,
+    )  # fmt: skip
+    (ax,) = figures.masking_curve(report).axes
+    kept = [ln for ln in ax.get_lines() if ln.get_label() == "kept"]
+    assert len(kept) == 1 and list(kept[0].get_xdata()) == [1.0]
+    assert list(kept[0].get_ydata()) == [2.5]
+
+
+def test_translation_examples_draw_the_first_molecules_of_each_arm():
+    result = type("DirectionEvaluation", (), {})()
+    result.predictions = pd.DataFrame(
+        {"truth": ["CCO", "CCN", "CCC"], "ICMA": ["CCO", "C1CC", "CCC"],
+         "direct fine-tuning": ["C", "C", "C"], "retrieval only (bm25)": ["O", "O", "O"]}
+    )  # fmt: skip
+    fig = figures.translation_examples(result, n=2)
+    assert len(fig.axes) == 2 * 3  # truth, ICMA, direct: the baselines are not drawn
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["ground truth", "ICMA", "direct fine-tuning"]
+    assert any("invalid SMILES" in t.get_text() for t in fig.axes[4].texts)

@@ -30,7 +30,7 @@ from molkit.chem.features import (
     BOND_FEATURE_DIM,
     NUM_ATOM_TYPES,
 )
-from molkit.models.fit import fit
+from molkit.models.fit import FitReport, fit
 
 __all__ = [
     "GIN",
@@ -357,13 +357,19 @@ def attribute_masking_pretrain(
     seed: int = 0,
     device=None,
     progress: bool = True,
-) -> list[float]:
+    valid_graphs: Sequence[Data] | None = None,
+    patience: int | None = None,
+) -> FitReport:
     """Self-supervised attribute masking (Hu et al. 2020), training ``gin`` in place.
 
     Each step hides the atomic-number block of ``x`` for a ``mask_rate`` share of atoms (at least
     one per batch; the block becomes all zeros, the mask token) and trains a linear head on the
     node embeddings to recover the element (cross-entropy over ``NUM_ATOM_TYPES`` classes).
-    Returns the mean loss of each epoch. Leaves ``gin`` in eval mode.
+    With ``valid_graphs``: the same masked-atom cross-entropy on them (the same masks at every
+    evaluation) before the first epoch and after each, the best state of the GIN (and its head)
+    kept and restored, training stopped after ``patience`` epochs without improvement (``epochs``
+    is then a maximum). Returns the `molkit.models.fit.FitReport` (``curve``: ``train_loss``, and
+    ``valid_loss`` with a validation part, per epoch). Leaves ``gin`` in eval mode.
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -373,27 +379,52 @@ def attribute_masking_pretrain(
     optimiser = torch.optim.Adam([*gin.parameters(), *head.parameters()], lr=lr)
     generator = torch.Generator().manual_seed(seed)
 
-    def step(item) -> float:
-        _, batch = item
-        gin.train()
+    def masked_loss(batch, gen: torch.Generator) -> Tensor:
         n_nodes = batch.x.shape[0]
         n_mask = max(1, round(mask_rate * n_nodes))
-        masked = torch.randperm(n_nodes, generator=generator)[:n_mask].to(device)
+        masked = torch.randperm(n_nodes, generator=gen)[:n_mask].to(device)
         target = batch.x[masked, start:stop].argmax(dim=1)
         x = batch.x.clone()
         x[masked, start:stop] = 0.0
         batch.x = x
-        loss = nn.functional.cross_entropy(head(gin.node_embeddings(batch)[masked]), target)
+        return nn.functional.cross_entropy(head(gin.node_embeddings(batch)[masked]), target)
+
+    def step(item) -> float:
+        _, batch = item
+        gin.train()
+        head.train()
+        loss = masked_loss(batch, generator)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
         return loss.item()
 
+    @torch.no_grad()
+    def validate() -> dict[str, float]:
+        gin.eval()
+        head.eval()
+        gen = torch.Generator().manual_seed(seed + 1)  # the same masks at every evaluation
+        batches = _batches(valid_graphs, np.arange(len(valid_graphs)), batch_size, device)
+        losses = [masked_loss(b, gen).item() for _, b in batches]
+        return {"valid_loss": float(np.mean(losses))}
+
+    def state() -> dict[str, Tensor]:
+        return {
+            **{f"gin.{k}": v for k, v in gin.state_dict().items()},
+            **{f"head.{k}": v for k, v in head.state_dict().items()},
+        }
+
+    has_valid = bool(valid_graphs)
     report = fit(
         step,
         (_batches(graphs, rng.permutation(len(graphs)), batch_size, device) for _ in range(epochs)),
+        validate=validate if has_valid else None,
+        patience=patience if has_valid else None,
+        state=state,
+        eval_at_start=has_valid,
+        total_steps=epochs * -(-len(graphs) // batch_size),
         desc="attribute masking",
         progress=progress,
     )
     gin.eval()
-    return [row["train_loss"] for row in report.curve]
+    return report

@@ -8,15 +8,16 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from molkit.methods.icma.method import paper_table
-
 __all__ = [
     "pipeline_diagram",
+    "training_curves",
+    "masking_curve",
     "retrieved_neighbours",
     "prompt_lengths",
     "metrics_vs_baselines",
     "retrieval_quality",
     "draw_translations",
+    "translation_examples",
 ]
 
 #: The main ICMA row, its test-time ablations (names starting with "ICMA"), everything else.
@@ -36,11 +37,11 @@ def pipeline_diagram():
             [
                 "retrieve, mol2cap: Morgan / RDKit Tanimoto, GIN cosine "
                 "(chosen on a validation part of the pool)",
-                "retrieve, cap2mol: BM25 over captions",
+                "retrieve, cap2mol: BM25 over captions (Okapi, as the official code)",
             ],
             "re-rank: random walk (training only), sequence reversal (most similar last)",
-            "prompt: k examples + query (both always fit the cut-off)",
-            "tune: in-context tuning, answer-only loss (trained weights cached)",
+            "prompt: k examples + query (the share kept whole is printed)",
+            "tune: LoRA, answer-only loss, stopped on a validation part (weights cached)",
             "generate: greedy, stop at the end of the line",
         ],
         title="ICMA: hybrid retrieval, post-retrieval re-ranking, in-context molecule tuning",
@@ -48,6 +49,58 @@ def pipeline_diagram():
         wrap=30,
         highlight=(2, 4),
     )
+
+
+def training_curves(reports: Mapping[str, Mapping[str, Sequence]]):
+    """The validation loss of every LM training run against the optimiser step, one panel per
+    direction (``reports``: direction -> arm -> one `molkit.models.lm.TrainReport` per training
+    seed, None for an untuned arm), one colour per arm, one line per seed; a dot marks the step
+    each run kept (its validation optimum)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    directions = [d for d in reports if any(r for runs in reports[d].values() for r in runs)]
+    if not directions:
+        raise ValueError("training_curves needs at least one trained run")
+    fig, axes = plt.subplots(1, len(directions), figsize=(6 * len(directions), 3.8), squeeze=False)
+    for ax, direction in zip(axes[0], directions, strict=True):
+        trained = [(arm, runs) for arm, runs in reports[direction].items() if any(runs)]
+        for colour, (arm, runs) in enumerate(trained):
+            for seed, report in enumerate(r for r in runs if r is not None):
+                curve = report.curve_frame()
+                if curve.empty or "valid_loss" not in curve:
+                    continue
+                label = arm if seed == 0 else None
+                ax.plot(curve["step"], curve["valid_loss"], color=f"C{colour}", lw=1.2,
+                        alpha=0.85, label=label)  # fmt: skip
+                best = curve[curve["step"] == report.best_step]
+                ax.plot(best["step"], best["valid_loss"], "o", color=f"C{colour}", ms=5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel("validation loss (answer tokens)")
+        ax.set_title(f"{direction}: validation curves, the kept step dotted")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def masking_curve(report):
+    """The GIN's attribute-masking loss per epoch (`molkit.models.fit.FitReport`: training and
+    held-out validation), the kept epoch marked."""
+    import matplotlib.pyplot as plt
+
+    curve = report.frame()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(curve["epoch"], curve["train_loss"], marker=".", label="training")
+    ax.plot(curve["epoch"], curve["valid_loss"], marker=".", label="validation (held-out graphs)")
+    best = curve[curve["step"] == report.best_step]
+    ax.plot(best["epoch"], best["valid_loss"], "o", color="C3", ms=8, label="kept")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("masked-atom cross-entropy")
+    ax.set_title("GIN attribute masking")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 
 def _truncate(text: str, n: int) -> str:
@@ -58,20 +111,19 @@ def _truncate(text: str, n: int) -> str:
 def _draw_molecule(ax, smiles: str, size: int = 300) -> bool:
     """``smiles`` drawn into ``ax`` (axis off); an unparsable one as the text "invalid SMILES".
     Returns whether it parsed."""
-    from rdkit import Chem, RDLogger
+    from rdkit import Chem
     from rdkit.Chem import Draw
+    from rdkit.rdBase import BlockLogs
 
     ax.axis("off")
-    RDLogger.DisableLog("rdApp.*")
-    try:
+    with BlockLogs():
         mol = Chem.MolFromSmiles(str(smiles)) if str(smiles).strip() else None
-    finally:
-        RDLogger.EnableLog("rdApp.*")
     if mol is None:
+        shown = "".join(ch for ch in str(smiles)[:40] if ch.isascii() and ch.isprintable())
         ax.text(
             0.5,
             0.5,
-            f"invalid SMILES\n{str(smiles)[:40]}",
+            f"invalid SMILES\n{shown}",
             ha="center",
             va="center",
             fontsize=7,
@@ -201,11 +253,16 @@ def _method_colour(name: str) -> str:
     return OTHER_COLOUR
 
 
-def metrics_vs_baselines(tables: Mapping[str, pd.DataFrame], n_test: int):
+def metrics_vs_baselines(
+    tables: Mapping[str, pd.DataFrame],
+    n_test: int,
+    published: Mapping[str, pd.DataFrame] | None = None,
+):
     """BLEU-2 (mol2cap) and Morgan FTS (cap2mol; ``morgan_fts_all`` where the table has it, an
     invalid SMILES scoring 0, else ``morgan_fts``) of every method of this run: the main ICMA row
-    dark red, its test-time ablations (names starting with "ICMA") light red, and, where the
-    published table has the same metric, its rows (except MolT5-base) as dashed lines."""
+    dark red, its ablations and probes (names starting with "ICMA") light red, and, where the
+    ``published`` table of the direction (`molkit.methods.icma.claims.paper_table`) has the same
+    metric, its rows (except MolT5-base) as dashed lines."""
     import matplotlib.pyplot as plt
 
     wanted = {"mol2cap": ("bleu2",), "cap2mol": ("morgan_fts_all", "morgan_fts")}
@@ -227,9 +284,9 @@ def metrics_vs_baselines(tables: Mapping[str, pd.DataFrame], n_test: int):
     for ax, (direction, metric, values) in zip(axes[0], panels, strict=True):
         names = [str(m) for m in values.index]
         ax.barh(names, values.values, color=[_method_colour(m) for m in names])
-        published = paper_table(direction)
-        if metric in published.columns:
-            for name, value in published[metric].dropna().items():
+        paper = (published or {}).get(direction)
+        if paper is not None and metric in paper.columns:
+            for name, value in paper[metric].dropna().items():
                 if "MolT5-base" in name:
                     continue
                 ax.axvline(value, ls="--", lw=1, color="grey")
@@ -298,8 +355,6 @@ def draw_translations(
     """One row per molecule, the ground truth then each method's prediction (an unparsable
     prediction is shown as text, marked invalid)."""
     import matplotlib.pyplot as plt
-    from rdkit import Chem
-    from rdkit.Chem import Draw
 
     columns = {"ground truth": list(truth), **{k: list(v) for k, v in predictions.items()}}
     fig, axes = plt.subplots(
@@ -307,22 +362,19 @@ def draw_translations(
     )
     for col, (name, smiles) in enumerate(columns.items()):
         for row, smi in enumerate(smiles):
-            ax = axes[row, col]
-            ax.axis("off")
-            mol = Chem.MolFromSmiles(smi) if str(smi).strip() else None
-            if mol is None:
-                ax.text(
-                    0.5,
-                    0.5,
-                    f"invalid SMILES\n{str(smi)[:40]}",
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    wrap=True,
-                )
-            else:
-                ax.imshow(Draw.MolToImage(mol, size=(300, 300)))
+            _draw_molecule(axes[row, col], smi)
             if row == 0:
-                ax.set_title(name, fontsize=9)
+                axes[row, col].set_title(name, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def translation_examples(result, n: int = 4):
+    """`draw_translations` of the first ``n`` cap2mol test molecules of a
+    `molkit.methods.icma.records.DirectionEvaluation`: the truth, then ICMA, the untuned LM and
+    direct fine-tuning (their first training seed), where the evaluation has them."""
+    from molkit.methods.icma.method import DIRECT, ICMA, NO_TUNING
+
+    frame = result.predictions.head(n)
+    methods = {m: frame[m].tolist() for m in (ICMA, NO_TUNING, DIRECT) if m in frame}
+    return draw_translations(frame["truth"].tolist(), methods)

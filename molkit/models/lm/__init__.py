@@ -12,6 +12,8 @@ LLM classifier), one room per job:
 * `generate`: the one batched generator, `generate_texts`;
 * `score`: the one scorer, `candidate_log_likelihoods` / `score_candidates` (the prompt's KV
   cache shared by every candidate) and the `expected_value` readout of numeric answers;
+* `pipeline`: `fine_tune_and_generate`, the load -> LoRA -> train (validated) -> generate path
+  of a method that translates (ICMA);
 * `adapter_cache`: `train_cached`, trained adapters or weights replayed by key;
 * `responses`: `ResponseCache`, replayable LLM responses keyed by model, settings and prompt;
 * `memory`: what loading and fine-tuning a model will need, and the refusal before it loads;
@@ -63,6 +65,12 @@ _EXPORTS = {
     "candidate_ids": "score",
     "expected_value": "score",
     "softmax": "score",
+    "LoraSpec": "pipeline",
+    "Generated": "pipeline",
+    "PipelineRun": "pipeline",
+    "fine_tune_and_generate": "pipeline",
+    "newline_token_ids": "pipeline",
+    "first_line": "pipeline",
     "train_cached": "adapter_cache",
     "adapter_key": "adapter_cache",
     "ResponseCache": "responses",
