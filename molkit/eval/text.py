@@ -110,10 +110,14 @@ def caption_metrics(
     _check_pairs(predictions, references)
     refs = [[tokenize(r)] for r in references]
     hyps = [tokenize(p) for p in predictions]
-    out = {
-        "bleu2": float(corpus_bleu(refs, hyps, weights=(0.5, 0.5))),
-        "bleu4": float(corpus_bleu(refs, hyps, weights=(0.25, 0.25, 0.25, 0.25))),
-    }
+    with warnings.catch_warnings():
+        # NLTK warns when a hypothesis shares no n-gram of some order with its references; that
+        # zero is the score it means (MolT5's and ICMA's BLEU use no smoothing either)
+        warnings.filterwarnings("ignore", message=".*contains 0 counts of", category=UserWarning)
+        out = {
+            "bleu2": float(corpus_bleu(refs, hyps, weights=(0.5, 0.5))),
+            "bleu4": float(corpus_bleu(refs, hyps, weights=(0.25, 0.25, 0.25, 0.25))),
+        }
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"])
     scores = [scorer.score(str(r), str(p)) for p, r in zip(predictions, references, strict=True)]
     for key in ("rouge1", "rouge2", "rougeL"):
@@ -131,10 +135,15 @@ def caption_metrics(
 
 
 def _mol(smiles: str):
-    from rdkit import Chem
+    """The molecule of a (generated) SMILES, or None; RDKit's parse errors stay out of the log:
+    an unparsable prediction is counted, not printed."""
+    from rdkit import Chem, rdBase
 
     text = str(smiles).strip()
-    return Chem.MolFromSmiles(text) if text else None
+    if not text:
+        return None
+    with rdBase.BlockLogs():
+        return Chem.MolFromSmiles(text)
 
 
 def _fingerprint(mol, kind: str):
@@ -178,20 +187,23 @@ def molecule_metrics(predictions: Sequence[str], references: Sequence[str]) -> d
     equals ``<kind>_fts * validity`` when every reference parses."""
     from nltk.translate.bleu_score import corpus_bleu
     from rapidfuzz.distance import Levenshtein
-    from rdkit import Chem, RDLogger
+    from rdkit import Chem, rdBase
 
     _check_pairs(predictions, references)
-    RDLogger.DisableLog("rdApp.*")
     predictions = [str(p).strip() for p in predictions]
     references = [str(r).strip() for r in references]
-    bleu = corpus_bleu([[list(r)] for r in references], [list(p) for p in predictions])
+    with warnings.catch_warnings():  # a zero n-gram count is the score it means (see above)
+        warnings.filterwarnings("ignore", message=".*contains 0 counts of", category=UserWarning)
+        bleu = corpus_bleu([[list(r)] for r in references], [list(p) for p in predictions])
     exact, valid = 0, 0
     for p, r in zip(predictions, references, strict=True):
         mp, mr = _mol(p), _mol(r)
         if mp is None:
             continue
         valid += 1
-        if mr is not None and Chem.MolToInchi(mp) == Chem.MolToInchi(mr):
+        with rdBase.BlockLogs():  # InChI's warnings on odd valences
+            same = mr is not None and Chem.MolToInchi(mp) == Chem.MolToInchi(mr)
+        if same:
             exact += 1
     out = {
         "bleu": float(bleu),

@@ -134,7 +134,7 @@ class Settings:
             chunk = items[c * rows : (c + 1) * rows] + [("", "")] * rows
             cells[f"setting {c + 1}"] = [k for k, _ in chunk[:rows]]
             cells[f"value {c + 1}"] = [v for _, v in chunk[:rows]]
-        return pd.DataFrame(cells).style.hide(axis="index")
+        return pd.DataFrame(cells, index=[""] * rows)
 
     def _repr_html_(self) -> str:
         return self.table().to_html()
