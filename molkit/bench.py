@@ -2,15 +2,14 @@
 
 Prints and records (``papermill_runs/<profile>/bench.json``) molecules/s for SMILES -> graph,
 fingerprints, descriptors and chemical-LM embedding (batch 64), sentences/s for the sentence
-encoder, MoleX's deployed prediction of molecules whose n-grams are known
-(`molkit.methods.molex.inference.NgramPredictor`, Liver and MUTAG) against the plain functions and
-the rxnfp-bert classifier end to end on the same molecules, with the speed-up, and tokens/s for
-the causal LM: greedy generation swept over batch sizes and weight
-precisions (float32; bf16 weights and bf16 autocast where the CPU computes bf16 natively) and
-full fine-tuning forward + backward (float32, and bf16 autocast where native). It records the
-precision policy, torch threads, CPU model and flags, and the load average at the start and the
-end, and warns at the start when the machine is busy: such figures are not comparable. From the
-sweep it names the generation batch size with the most tokens/s at the policy's precision.
+encoder, MoleX's deployed prediction of molecules whose n-grams are known against the rxnfp-BERT
+and SmolLM2-135M classifiers on the same molecules (`molkit.methods.molex.benchmark.speed_report`:
+the speed-ups and each pipeline's share of time in parsing, matching, lookup, tokenising and
+forward passes), and the LM toolkit at the notebooks' shapes (`notebook_shapes`: training,
+generation and scoring at each batch size and precision, padding waste, the share of the measured
+matmul limit, the recommended batch per shape). It records the precision policy, torch threads,
+CPU model and flags, and the load average at the start and the end, and warns at the start when
+the machine is busy: such figures are not comparable.
 Figures, not assertions: no test times anything.
 """
 
@@ -116,126 +115,6 @@ def _timed(fn: Callable[[], object], repeats: int = 1) -> float:
     return best
 
 
-def _molex_vs_lm(
-    dataset: str, n_molecules: int, chemical_lm, repeats: int, report: Callable[..., None]
-) -> tuple[float, float, float, int]:
-    """MoleX deployed on known n-grams against the LM classifier, on the same molecules of one
-    explanation dataset: the even-position molecules (up to ``n_molecules``) are timed, the
-    odd-position ones stand for the training set the memo of fragment keys was filled on. The
-    n-gram table is built from the whole dataset, so every timed n-gram is known; its
-    contributions are random (timing only). Returns (MoleX s with the memo the other molecules
-    left, MoleX s with every key in the memo, LM s, molecules)."""
-    import numpy as np
-    import torch
-
-    from molkit.chem import group_ngrams, group_tokens, parse_smiles
-    from molkit.data.explain import load_explain_dataset
-    from molkit.methods.molex.inference import NgramPredictor
-    from molkit.methods.molex.ngrams import build_ngram_table, ngram_text
-    from molkit.models.prefix import pool, prefix_hidden
-
-    smiles = load_explain_dataset(dataset)["smiles"].tolist()
-    timed, warm = smiles[::2][:n_molecules], smiles[1::2]
-    n = len(timed)
-    table = build_ngram_table(smiles, progress=False)
-    rng = np.random.default_rng(0)
-    contributions = rng.normal(size=(len(table.texts), 2))
-    intercept = rng.normal(size=2)
-    predictor = NgramPredictor(table.texts, contributions, intercept, n_max=3)
-    predictor.warm(warm)
-    memo = dict(predictor.ngram_texts._memo)
-    texts = predictor.ngram_texts
-    hit_rate = 0.0
-
-    def molex_first_pass() -> float:  # the memo as the training molecules left it
-        nonlocal hit_rate
-        texts._memo = dict(memo)
-        hits, misses = texts.hits, texts.misses
-        t0 = time.perf_counter()
-        predictor.decision_function(timed)
-        seconds = time.perf_counter() - t0
-        hit_rate = (texts.hits - hits) / max(texts.hits - hits + texts.misses - misses, 1)
-        return seconds
-
-    molex = min(molex_first_pass() for _ in range(repeats))
-    n_ngrams = sum(len(table.occurrences[2 * i]) for i in range(n))
-    extra = {
-        "dataset": dataset,
-        "contributions": "random (timing only)",
-        "n_texts": len(table.texts),
-        "n_parameters": predictor.n_parameters,
-        "ngrams_per_molecule": round(n_ngrams / n, 1),
-        "workers": 1,
-    }
-    report(
-        f"molex_{dataset}_known_ngrams",
-        n,
-        molex,
-        "molecules/s",
-        memo_hit_rate=round(hit_rate, 4),
-        memo="filled on the other molecules",
-        **extra,
-    )
-    full_memo = _timed(lambda: predictor.decision_function(timed), repeats)
-    report(
-        f"molex_{dataset}_known_ngrams_full_memo",
-        n,
-        full_memo,
-        "molecules/s",
-        memo="every key seen",
-        **extra,
-    )
-    lookup = dict(zip(table.texts, contributions, strict=True))
-
-    def reference() -> None:  # the plain functions: every text written by RDKit
-        for s in timed:
-            mol = parse_smiles(s)
-            found = [ngram_text(mol, a) for _, a in group_ngrams(group_tokens(mol), 3)]
-            np.sum([lookup[t] for t in found], axis=0) + intercept
-
-    report(
-        f"molex_{dataset}_plain_functions", n, _timed(reference, repeats), "molecules/s", **extra
-    )
-
-    # the LM classifier end to end: tokenise, every layer, mean pooling, a bottleneck head
-    model, tokenizer = chemical_lm
-    n_layers = len(model.encoder.layer)
-    gen = torch.Generator().manual_seed(0)
-    hidden = model.config.hidden_size
-    head = torch.nn.Sequential(torch.nn.Linear(hidden, 64), torch.nn.Linear(64, 2))
-    for param in head.parameters():
-        torch.nn.init.normal_(param, std=0.05, generator=gen)
-
-    def lm_classifier() -> None:
-        ordered = sorted(timed, key=len)  # batches of similar length
-        with torch.inference_mode():
-            for s in range(0, n, 64):
-                enc = tokenizer(
-                    ordered[s : s + 64],
-                    padding=True,
-                    truncation=True,
-                    max_length=256,
-                    return_tensors="pt",
-                )
-                states = prefix_hidden(model, enc, n_layers)
-                head(pool(states, enc["attention_mask"], "mean"))
-
-    lm_classifier()  # warm-up
-    lm = _timed(lm_classifier, repeats)
-    report(
-        f"lm_classifier_{dataset}_rxnfp_bert_batch64",
-        n,
-        lm,
-        "molecules/s",
-        dataset=dataset,
-        layers=n_layers,
-        batch=64,
-        sorted_by_length=True,
-        torch_threads=torch.get_num_threads(),
-    )
-    return molex, full_memo, lm, n
-
-
 def run_benchmarks(
     profile: str = "default", quick: bool = False, out_dir: Path | None = None
 ) -> dict:
@@ -323,26 +202,32 @@ def run_benchmarks(
         )
         report(key, len(texts), seconds, unit, precision=policy)
 
-    # MoleX deployed on molecules whose n-grams are known, against the LM classifier
-    from molkit.models.prefix import load_chemical_lm
+    # MoleX deployed on molecules whose n-grams are known, against both LM classifiers
+    from molkit.data.explain import load_explain_dataset
+    from molkit.methods.molex.benchmark import speed_report
 
-    chemical_lm = load_chemical_lm("rxnfp-bert")
     for dataset in ("liver", "mutag"):
-        molex, full_memo, lm, count = _molex_vs_lm(
-            dataset, 32 if quick else 256, chemical_lm, 1 if quick else 3, report
-        )
-        speedup = lm / molex  # LM classifier time / MoleX time, same molecules, same run
-        results[f"molex_{dataset}_speedup_over_lm_classifier"] = {
-            "rate": round(speedup, 2),
-            "unit": "x",
-            "count": count,
-            "molex_seconds": round(molex, 4),
-            "lm_seconds": round(lm, 4),
-            "speedup_full_memo": round(lm / full_memo, 2),
-            "dataset": dataset,
-        }
-        print(f"{'molex_' + dataset + '_speedup_over_lm_classifier':44s} {speedup:10.1f} x")
-    del chemical_lm
+        molecules = load_explain_dataset(dataset)["smiles"].tolist()
+        n = 16 if quick else 256
+        speed = speed_report(
+            molecules[::2][:n], warm=molecules[1::2], dataset=dataset, repeats=1 if quick else 3,
+            llm="smollm2-135m-instruct",
+        )  # fmt: skip
+        for pipeline in ("molex", "rxnfp_bert", "smollm2"):
+            row = speed[pipeline]
+            report(f"{pipeline}_{dataset}_end_to_end", speed["molecules"], row["seconds"],
+                   "molecules/s", dataset=dataset, shares=row["shares"])  # fmt: skip
+        for other in ("rxnfp_bert", "smollm2"):
+            ratio = speed[f"speedup_vs_{other}"]
+            results[f"molex_{dataset}_speedup_vs_{other}"] = {
+                "rate": round(ratio, 2), "unit": "x", "count": speed["molecules"],
+                "dataset": dataset, "target": speed["targets"],
+            }  # fmt: skip
+            print(f"{f'molex_{dataset}_speedup_vs_{other}':44s} {ratio:10.1f} x")
+        results[f"molex_{dataset}_group_matching"] = {
+            "rate": round(speed["molex"]["group_matching_mol_per_s"], 1),
+            "unit": "molecules/s", "count": speed["molecules"], "threads": 1,
+        }  # fmt: skip
 
     # the causal LM at the shapes the notebooks use, at each precision the CPU runs natively
     shapes = notebook_shapes(quick)

@@ -31,11 +31,12 @@ def test_quick_benchmark_writes_every_figure(tmp_path, mirror):
             key
             for dataset in ("liver", "mutag")
             for key in (
-                f"molex_{dataset}_known_ngrams",
-                f"molex_{dataset}_known_ngrams_full_memo",
-                f"molex_{dataset}_plain_functions",
-                f"lm_classifier_{dataset}_rxnfp_bert_batch64",
-                f"molex_{dataset}_speedup_over_lm_classifier",
+                f"molex_{dataset}_end_to_end",
+                f"rxnfp_bert_{dataset}_end_to_end",
+                f"smollm2_{dataset}_end_to_end",
+                f"molex_{dataset}_speedup_vs_rxnfp_bert",
+                f"molex_{dataset}_speedup_vs_smollm2",
+                f"molex_{dataset}_group_matching",
             )
         ),
         "matmul_limit_fp32",
@@ -66,13 +67,15 @@ def test_quick_benchmark_writes_every_figure(tmp_path, mirror):
         if "shape" in row:
             assert 0 <= row["padding_waste"] < 1 and 0 < row["share_of_limit"] < 1, key
     assert len(saved["load_average_start"]) == 3 and len(saved["load_average"]) == 3
-    # MoleX against the LM classifier: same molecules, the ratio of the two times
+    # MoleX against both LM classifiers: the same molecules, the ratios of the times
     for dataset in ("liver", "mutag"):
-        ratio = saved["results"][f"molex_{dataset}_speedup_over_lm_classifier"]
-        molex = saved["results"][f"molex_{dataset}_known_ngrams"]
-        lm = saved["results"][f"lm_classifier_{dataset}_rxnfp_bert_batch64"]
-        assert ratio["count"] == molex["count"] == lm["count"] and ratio["unit"] == "x"
-        assert 0 <= molex["memo_hit_rate"] <= 1 and molex["contributions"].startswith("random")
+        molex = saved["results"][f"molex_{dataset}_end_to_end"]
+        for other in ("rxnfp_bert", "smollm2"):
+            ratio = saved["results"][f"molex_{dataset}_speedup_vs_{other}"]
+            lm = saved["results"][f"{other}_{dataset}_end_to_end"]
+            assert ratio["count"] == molex["count"] == lm["count"] and ratio["unit"] == "x"
+            assert ratio["rate"] == pytest.approx(molex["rate"] / lm["rate"], rel=0.02)
+        assert abs(sum(molex["shares"].values()) - 1) < 1e-6
     assert set(saved["machine"]["cpu_flags"]) == {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
 
 
