@@ -295,8 +295,9 @@ def test_retrieval_only_and_evaluation():
 
 
 def test_evaluation_prints_no_rdkit_or_nltk_noise(capfd, recwarn):
-    from rdkit import Chem
+    from rdkit import Chem, RDLogger
 
+    RDLogger.EnableLog("rdApp.*")  # as a fresh process has it (molkit.setup switches it off)
     evaluate_direction("mol2cap", ["x y", "an acid"], ["a base", "an acid"])
     evaluate_direction("cap2mol", ["C1CC", "not a smiles"], ["CCO", "CCO"])
     from molkit.methods.icma import failure_modes, per_item_scores
@@ -307,6 +308,7 @@ def test_evaluation_prints_no_rdkit_or_nltk_noise(capfd, recwarn):
     assert "SMILES Parse Error" not in capfd.readouterr().err
     Chem.MolFromSmiles("C1CC")  # RDKit's own logging is left as it was (here: on)
     assert "SMILES Parse Error" in capfd.readouterr().err
+    RDLogger.DisableLog("rdApp.*")
 
 
 # ---------------------------------------------------------------- per-item scores

@@ -15,7 +15,7 @@ import torch
 
 from molkit.models.cache import sha256_file
 from molkit.models.encoders import Encoder, load_encoder, load_tokenizer, parameter_count
-from molkit.models.lm import generate, load_causal_lm
+from molkit.models.lm import generate_texts, load_causal_lm
 from molkit.models.registry import MODELS, resolve_model_path, weights_file
 from molkit.models.smiles_tokenizer import RegexSmilesTokenizer, unk_rate
 
@@ -130,9 +130,10 @@ def smollm2():
 def test_smollm2_answers_a_chat_prompt(smollm2):
     model, tokenizer = smollm2
     assert tokenizer.chat_template and tokenizer.padding_side == "left"
-    (answer,) = generate(
-        model, tokenizer, ["What is the capital of France?"], max_new_tokens=10, progress=False
-    )
+    (answer,) = generate_texts(
+        model, tokenizer, ["What is the capital of France?"], max_new_tokens=10, progress=False,
+        chat=True,
+    )  # fmt: skip
     assert answer.strip() and "Paris" in answer
 
 

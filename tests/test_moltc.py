@@ -90,7 +90,7 @@ def test_settings_profiles_and_overrides():
     # every problem at once, each naming its setting
     with pytest.raises(ValueError, match="lm_seeds must be.*lm_patience must be"):
         smoke.with_overrides(lm_seeds=0, lm_patience=0)
-    table = default.table().data
+    table = default.table()
     assert "lm_seeds" in table.values and "3" in table.values
 
 

@@ -9,6 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from molkit.methods.experiment import ledger_problems
+from molkit.record_check import record_problems
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
@@ -56,19 +59,31 @@ def machine_key() -> dict[str, str]:
     return {"cpu_model": cpu_name(), "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "")}
 
 
-def compare_with_snapshot(results: pd.DataFrame, stem: str) -> None:
-    """The smoke results equal the committed snapshot (float32, pinned kernels): the same rows, the
-    same values to rtol 1e-6, timings excepted. On the machine the snapshot was made on
-    (``MACHINE.json``) a changed value fails; on another machine it skips with the reason (its
-    kernels may round differently) after the rows were checked. MOLKIT_UPDATE_SNAPSHOTS=1 rewrites
-    the snapshot instead: do that only when a change of numbers is meant, or before a refactor on a
-    new machine."""
-    path = SNAPSHOTS / f"{stem}.csv"
+#: The cross-machine tier: on a machine other than the snapshot's, a value agrees when it lies
+#: within CROSS_TOLERANCE (absolute or relative, whichever is larger) of the snapshot's; at least
+#: CROSS_SHARE of the values must agree and none may lie beyond ten times the tolerance. Kernels
+#: are pinned, but BLAS rounding still reaches a smoke run's tiny test sets, where one test item
+#: changing sides moves an accuracy by a tenth: a few such rows are allowed, a broken notebook
+#: (every value off, or one far off) is not.
+CROSS_TOLERANCE = 0.05
+CROSS_SHARE = 0.9
+
+
+def compare_with_snapshot(
+    results: pd.DataFrame, stem: str, snapshots: Path = SNAPSHOTS, machine: dict | None = None
+) -> str:
+    """The smoke results against the committed snapshot (float32, pinned kernels): the same rows
+    (and the same missing values) everywhere. On the machine the snapshot was made on
+    (``MACHINE.json``) the same values to rtol 1e-6, timings excepted; elsewhere the
+    cross-machine tier (`CROSS_TOLERANCE`, `CROSS_SHARE`). Returns which tier ran.
+    MOLKIT_UPDATE_SNAPSHOTS=1 rewrites the snapshot instead: do that only when a change of numbers
+    is meant, on the machine of MACHINE.json (OPENBLAS_CORETYPE=Haswell on an AMD EPYC)."""
+    path = snapshots / f"{stem}.csv"
     if os.environ.get("MOLKIT_UPDATE_SNAPSHOTS") == "1":
         path.parent.mkdir(parents=True, exist_ok=True)
         results.to_csv(path, index=False)
-        (SNAPSHOTS / "MACHINE.json").write_text(json.dumps(machine_key(), indent=1) + "\n")
-        return
+        (snapshots / "MACHINE.json").write_text(json.dumps(machine_key(), indent=1) + "\n")
+        return "updated"
     assert path.exists(), f"no smoke snapshot {path}: run with MOLKIT_UPDATE_SNAPSHOTS=1 once"
     expected = pd.read_csv(path, keep_default_na=False)
     got = results[list(expected.columns)].reset_index(drop=True)
@@ -79,19 +94,28 @@ def compare_with_snapshot(results: pd.DataFrame, stem: str) -> None:
     # an empty value is NaN (e.g. an FTS over zero valid molecules); NaN equals NaN below
     a = got.loc[~timing, "value"].replace("", np.nan).astype(float).to_numpy()
     b = expected.loc[~timing, "value"].replace("", np.nan).astype(float).to_numpy()
-    bad = ~np.isclose(a, b, rtol=1e-6, atol=1e-9, equal_nan=True)
-    if not bad.any():
-        return
-    report = (
-        f"{stem}: values changed:\n" + got.loc[~timing][bad].assign(expected=b[bad]).to_string()
-    )
-    made_on = json.loads((SNAPSHOTS / "MACHINE.json").read_text())
-    if made_on != machine_key():
-        pytest.skip(
-            f"snapshot made on {made_on}, this is {machine_key()}: values differ here, so the "
-            f"exact check needs a snapshot of this machine (MOLKIT_UPDATE_SNAPSHOTS=1). {report}"
+    assert (np.isnan(a) == np.isnan(b)).all(), f"{stem}: values missing where the snapshot has one"
+    made_on = json.loads((snapshots / "MACHINE.json").read_text())
+    if made_on == (machine or machine_key()):
+        bad = ~np.isclose(a, b, rtol=1e-6, atol=1e-9, equal_nan=True)
+        if bad.any():
+            raise AssertionError(
+                f"{stem}: values changed:\n"
+                + got.loc[~timing][bad].assign(expected=b[bad]).to_string()
+            )
+        return "exact"
+    off = np.abs(a - b) / np.maximum(1.0, np.abs(b))  # absolute below 1, relative above
+    off = np.where(np.isnan(off), 0.0, off)
+    within = off <= CROSS_TOLERANCE
+    far = off > 10 * CROSS_TOLERANCE
+    if within.mean() < CROSS_SHARE or far.any():
+        raise AssertionError(
+            f"{stem}: on this machine ({machine or machine_key()}, snapshot made on {made_on}) "
+            f"{within.mean():.0%} of the values lie within {CROSS_TOLERANCE} of the snapshot "
+            f"(at least {CROSS_SHARE:.0%} must), {int(far.sum())} beyond ten times that:\n"
+            + got.loc[~timing][~within].assign(expected=b[~within]).to_string()
         )
-    raise AssertionError(report)
+    return "cross-machine"
 
 
 @pytest.mark.slow
@@ -107,6 +131,10 @@ def test_notebook_runs_in_smoke_profile(path, tmp_path, monkeypatch):
     assert settings["precision"] == "fp32"  # the suite's policy reaches the kernel
     executed = (tmp_path / path.name).read_text()
     assert "IProgress not found" not in executed and "DEBUG:" not in executed
+    claims = tmp_path / "claims" / f"{path.stem}.csv"
+    if claims.exists():  # every claim row the notebook made holds to the ledger's contract
+        assert ledger_problems(pd.read_csv(claims)) == []
+    assert record_problems(tmp_path / path.name) == [], "the executed notebook is not clean"
     compare_with_snapshot(results, path.stem)
 
 
@@ -143,3 +171,24 @@ def test_a_smoke_rerun_reproduces_the_results_exactly(tmp_path, monkeypatch):
     a = (first / "results" / f"{path.stem}.csv").read_bytes()
     b = (second / "results" / f"{path.stem}.csv").read_bytes()
     assert a == b, "a re-run of 03_lardo (smoke, float32) changed its results"
+
+
+def test_the_cross_machine_tier_has_a_stated_tolerance(tmp_path):
+    rows = pd.DataFrame(
+        {"dataset": ["d"] * 20, "method": [f"m{i}" for i in range(20)], "metric": "accuracy",
+         "value": np.linspace(0.5, 0.9, 20), "seed": 0, "split": "", "note": ""}
+    )  # fmt: skip
+    rows.to_csv(tmp_path / "x.csv", index=False)
+    (tmp_path / "MACHINE.json").write_text(json.dumps({"cpu_model": "A"}))
+    here, there = {"cpu_model": "A"}, {"cpu_model": "B"}
+    assert compare_with_snapshot(rows, "x", tmp_path, here) == "exact"
+    one_flip = rows.assign(value=rows["value"].where(rows.index != 3, rows["value"] + 0.1))
+    with pytest.raises(AssertionError, match="values changed"):
+        compare_with_snapshot(one_flip, "x", tmp_path, here)
+    assert compare_with_snapshot(one_flip, "x", tmp_path, there) == "cross-machine"
+    drifted = rows.assign(value=rows["value"] + 0.06)  # every value off
+    with pytest.raises(AssertionError, match="0% of the values"):
+        compare_with_snapshot(drifted, "x", tmp_path, there)
+    broken = rows.assign(value=rows["value"].where(rows.index != 5, 5.0))  # one far off
+    with pytest.raises(AssertionError, match="1 beyond ten times"):
+        compare_with_snapshot(broken, "x", tmp_path, there)

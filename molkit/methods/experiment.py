@@ -46,12 +46,15 @@ CLAIM_COLUMNS = (
     "seeds",
     "paper_vs_ours",
     "kind",
+    "gates",
     "detail",
 )
 #: What a claim row compares: a learned arm against its trivial baseline (``gate``), a learned arm
 #: against another model (``comparison``: judged only through `gated`), or a fact that involves
 #: no learned arm's quality (``reference``: a data property, two fixed baselines).
 CLAIM_KINDS = ("gate", "comparison", "reference")
+#: How a claims CSV joins a comparison's gate claims in its ``gates`` column.
+GATE_SEPARATOR = " || "
 
 #: Verdicts, computed from a paired interval (never typed in markdown).
 HOLDS = "holds"
@@ -288,6 +291,7 @@ class Claim:
         row = {c: getattr(self, c) for c in CLAIM_COLUMNS if c not in ("seeds", "gates")}
         row["seeds"] = self.seeds_text
         row["paper_vs_ours"] = self.paper_vs_ours
+        row["gates"] = GATE_SEPARATOR.join(self.gates)
         return {c: row[c] for c in CLAIM_COLUMNS}
 
 
@@ -430,3 +434,50 @@ class Results:
             artefacts={**self.artefacts, **other.artefacts},
             claims=self.claims + other.claims,
         )
+
+
+def ledger_problems(claims) -> list[str]:
+    """What makes a notebook's claim rows (a claims CSV as a DataFrame, or `Claim` objects)
+    untrustworthy, one sentence each: an unknown kind; a comparison that did not go through
+    `gated`; a comparison judged (holds / contradicted) although one of its gates did not hold,
+    or whose gate is not among the rows; a verdict that its interval does not give; a row without
+    test items or training seeds. Empty when the ledger is sound."""
+    import pandas as pd
+
+    frame = (
+        pd.DataFrame([c.as_row() for c in claims])
+        if not isinstance(claims, pd.DataFrame)
+        else claims
+    )
+    problems = []
+    verdicts = {}
+    for row in frame.to_dict("records"):
+        verdicts.setdefault(row["claim"], []).append(row["verdict"])
+    for row in frame.to_dict("records"):
+        name = f"claim {row['claim']!r}"
+        kind = row.get("kind", "")
+        if kind not in CLAIM_KINDS:
+            problems.append(f"{name}: kind {kind!r} is not one of {CLAIM_KINDS}")
+        text = row.get("gates", "")
+        gates = [g for g in (text if isinstance(text, str) else "").split(GATE_SEPARATOR) if g]
+        if kind == "comparison" and not gates:
+            problems.append(f"{name}: a comparison that did not go through gated()")
+        judged = row["verdict"] in (HOLDS, CONTRADICTED)
+        for gate in gates:
+            if gate not in verdicts:
+                problems.append(f"{name}: its gate {gate!r} is not among the claim rows")
+            elif judged and any(v != HOLDS for v in verdicts[gate]):
+                problems.append(f"{name}: judged {row['verdict']} although gate {gate!r} failed")
+        low, high = float(row["low"]), float(row["high"])
+        if row["verdict"] in (HOLDS, CONTRADICTED, UNDECIDED) and math.isfinite(low):
+            expected = {
+                verdict_from_interval(low, high, True),
+                verdict_from_interval(low, high, False),
+            }
+            if row["verdict"] not in expected:
+                problems.append(f"{name}: verdict {row['verdict']} but interval [{low}, {high}]")
+        if int(row["n"]) < 1:
+            problems.append(f"{name}: rests on no test item (n = {row['n']})")
+        if not str(row.get("seeds", "1")).strip():
+            problems.append(f"{name}: no training-seed count")
+    return problems
