@@ -53,22 +53,30 @@ def matmul_limit(precision: str = "fp32", size: int = 2048, repeats: int = 5) ->
     return 2 * size**3 / best
 
 
-def _dense_parameters(model) -> int:
-    """Parameters of the decoder's linear layers and LM head (embeddings excluded: a lookup)."""
+def _dense_parameters(model, head: bool) -> int:
+    """Parameters of the decoder's linear layers, and of the LM head with ``head`` (embeddings
+    excluded: a lookup)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return sum(m.weight.numel() for m in base.modules() if isinstance(m, torch.nn.Linear))
+    out = base.get_output_embeddings()
+    return sum(
+        m.weight.numel()
+        for m in base.modules()
+        if isinstance(m, torch.nn.Linear) and (head or m is not out)
+    )
 
 
-def flops_per_token(model, seq_len: float, mode: str) -> float:
+def flops_per_token(model, seq_len: float, mode: str, head: bool = False) -> float:
     """Model FLOPs per processed token at mean sequence length ``seq_len``: ``mode`` ``"forward"``
-    (scoring, generation's prompt), ``"lora"`` (a LoRA step: forward and activation gradients) or
-    ``"full"`` (full fine-tuning: forward, activation and weight gradients)."""
+    (scoring, a prompt's prefill), ``"lora"`` (a LoRA step: forward and activation gradients) or
+    ``"full"`` (full fine-tuning: forward, activation and weight gradients). ``head``: whether the
+    LM head runs at this token (a generated token; the toolkit's trainer and scorer apply it at
+    the answer positions only, a few per example)."""
     factor = {"forward": 1, "lora": 2, "full": 3}[mode]
     config = model.config
     layers = int(getattr(config, "num_hidden_layers", 0))
     hidden = int(getattr(config, "hidden_size", 0))
     attention = 4 * layers * seq_len * hidden  # QK^T and AV per token, forward
-    return factor * (2 * _dense_parameters(model) + attention)
+    return factor * (2 * _dense_parameters(model, head) + attention)
 
 
 def padding_waste(lengths: Sequence[int], batch_size: int, sort: bool = True) -> float:
@@ -150,33 +158,45 @@ def generation_throughput(
     precision: str,
     limit: float,
 ) -> dict[str, Any]:
-    """New tokens/s of the toolkit's generator (`generate_texts`, greedy, exactly ``new_tokens``
-    new tokens per prompt: EOS suppressed) on random prompts of the given lengths, one warm-up
-    batch first. Returns tokens_per_s (new tokens), padding_waste, share_of_limit."""
+    """The toolkit's generator (`generate_texts`, greedy, exactly ``new_tokens`` new tokens per
+    prompt: EOS suppressed) on random prompts of the given lengths, one warm-up batch first,
+    timed twice: one new token (the prompts' prefill) and ``new_tokens``. Returns tokens_per_s
+    (new tokens over the whole run), prefill_tokens_per_s (prompt tokens over the prefill run),
+    decode_tokens_per_s (new tokens after the first over the difference), padding_waste and
+    share_of_limit (the whole run's model FLOPs: prefill and decoding)."""
     from molkit.models.lm.generate import generate_texts
 
     rng = np.random.default_rng(0)
     vocab = min(len(tokenizer), 32000)
     prompts = [tokenizer.decode(rng.integers(100, vocab, int(n)).tolist()) for n in prompt_lengths]
-    settings = {"min_new_tokens": new_tokens, "eos_token_id": None}
-    generate_texts(model, tokenizer, prompts[:batch_size], max_new_tokens=2,
-                   batch_size=batch_size, precision=precision, progress=False,
-                   generate_kwargs=settings | {"min_new_tokens": 2})  # fmt: skip
-    t0 = time.perf_counter()
-    generate_texts(model, tokenizer, prompts, max_new_tokens=new_tokens, batch_size=batch_size,
-                   precision=precision, progress=False, generate_kwargs=settings)  # fmt: skip
-    seconds = time.perf_counter() - t0
+
+    def run(n_new: int, items: list[str]) -> float:
+        settings = {"min_new_tokens": n_new, "eos_token_id": None}
+        t0 = time.perf_counter()
+        generate_texts(model, tokenizer, items, max_new_tokens=n_new, batch_size=batch_size,
+                       precision=precision, progress=False, generate_kwargs=settings)  # fmt: skip
+        return time.perf_counter() - t0
+
+    run(2, prompts[:batch_size])  # warm-up
+    prefill = run(1, prompts)
+    seconds = run(new_tokens, prompts)
     produced = new_tokens * len(prompts)
-    mean_context = float(np.mean(prompt_lengths)) + new_tokens / 2
-    flops = flops_per_token(model, mean_context, "forward") * produced / seconds
+    prompt_tokens = float(np.sum(prompt_lengths))
+    mean_prompt = float(np.mean(prompt_lengths))
+    flops = (
+        flops_per_token(model, mean_prompt, "forward") * prompt_tokens
+        + flops_per_token(model, mean_prompt + new_tokens / 2, "forward", head=True) * produced
+    )
     return {
         "tokens_per_s": round(produced / seconds, 1),
+        "prefill_tokens_per_s": round(prompt_tokens / prefill, 1),
+        "decode_tokens_per_s": round((produced - len(prompts)) / max(seconds - prefill, 1e-9), 1),
         "batch": batch_size,
         "prompts": len(prompts),
-        "mean_prompt_tokens": round(float(np.mean(prompt_lengths)), 1),
+        "mean_prompt_tokens": round(mean_prompt, 1),
         "new_tokens": new_tokens,
         "padding_waste": round(padding_waste(prompt_lengths, batch_size), 4),
-        "share_of_limit": round(flops / limit, 4),
+        "share_of_limit": round(flops / seconds / limit, 4),
         "precision": precision,
     }
 
