@@ -181,16 +181,73 @@ def _fmt(value: object, digits: int = 3) -> str:
     return "n/a" if number != number else f"{number:+.{digits}f}"
 
 
+def _count(value: object) -> str:
+    """A count column (seeds) as written: ``3`` rather than ``3.0``; text (``3/1``) unchanged."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(value)
+    return "" if number != number else (str(int(number)) if number.is_integer() else str(value))
+
+
 def _cell(value) -> str:
     """A Markdown table cell: pipes escaped and line breaks flattened, so no text can shift the
     columns."""
     return " ".join(str(value).split()).replace("|", "\\|")
 
 
+def _changed_since(root: Path, commit: str, path: str) -> str | None:
+    """The newest commit after ``commit`` that changed ``path`` (repository-relative), as a short
+    hash; None when none did or git cannot tell (no repository, an unknown commit)."""
+    import subprocess
+
+    commit = commit.removesuffix("-dirty")
+    if not commit:
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "log", "-1", "--format=%h", f"{commit}..HEAD", "--", path],
+            capture_output=True, text=True, timeout=30, check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def record_provenance(record: Path, notebook: str) -> str:
+    """One line on where a notebook's claim rows come from (``run.json``: its commit, date,
+    precision, wall time), and a warning when its notebook has changed in git since that commit:
+    the rows then describe an older version of the notebook until it is run again."""
+    try:
+        runs = json.loads((record / "run.json").read_text())["notebooks"]
+    except (OSError, ValueError, KeyError):
+        return ""
+    run = runs.get(notebook)
+    if not run:
+        return ""
+    commit = str(run.get("git_commit") or "")
+    parts = [f"commit `{commit[:10]}`" if commit else "", str(run.get("finished", ""))[:10],
+             str(run.get("precision") or ""),
+             f"{run['wall_time_s'] / 60:.1f} min" if run.get("wall_time_s") else ""]  # fmt: skip
+    line = f"Recorded by `{notebook}`: " + ", ".join(p for p in parts if p) + "."
+    root = record.resolve().parents[1]
+    newer = _changed_since(root, commit, f"notebooks/{notebook}.ipynb")
+    if newer:
+        stem = notebook.split("_")[0]
+        line += (
+            f" **Stale:** `notebooks/{notebook}.ipynb` has changed since (commit `{newer}`); "
+            f"these rows describe the older notebook until `make run NOTEBOOKS={stem}` records it "
+            "again."
+        )
+    return line
+
+
 def write_claims_md(record: Path, profile: str) -> Path:
     """``CLAIMS.md`` of a record: every notebook's claim rows (``claims/<notebook>.csv``), one table
-    per paper. Each verdict was computed from a paired interval when the notebook ran; nothing here
-    is typed by hand. Written atomically; returns its path."""
+    per paper, each under the line that says which run made it (`record_provenance`: commit,
+    date, precision, and whether the notebook has changed since). Each verdict was computed from a
+    paired interval when the notebook ran; nothing here is typed by hand. Written atomically;
+    returns its path."""
     import pandas as pd
 
     frames = [
@@ -232,9 +289,11 @@ def write_claims_md(record: Path, profile: str) -> Path:
     else:
         claims = pd.concat(frames, ignore_index=True)
         for paper, group in claims.groupby("paper", sort=False):
+            lines += [f"## {_cell(paper)}", ""]
+            for notebook in dict.fromkeys(group["notebook"]):
+                provenance = record_provenance(record, str(notebook))
+                lines += [provenance, ""] if provenance else []
             lines += [
-                f"## {_cell(paper)}",
-                "",
                 "| claim | verdict | ours | interval | metric | paper | paper vs ours | n | seeds "
                 "| kind | notebook | detail |",
                 "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -244,7 +303,7 @@ def write_claims_md(record: Path, profile: str) -> Path:
                     row["claim"], f"**{row['verdict']}**", _fmt(row["ours"]),
                     f"[{_fmt(row['low'])}, {_fmt(row['high'])}]", row["metric"],
                     row["paper_figure"], row.get("paper_vs_ours", ""), row["n"],
-                    row.get("seeds", ""), row.get("kind", ""), f"`{row['notebook']}`",
+                    _count(row.get("seeds", "")), row.get("kind", ""), f"`{row['notebook']}`",
                     row.get("detail", ""),
                 ]  # fmt: skip
                 lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")

@@ -72,6 +72,50 @@ def test_claims_md_renders_every_row_in_the_headers_columns(tmp_path):
     assert "not judged" in text and "Gates" in text  # the header explains both
 
 
+def test_each_table_says_which_run_made_it_and_whether_its_notebook_changed_since(tmp_path):
+    """Under each paper's heading, the run that made its rows (commit, date, precision, time),
+    and a stale warning once the notebook has been committed again after that run."""
+    import json
+    import subprocess
+
+    root = tmp_path / "repo"
+    record = root / "papermill_runs" / "default"
+    (record / "claims").mkdir(parents=True)
+    (root / "notebooks").mkdir()
+
+    def git(*args: str) -> str:
+        env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+               "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin"}  # fmt: skip
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                              env=env, check=True)  # fmt: skip
+        return done.stdout.strip()
+
+    git("init", "-q")
+    notebook = root / "notebooks" / "01_x.ipynb"
+    notebook.write_text("{}")
+    git("add", ".")
+    git("commit", "-qm", "first")
+    recorded = git("rev-parse", "HEAD")
+    frame = pd.DataFrame([claim("plain").as_row()])
+    frame.insert(0, "notebook", "01_x")
+    frame.to_csv(record / "claims" / "01_x.csv", index=False)
+    run = {"git_commit": recorded, "finished": "2026-12-07T10:00:00+00:00", "precision": "bf16",
+           "wall_time_s": 600.0}  # fmt: skip
+    (record / "run.json").write_text(json.dumps({"notebooks": {"01_x": run}}))
+    text = write_claims_md(record, "default").read_text()
+    assert f"Recorded by `01_x`: commit `{recorded[:10]}`, 2026-12-07, bf16, 10.0 min." in text
+    assert "Stale" not in text
+    notebook.write_text('{"cells": []}')
+    git("commit", "-qam", "second")
+    text = write_claims_md(record, "default").read_text()
+    assert (
+        f"**Stale:** `notebooks/01_x.ipynb` has changed since (commit `{git('rev-parse', '--short', 'HEAD')}`)"
+        in text
+    )  # noqa: E501
+    assert "make run NOTEBOOKS=01" in text
+    assert len(markdown_tables(text)) == 1
+
+
 def test_the_committed_ledger_renders():
     path = ROOT / "papermill_runs" / "default" / "CLAIMS.md"
     tables = markdown_tables(path.read_text(encoding="utf-8"))
