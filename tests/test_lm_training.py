@@ -299,6 +299,37 @@ def test_bf16_fine_tuning_and_generation_run_on_any_cpu(tmp_path_factory):
     assert len(texts) == 1 and isinstance(texts[0], str)
 
 
+def test_bf16_generation_runs_on_bf16_weights_and_gives_the_float32_ones_back(tmp_path_factory):
+    """On a CPU, bf16 generation swaps the float32 weights (adapters included) for bf16 copies
+    for the call, so that no decoding step casts them again, and restores the very same float32
+    tensors afterwards; a model taught one answer still gives it."""
+    from molkit.models.lm import generate as gen
+
+    _, model, tok = _tiny(tmp_path_factory, "llama")
+    model = apply_lora(model, r=4, alpha=8, dropout=0.0)
+    ex = encode_example(tok, PROMPT, ANSWER, max_length=128)
+    config = TrainConfig(epochs=40, lr=5e-3, batch_size=4, warmup=0.0, precision="fp32")
+    train_causal_lm(model, [ex] * 8, config, tok.pad_token_id, progress=False)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    seen = []
+    layer = model.get_base_model().model.layers[0]
+    layer.register_forward_pre_hook(lambda *_: seen.append({p.dtype for p in model.parameters()}))
+    fp32 = generate_texts(model, tok, [PROMPT], max_new_tokens=24, progress=False, precision="fp32")
+    assert seen and all(s == {torch.float32} for s in seen)
+    seen.clear()
+    bf16 = generate_texts(model, tok, [PROMPT], max_new_tokens=24, progress=False, precision="bf16")
+    assert seen and all(s == {torch.bfloat16} for s in seen)
+    assert fp32 == bf16 == [ANSWER.strip()]
+    for n, p in model.named_parameters():
+        assert p.dtype == before[n].dtype and torch.equal(p, before[n]), n
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        gen.bf16_weights(model, torch.device("cpu"), "bf16"),
+    ):
+        raise RuntimeError("boom")  # an error inside the block still restores the weights
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
 # ---------------------------------------------------------- training to a validation optimum
 
 

@@ -5,7 +5,8 @@ and data parallelism across processes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -20,7 +21,32 @@ from molkit.models.lm.examples import (
 )
 from molkit.models.lm.load import Prompt, encode_prompt
 from molkit.models.lm.parallel import data_parallel, is_main
-from molkit.models.runtime import autocast
+from molkit.models.runtime import autocast, inference_dtype
+
+
+@contextlib.contextmanager
+def bf16_weights(model, device: torch.device, precision: str | None) -> Iterator[None]:
+    """Within the block, a float32 model's floating-point parameters hold bfloat16 copies when the
+    precision resolves to bf16 on a CPU; their float32 values come back afterwards, unchanged.
+
+    Autocast casts every frozen float32 weight to bf16 again at each forward call (it caches only
+    the casts of weights that require grad), and a decoding step is one forward call per new
+    token: on a CPU the casts cost more than the step's products. Generation under autocast and
+    with bf16 weights compute the same bf16 products; only the norms and the softmax, which
+    autocast keeps in float32, now run on bf16 inputs (Llama's RMSNorm upcasts inside). Peak
+    memory grows by the bf16 copy (half the float32 weights)."""
+    params = [p for p in model.parameters() if p.dtype == torch.float32]
+    if device.type != "cpu" or not params or inference_dtype(device, precision) != torch.bfloat16:
+        yield
+        return
+    kept = [p.data for p in params]
+    try:
+        for p in params:
+            p.data = p.data.to(torch.bfloat16)
+        yield
+    finally:
+        for p, data in zip(params, kept, strict=True):
+            p.data = data
 
 
 @torch.no_grad()
@@ -64,7 +90,7 @@ def generate_texts(
     if acc is not None and acc.num_processes > 1:
         order = order[acc.process_index :: acc.num_processes]
     outputs: list[str] = [""] * len(prompts)
-    precision = autocast(device, precision)
+    requested, precision = precision, autocast(device, precision)
     settings = {
         "max_new_tokens": max_new_tokens,
         "do_sample": do_sample,
@@ -79,30 +105,34 @@ def generate_texts(
         raise ValueError(f"num_beams must be >= 1, not {settings['num_beams']!r}")
     model.eval()
     bar = tqdm(total=len(order), desc=desc, unit="prompt", disable=not progress or not is_main(acc))
-    for start in range(0, len(order), batch_size):
-        idx = [int(i) for i in order[start : start + batch_size]]
-        batch = collate_examples(
-            [LMExample(encoded[i], [IGNORE_INDEX] * len(encoded[i]), len(encoded[i])) for i in idx],
-            tokenizer.pad_token_id,
-            padding_side="left",
-        )
-        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-        with precision:
-            if extra_embeddings is not None:
-                positions = [
-                    [p + int(off) for p in extra_positions[i]]
-                    for i, off in zip(idx, batch["offsets"], strict=True)
-                ]
-                vectors = list(extra_embeddings(idx))
-                embeds = splice_embeddings(model, ids, positions, vectors)
-                new = model.generate(inputs_embeds=embeds, attention_mask=mask, **settings)
-            else:
-                new = model.generate(input_ids=ids, attention_mask=mask, **settings)[
-                    :, ids.shape[1] :
-                ]
-        for row, i in enumerate(idx):
-            outputs[i] = tokenizer.decode(new[row], skip_special_tokens=True).strip()
-        bar.update(len(idx))
+    with bf16_weights(model, device, requested):
+        for start in range(0, len(order), batch_size):
+            idx = [int(i) for i in order[start : start + batch_size]]
+            batch = collate_examples(
+                [
+                    LMExample(encoded[i], [IGNORE_INDEX] * len(encoded[i]), len(encoded[i]))
+                    for i in idx
+                ],
+                tokenizer.pad_token_id,
+                padding_side="left",
+            )
+            ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+            with precision:
+                if extra_embeddings is not None:
+                    positions = [
+                        [p + int(off) for p in extra_positions[i]]
+                        for i, off in zip(idx, batch["offsets"], strict=True)
+                    ]
+                    vectors = list(extra_embeddings(idx))
+                    embeds = splice_embeddings(model, ids, positions, vectors)
+                    new = model.generate(inputs_embeds=embeds, attention_mask=mask, **settings)
+                else:
+                    new = model.generate(input_ids=ids, attention_mask=mask, **settings)[
+                        :, ids.shape[1] :
+                    ]
+            for row, i in enumerate(idx):
+                outputs[i] = tokenizer.decode(new[row], skip_special_tokens=True).strip()
+            bar.update(len(idx))
     bar.close()
     if acc is not None and acc.num_processes > 1:
         from accelerate.utils import gather_object
