@@ -214,15 +214,26 @@ def _changed_since(root: Path, commit: str, path: str) -> str | None:
     return out.stdout.strip() or None
 
 
+def _recorded_run(record: Path, notebook: str) -> dict:
+    try:
+        return json.loads((record / "run.json").read_text())["notebooks"].get(notebook) or {}
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def stale_since(record: Path, notebook: str) -> str | None:
+    """The newest commit (short hash) that changed ``notebooks/<notebook>.ipynb`` after the commit
+    its record in ``record`` was made at (``run.json``); None when the record is current, has no
+    entry, or git cannot tell."""
+    commit = str(_recorded_run(record, notebook).get("git_commit") or "")
+    return _changed_since(record.resolve().parents[1], commit, f"notebooks/{notebook}.ipynb")
+
+
 def record_provenance(record: Path, notebook: str) -> str:
     """One line on where a notebook's claim rows come from (``run.json``: its commit, date,
     precision, wall time), and a warning when its notebook has changed in git since that commit:
     the rows then describe an older version of the notebook until it is run again."""
-    try:
-        runs = json.loads((record / "run.json").read_text())["notebooks"]
-    except (OSError, ValueError, KeyError):
-        return ""
-    run = runs.get(notebook)
+    run = _recorded_run(record, notebook)
     if not run:
         return ""
     commit = str(run.get("git_commit") or "")
@@ -230,8 +241,7 @@ def record_provenance(record: Path, notebook: str) -> str:
              str(run.get("precision") or ""),
              f"{run['wall_time_s'] / 60:.1f} min" if run.get("wall_time_s") else ""]  # fmt: skip
     line = f"Recorded by `{notebook}`: " + ", ".join(p for p in parts if p) + "."
-    root = record.resolve().parents[1]
-    newer = _changed_since(root, commit, f"notebooks/{notebook}.ipynb")
+    newer = stale_since(record, notebook)
     if newer:
         stem = notebook.split("_")[0]
         line += (

@@ -3,6 +3,9 @@ reprs, staging paths, redrawn progress bars and errors, and lets a cell tagged s
 its stderr."""
 
 import json
+from pathlib import Path
+
+import pytest
 
 from molkit.record_check import SHOW_STDERR_TAG, record_problems
 
@@ -52,3 +55,22 @@ def test_every_kind_of_noise_is_named_with_its_cell(tmp_path):
                  "a redrawn progress bar", "an error (ValueError)"):  # fmt: skip
         assert what in kinds, what
     assert not any("cell 7" in p for p in problems)
+
+
+RECORD = Path(__file__).resolve().parents[1] / "papermill_runs" / "default"
+
+
+@pytest.mark.parametrize("path", sorted(RECORD.glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.stem)
+def test_the_published_records_are_clean(path):
+    """Every executed notebook of the published record reads clean (no stray stderr, warnings,
+    reprs or staging paths). A record whose notebook has changed since it was made is skipped
+    with the command that regenerates it: CLAIMS.md marks its rows stale in the same way."""
+    from molkit.run import stale_since
+
+    newer = stale_since(RECORD, path.stem)
+    if newer:
+        pytest.skip(
+            f"{path.stem}'s record predates notebook commit {newer}: "
+            f"make run NOTEBOOKS={path.stem[:2]}"
+        )
+    assert record_problems(path) == []
