@@ -1,18 +1,20 @@
 """ICMA's settings: one typed `Settings` with a value set per profile, validated in `problems`.
 
-Sizing of the ``default`` profile, from throughputs measured on 2 quiet cores (SmolLM2-135M, bf16
-autocast where native: LoRA training ~325 tokens/s, a validation forward pass taken as ~3x that,
-greedy generation at batch 64 ~326 new tokens/s) and the prompts' lengths (ICMA, k = 2: ~515
-tokens with the answer at the 1,024-token cut-off; direct: ~171): ICMA 192 prompts x 1 epoch x 3
-seeds x 2 directions x ~515 tokens = 593k tokens (~30 min) and its validation (24 prompts, 4
-evaluations a run: ~2.5 min); direct 192 x 1 x 1 seed x 2 x ~171 = 66k tokens (~3.5 min);
-generation of 100 test prompts per set, at most 128 new tokens: 6 ICMA and 2 untuned sets (~86 s
-each, prefill included), 2 direct sets (~50 s), 4 probe sets of 50 (~35 s): ~16 min; retrieval,
-the GIN (at most 20 epochs) and scoring ~5 min: ~57 min in all, over the 45-minute target (the
-issue's minimums: 192 prompts, 3 seeds, 100 test molecules). LoRA on fp32 weights at batch 1 x 8
-accumulated keeps the peak under 4 GB at that cut-off (estimated ~2.4 GB for training, ~3.5 GB
-while generating at batch 64). The retrained ablations (each another ICMA-sized training per
-direction and seed, ~6.5 min) are in ``full`` only.
+Sizing of the ``default`` profile, from throughputs measured on 2 quiet cores of an AVX512-BF16
+EPYC (SmolLM2-135M, bf16): LoRA training at ICMA's shape ~270-290 tokens/s (`make bench`), a
+validation forward pass taken as ~3x that; generation at ICMA's shape (prompts of ~522 tokens,
+batch 16, bf16 weight copies) ~574 prompt tokens/s of prefill and ~127 new tokens/s of decoding,
+batch 16 faster than 32 and 64 at this prompt length. The issue's minimums (192 training prompts x
+3 seeds x 2 directions, 100 test molecules per direction) make: ICMA 192 x 1 epoch x 3 x 2 x ~580
+tokens (prompt and answer) = 668k tokens (~40 min) and its validation (24 prompts, 4 evaluations a
+run: ~2.5 min); direct 192 x 1 x 1 seed x 2 x ~235 = 90k tokens (~5 min); generation of 100 test
+prompts per set, at most 128 new tokens: 6 ICMA and 2 untuned sets (up to ~3.4 min each: ~90 s
+prefill and the decoding), 2 direct sets (~1.5 min), 4 probe sets of 50: up to ~35 min; retrieval,
+the GIN (at most 20 epochs) and scoring ~5 min: up to ~85 min in all (less where answers end
+early), far over the 45-minute target. LoRA on fp32 weights at batch 1 x 8 accumulated keeps the
+peak under 4 GB at that cut-off (estimated ~2.4 GB for training, ~3 GB while generating at batch
+16). The retrained ablations (each another ICMA-sized training per direction and seed) are in
+``full`` only.
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ class Settings(BaseSettings):
     lm_seeds: int = 3
     direct_seeds: int = 1
     ablation_seeds: int = 1
-    gen_batch_size: int = 64
+    gen_batch_size: int = 16
     mol2cap_retriever: MolRetriever | Literal["auto"] = "auto"
     mol_retrievers: tuple[MolRetriever, ...] = ("morgan", "rdkit", "gin")
     random_walk_p: float = 0.3
