@@ -355,3 +355,30 @@ def test_cli_info_and_fetch_take_a_csv(capsys):
     assert main(["data", "fetch", str(GOOD)]) == 0
     assert "nothing to fetch" in capsys.readouterr().out
     assert np.isfinite(load(GOOD)["Aromatic"]).all()
+
+
+#: Every bad file in tests/data/user_csv, what `molkit data check` must say about it, and its exit
+#: status (0: usable, the unusable rows dropped; 2: not usable).
+EXPLAINED = {
+    "bad_binary.csv": ("gzip-compressed, not comma-separated text", 2),
+    "bad_conflicting_duplicates.csv": ("conflicting duplicate (2 rows on lines 2, 32)", 0),
+    "bad_empty_labels.csv": ("empty label (2 rows on lines 4, 7)", 0),
+    "bad_invalid_smiles.csv": ("invalid SMILES (3 rows on lines 5, 9, 13)", 0),
+    "bad_missing_columns.csv": ("missing 'smiles'", 2),
+    "bad_not_utf8.csv": ("not UTF-8 (lines 2, 7)", 2),
+    "bad_single_class.csv": ("has only the class '1'", 2),
+    "bad_single_column.csv": ("missing 'smiles'", 2),
+    "bad_too_few_rows.csv": ("needs at least min_rows=20", 2),
+}
+
+
+def test_every_bad_file_is_listed():
+    assert sorted(EXPLAINED) == sorted(p.name for p in FIXTURES.glob("bad_*.csv"))
+
+
+@pytest.mark.parametrize("name", sorted(EXPLAINED))
+def test_data_check_explains_each_bad_file(name, capsys):
+    phrase, status = EXPLAINED[name]
+    assert main(["data", "check", str(FIXTURES / name)]) == status
+    out = capsys.readouterr()
+    assert phrase in out.out + out.err
