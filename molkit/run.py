@@ -192,8 +192,10 @@ def _count(value: object) -> str:
 
 def _cell(value) -> str:
     """A Markdown table cell: pipes escaped and line breaks flattened, so no text can shift the
-    columns."""
-    return " ".join(str(value).split()).replace("|", "\\|")
+    columns; angle brackets escaped, so a placeholder such as ``<MOLECULE>`` is shown, not read as
+    an HTML tag."""
+    text = " ".join(str(value).split()).replace("|", "\\|")
+    return text.replace("<", "\\<").replace(">", "\\>")
 
 
 def _changed_since(root: Path, commit: str, path: str) -> str | None:

@@ -123,7 +123,7 @@ def _claim_rows(claims_md: str) -> list[tuple[str, str]]:
     for table in claims_tables(claims_md):
         header = table[0]
         for cells in table[1:]:
-            text = cells[0].replace("\\|", "|")
+            text = re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", cells[0])  # CommonMark's escapes
             rows.append((_squash(text), cells[header.index("verdict")].strip("*")))
     return rows
 

@@ -89,12 +89,20 @@ ABLATION_METHODS = ("MoleX", "MoleX w/o calibration", *ABLATION_VARIANTS)
 
 
 def _csv_frame(path: str, max_molecules: int | None, seed: int) -> pd.DataFrame:
-    """A CSV of the user's in the explanation datasets' shape (no ground truth)."""
+    """A CSV of the user's in the explanation datasets' shape (no ground truth). The rows the file
+    check dropped are counted in the overview (duplicates, and every other reason as unusable rows)
+    instead of a warning on stderr; ``molkit data check`` lists them."""
+    import warnings
+
     from sklearn.model_selection import train_test_split
 
     from molkit.data import load_dataset
 
-    raw = load_dataset(path, kind="property", task="classification")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # counted below, shown in the overview
+        raw = load_dataset(path, kind="property", task="classification")
+    dropped = dict(raw.attrs.get("dropped") or {})
+    duplicates = sum(n for reason, n in dropped.items() if "duplicate" in reason)
     target = raw.attrs["targets"][0]
     df = pd.DataFrame(
         {"smiles": raw["smiles_raw"].astype(str), "label": raw[target].astype(int), "truth": None}
@@ -109,7 +117,8 @@ def _csv_frame(path: str, max_molecules: int | None, seed: int) -> pd.DataFrame:
         name=path,
         n_classes=len(classes),
         explain_class=len(classes) - 1,
-        n_duplicates_dropped=0,
+        n_duplicates_dropped=duplicates,
+        n_unusable_dropped=sum(dropped.values()) - duplicates,
         target=target,
         classes=list(classes),
     )
@@ -148,6 +157,7 @@ def load_data(settings: Settings) -> DataSection:
                 "majority-class rate": round(float(labels.value_counts(normalize=True).max()), 3),
                 "with ground truth": int(df["truth"].notna().sum()),
                 "duplicates dropped": df.attrs["n_duplicates_dropped"],
+                "unusable rows dropped": df.attrs.get("n_unusable_dropped", 0),
                 "tuning part": len(splits.tune),
                 "folds": len(splits.folds),
                 "tested": len(splits.tested),
