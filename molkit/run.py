@@ -227,7 +227,11 @@ def stale_since(record: Path, notebook: str) -> str | None:
     """The newest commit (short hash) that changed ``notebooks/<notebook>.ipynb`` after the commit
     its record in ``record`` was made at (``run.json``); None when the record is current, has no
     entry, or git cannot tell."""
-    commit = str(_recorded_run(record, notebook).get("git_commit") or "")
+    return _stale(record, notebook, _recorded_run(record, notebook))
+
+
+def _stale(record: Path, notebook: str, run: dict) -> str | None:
+    commit = str(run.get("git_commit") or "")
     return _changed_since(record.resolve().parents[1], commit, f"notebooks/{notebook}.ipynb")
 
 
@@ -243,7 +247,7 @@ def record_provenance(record: Path, notebook: str) -> str:
              str(run.get("precision") or ""),
              f"{run['wall_time_s'] / 60:.1f} min" if run.get("wall_time_s") else ""]  # fmt: skip
     line = f"Recorded by `{notebook}`: " + ", ".join(p for p in parts if p) + "."
-    newer = stale_since(record, notebook)
+    newer = _stale(record, notebook, run)  # run.json read once
     if newer:
         stem = notebook.split("_")[0]
         line += (
