@@ -158,6 +158,11 @@ def test_gated_reports_a_comparison_only_when_every_gate_holds():
     out = gated(comparison, [claim("A beats mean", "holds"), claim("B beats mean", "undecided")])
     assert out.verdict == NOT_JUDGED and math.isnan(out.ours) and math.isnan(out.low)
     assert out.detail == "not judged: gate undecided: B beats mean" and out.n == 50
+    # a Discussion prints the failed gate, never the NaNs standing for the withheld difference
+    assert out.sentence == "A beats B: not judged (gate undecided: B beats mean)"
+    assert ok.sentence == (
+        "A beats B: holds (rmse +0.200, 95 % [+0.100, +0.300], n = 50, training seeds 1)"
+    )
     with pytest.raises(ValueError, match="at least one gate"):
         gated(comparison, [])
 

@@ -743,7 +743,7 @@ def test_settings_profiles_hold_the_sizes_of_each_profile():
     assert (smoke.lm_seeds, default.lm_seeds, full.lm_seeds) == (2, 3, 5)  # >= 3 beyond smoke
     assert default.datasets == ("mutag", "ptc_fr", "ptc_fm", "ptc_mm", "ptc_mr", "liver")
     assert (default.cv_folds, default.liver_folds, default.tune_fraction) == (5, 5, 0.1)
-    assert default.lm_grid == [(2, 3e-4, 0.01), (2, 3e-4, 0.1), (12, 1e-4, 0.01)]
+    assert default.lm_grid == [(2, 3e-4, 0.01), (2, 3e-4, 0.1)]  # 12 layers: full, Exercise 1
     assert default.ablation_datasets == default.datasets  # every ablation on every dataset
     assert default == molex.Settings(profile="default")  # the field defaults are the default
     assert max(full.lm_layer_grid) == 12 and full.cv_folds == 10

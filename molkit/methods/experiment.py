@@ -287,6 +287,20 @@ class Claim:
             return str(self.seeds)
         return f"{self.seeds} / {self.seeds_baseline}"
 
+    @property
+    def sentence(self) -> str:
+        """The claim as one sentence of a Discussion: its verdict with the difference, interval,
+        test items and seeds; a withheld comparison names the gates that failed instead of
+        printing the NaNs that stand for its withheld difference."""
+        if self.verdict == NOT_JUDGED:
+            reasons = self.detail.removeprefix("not judged: ") or "an arm failed its gate"
+            return f"{self.claim}: {NOT_JUDGED} ({reasons})"
+        interval = f"[{self.low:+.3f}, {self.high:+.3f}]"
+        return (
+            f"{self.claim}: {self.verdict} ({self.metric} {self.ours:+.3f}, 95 % {interval}, "
+            f"n = {self.n}, training seeds {self.seeds_text})"
+        )
+
     def as_row(self) -> dict[str, Any]:
         row = {c: getattr(self, c) for c in CLAIM_COLUMNS if c not in ("seeds", "gates")}
         row["seeds"] = self.seeds_text

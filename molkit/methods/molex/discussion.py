@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from molkit.data.sealed import final_scoring
+from molkit.methods.experiment import NOT_JUDGED
 from molkit.methods.molex.claims import (
     OFFICIAL_READING,
     PAPER_CALIBRATION_GAIN,
@@ -160,10 +161,15 @@ def findings(
     acc_gain = calib.gain[calib.gain["metric"] == "accuracy"]["gain"]
     rounds = calib.rounds
     if calibration is not None:
+        judged = calibration.verdict != NOT_JUDGED
         out.append(
-            f"Calibration: {acc_gain.mean():+.1f} accuracy points on average over datasets; the "
-            f"paired difference {calibration.ours:+.3f} [{calibration.low:+.3f}, "
-            f"{calibration.high:+.3f}] ({calibration.verdict}); "
+            f"Calibration: {acc_gain.mean():+.1f} accuracy points on average over datasets; "
+            + (
+                f"the paired difference {calibration.ours:+.3f} [{calibration.low:+.3f}, "
+                f"{calibration.high:+.3f}] ({calibration.verdict}); "
+                if judged
+                else f"the claim is {calibration.sentence.split(': ', 1)[1]}; "
+            )
             + (
                 f"the paper's +0.070 lies {calibration.paper_position} our interval"
                 if calibration.paper_position

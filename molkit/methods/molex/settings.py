@@ -79,9 +79,12 @@ class Settings(BaseSettings):
     n_max: int = 3
     pooling: Literal["mean", "cls"] = "mean"
     max_length: int = 256
-    lm_layer_grid: tuple[int, ...] = (2, 2, 12)
-    lm_lr_grid: tuple[float, ...] = (3e-4, 3e-4, 1e-4)
-    beta_grid: tuple[float, ...] = (0.01, 0.1, 0.01)
+    # default: the top 2 layers at two KL weights. The 12-layer candidate (full) won the tuning
+    # part on two of six datasets but costs about three times the training of a 2-layer one and
+    # took the default to ~25 min on 2 cores; Exercise 1 widens the grid back.
+    lm_layer_grid: tuple[int, ...] = (2, 2)
+    lm_lr_grid: tuple[float, ...] = (3e-4, 3e-4)
+    beta_grid: tuple[float, ...] = (0.01, 0.1)
     finetune_epochs: int = 8
     finetune_patience: int = 2
     lm_seeds: int = 3
