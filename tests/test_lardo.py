@@ -12,6 +12,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -702,6 +703,26 @@ def fake_benchmark(tmp_path, **overrides):
     bench = lardo.pretrain_and_finetune(settings, stage1, cache=cache, encoder=HashEncoder(),
                                         progress=False)  # fmt: skip
     return settings, stage1, smiles, pool, ablation, bench
+
+
+def test_units_trained_side_by_side_equal_a_serial_run(mirror, tmp_path):
+    """Two worker processes train the units (each seeds its own models) and give the serial
+    run's predictions and curves, in the serial order."""
+    from molkit.data import final_scoring
+
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    *_, serial = fake_benchmark(tmp_path / "a", official_seeds=(0, 1), splits=(3,), workers=1)
+    *_, parallel = fake_benchmark(tmp_path / "b", official_seeds=(0, 1), splits=(3,), workers=2)
+    assert (serial.workers, parallel.workers) == (1, 2)
+    pd.testing.assert_frame_equal(serial.frame(), parallel.frame())
+    pd.testing.assert_frame_equal(serial.finetune_history, parallel.finetune_history)
+    for a, b in zip(serial.predictions["esol"].units, parallel.predictions["esol"].units,
+                    strict=True):  # fmt: skip
+        assert (a.protocol, a.split, a.seed) == (b.protocol, b.split, b.seed)
+        assert a.preds.keys() == b.preds.keys()
+        assert all(np.allclose(a.preds[k], b.preds[k]) for k in a.preds)
+        with final_scoring():
+            assert np.array_equal(np.asarray(a.y), np.asarray(b.y))
 
 
 def test_pretrain_and_finetune_on_fake_descriptions(mirror, tmp_path):

@@ -18,6 +18,7 @@ them into claim rows).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,7 +59,7 @@ from molkit.methods.lardo.protocol import (
     protocol_units,
     retrieval_unit,
     text_embeddings,
-    train_unit,
+    train_units,
 )
 from molkit.methods.lardo.responses import (
     ResponseBudget,
@@ -205,7 +206,8 @@ class Benchmark(Results):
     """`pretrain_and_finetune`: per dataset the ``descriptions``, their ``text_embeddings``
     (source -> (n, d)), the ``graphs``, the test ``predictions``; the ``pretrain_history`` and
     ``finetune_history`` (one row per epoch, with the chosen ``best_epoch``), the
-    ``embedding_maps``, the ``pool_sizes`` per unit and the ``seconds`` per part."""
+    ``embedding_maps``, the ``pool_sizes`` per unit, the ``seconds`` per part and the ``workers``
+    (processes) that trained the units side by side."""
 
     descriptions: dict[str, Descriptions] = field(default_factory=dict)
     text_embeddings: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
@@ -216,6 +218,7 @@ class Benchmark(Results):
     embedding_maps: dict[str, EmbeddingMap] = field(default_factory=dict)
     pool_sizes: pd.DataFrame = field(default_factory=pd.DataFrame)
     seconds: dict[str, float] = field(default_factory=dict)
+    workers: int = 1
 
     def summary(self) -> pd.DataFrame:
         """Test metric per method: mean ± std over the units of each protocol and dataset."""
@@ -233,8 +236,9 @@ class Benchmark(Results):
         return next(iter(self.embedding_maps.values()))
 
     def timings(self) -> dict[str, int]:
-        """Seconds spent on descriptions and embeddings, pre-training and fine-tuning."""
-        return {k: round(v) for k, v in self.seconds.items()}
+        """Seconds spent on descriptions and embeddings and on training (pre-training and
+        fine-tuning, wall time), and the training processes that ran side by side."""
+        return {**{k: round(v) for k, v in self.seconds.items()}, "processes": self.workers}
 
     def chosen_epochs(self) -> pd.DataFrame:
         """Per protocol, dataset and method: epochs run and the epoch kept (mean over units), of
@@ -295,7 +299,8 @@ def pretrain_and_finetune(
     properties) and embedded with the frozen sentence encoder (``encoder``: anything with
     ``embed(texts, batch_size, progress)``; default ``Encoder.from_pretrained(
     settings.text_encoder)``), after the official ``<MOLECULE>`` substitution with
-    ``molecule_token``. Per unit, `train_unit`: each encoder of its protocol fine-tuned and probed
+    ``molecule_token``. Per unit (every dataset's units in ``settings.workers`` processes side by
+    side, `train_units`), `train_unit`: each encoder of its protocol fine-tuned and probed
     frozen, the Morgan forest, the trivial baseline. Rows: ``roc_auc`` or ``rmse``
     (``*_frozen`` for the probes) per dataset, method and unit (``seed``: the training seed;
     ``split``: which protocol's test part)."""
@@ -308,7 +313,7 @@ def pretrain_and_finetune(
 
         encoder = Encoder.from_pretrained(settings.text_encoder)
     res = Benchmark(seconds={"descriptions and embeddings": 0.0, "training": 0.0})
-    pretrain, finetune, sizes = [], [], []
+    pretrain, finetune, sizes, jobs = [], [], [], []
     for name in settings.datasets:
         began = time.perf_counter()
         df = load_dataset(name)
@@ -333,25 +338,28 @@ def pretrain_and_finetune(
         graphs = graphs_from_smiles(smiles, y, progress=False)
         res.graphs[name] = graphs
         res.seconds["descriptions and embeddings"] += time.perf_counter() - began
-        began = time.perf_counter()
         res.predictions[name] = DatasetPredictions(name, task)
-        units = protocol_units(settings, smiles)
-        for i, unit in enumerate(units):
-            out = train_unit(settings, unit, name, task, graphs, y, smiles, emb, pools, i == 0)
-            res.predictions[name].units.append(out.predictions)
-            res.add_rows(_scored_rows(name, task, out.predictions))
-            pretrain += out.pretrain_history
-            finetune += out.finetune_history
-            if out.embedding_map is not None:
-                res.embedding_maps[name] = out.embedding_map
-            sizes.append({
-                "dataset": name, "protocol": unit.protocol, "split": unit.split,
-                "seed": unit.seed, **{k: len(v) for k, v in unit.parts.items()},
-                "pre-training pool": len(np.intersect1d(pools["pool"], unit.parts["train"])),
-                "ablation pool": len(np.intersect1d(pools["ablation"], unit.parts["train"])),
-                "encoders": len(protocol_encoders(settings, unit.protocol)),
-            })  # fmt: skip
-        res.seconds["training"] += time.perf_counter() - began
+        for i, unit in enumerate(protocol_units(settings, smiles)):
+            jobs.append((settings, unit, name, task, graphs, y, smiles, emb, pools, i == 0))
+    began = time.perf_counter()
+    workers = settings.workers or os.cpu_count() or 1
+    for job, out in zip(jobs, train_units(jobs, workers), strict=True):
+        _, unit, name, task, *_, pools, _ = job
+        res.predictions[name].units.append(out.predictions)
+        res.add_rows(_scored_rows(name, task, out.predictions))
+        pretrain += out.pretrain_history
+        finetune += out.finetune_history
+        if out.embedding_map is not None:
+            res.embedding_maps[name] = out.embedding_map
+        sizes.append({
+            "dataset": name, "protocol": unit.protocol, "split": unit.split,
+            "seed": unit.seed, **{k: len(v) for k, v in unit.parts.items()},
+            "pre-training pool": len(np.intersect1d(pools["pool"], unit.parts["train"])),
+            "ablation pool": len(np.intersect1d(pools["ablation"], unit.parts["train"])),
+            "encoders": len(protocol_encoders(settings, unit.protocol)),
+        })  # fmt: skip
+    res.seconds["training"] = time.perf_counter() - began
+    res.workers = min(workers, len(jobs))
     res.pretrain_history = pd.concat(pretrain, ignore_index=True) if pretrain else pd.DataFrame()
     res.finetune_history = pd.concat(finetune, ignore_index=True)
     res.pool_sizes = pd.DataFrame(sizes)

@@ -64,6 +64,8 @@ class Settings(contract.Settings):
     ``lm_dtype`` / ``lm_quantization``: how the LLM loads when a response is not cached
     (`molkit.models.lm.generation_load_kwargs`; ``full``: Mistral-7B in 4-bit), checked against
     the device by `lm_memory`. ``offline``: replay responses only (a missing one raises).
+    ``workers``: processes that pre-train and fine-tune the training units side by side, each on
+    the notebook's torch threads (None: one per core; 1: one after the other, in this process).
     """
 
     datasets: tuple[str, ...] = ("bbbp", "bace", "esol")
@@ -100,6 +102,7 @@ class Settings(contract.Settings):
     rf_trees: int = 300
     throughput_prompts: int = 4
     n_examples: int = 3
+    workers: int | None = None
 
     PROFILES = {
         "smoke": {
@@ -165,6 +168,8 @@ class Settings(contract.Settings):
             )
         if len(set(self.official_seeds)) != len(self.official_seeds):
             found.append(f"official_seeds repeats a seed: {self.official_seeds}")
+        if self.workers is not None and self.workers < 1:
+            found.append(f"workers must be at least 1 (None: one per core), not {self.workers}")
         if not 0.0 <= self.pretrain_valid < 1.0:
             found.append(f"pretrain_valid must lie in [0, 1), not {self.pretrain_valid}")
         return found
