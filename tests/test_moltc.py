@@ -3,6 +3,7 @@
 (gates, swap test, one-factor comparisons over training seeds) and the rooms' import order."""
 
 import ast
+import dataclasses
 import math
 from dataclasses import FrozenInstanceError
 from pathlib import Path
@@ -48,7 +49,13 @@ def test_settings_profiles_and_overrides():
         0,
     )
     assert (default.freesolv_max_epochs, default.ddi_max_epochs, default.role_max_epochs) == (
-        3.0, 1.0, 1.5)  # fmt: skip
+        2.5, 1.0, 1.0)  # fmt: skip
+    # MolTC carries the headline gate on 3 seeds; SMILES only the first 2 of them
+    assert default.seeds_of("freesolv", "MolTC") == (0, 1, 2)
+    assert default.seeds_of("freesolv", moltc.SMILES_ONLY) == (0, 1)
+    assert default.seeds_of("role", moltc.SHARED) == (0,)
+    every_seed = dataclasses.replace(default, control_lm_seeds=None)
+    assert every_seed.seeds_of("freesolv", "x") == (0, 1, 2)
     assert (default.lm_evals_per_epoch, default.lm_patience) == (2, 2)
     assert default.smiles_chars is None and full.smiles_chars is None  # whole SMILES
     assert default.lm_variants == ("MolTC", moltc.SMILES_ONLY) and default.role_set == "combisolu"
@@ -81,6 +88,7 @@ def test_settings_profiles_and_overrides():
         "regression_sets must hold 'freesolv-pairs'": {"regression_sets": ("combisolu",)},
         "regression_sets names \\['tox21'\\]": {"regression_sets": ("freesolv-pairs", "tox21")},
         "lm_seeds must be at least 1": {"lm_seeds": 0},
+        "control_lm_seeds must lie in \\[1, lm_seeds = 2\\]": {"control_lm_seeds": 3},
         "freesolv_max_epochs must be positive": {"freesolv_max_epochs": 0.0},
         "seed 5 must be among seeds": {"seed": 5},
     }
@@ -810,6 +818,13 @@ def test_freesolv_gates_and_compares_over_training_seeds():
     assert res.training.training.iloc[0].startswith("4 of 8 optimiser steps, kept step 2")
     assert len(res.curves) == 12 and set(res.curves.seed) == {0, 1}
     assert len(res.cot_examples) == 6
+    # fewer seeds for the control arm: the comparison's interval says so
+    fewer = moltc.freesolv_lm(settings.with_overrides(control_lm_seeds=1),
+                              _stage(session, freesolv_pairs=lm_set))  # fmt: skip
+    assert fewer.predictions(set_name, moltc.SMILES_ONLY).shape == (1, 120)
+    assert list(fewer.training.variant) == ["MolTC", "MolTC", moltc.SMILES_ONLY]
+    comparison = moltc.lm_claims(settings, fewer)[2]
+    assert (comparison.seeds, comparison.seeds_baseline, comparison.verdict) == (2, 1, HOLDS)
     # an arm at the training mean fails its gate, and the comparison is not judged
     train_mean = float(fs.freesolv.mean())
     session.predictions[moltc.SMILES_ONLY] = lambda y, seed: np.full(len(y), train_mean)

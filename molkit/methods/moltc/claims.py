@@ -131,7 +131,8 @@ def paper_scale(full: Settings, default: Settings) -> pd.DataFrame:
             "GIN": f"5 x {s.lm_gin_hidden}, attribute masking {s.lm_gin_epochs} epoch(s), frozen",
             "decoding": f"{'greedy' if s.num_beams == 1 else f'{s.num_beams}-beam'} or the "
             "expected value over the bins, chosen on validation",
-            "training seeds": f"FreeSolv {s.lm_seeds}, DDI {s.ddi_lm_seeds}, roles "
+            "training seeds": f"FreeSolv {s.lm_seeds} (MolTC), "
+            f"{s.control_lm_seeds or s.lm_seeds} (other arms), DDI {s.ddi_lm_seeds}, roles "
             f"{s.role_lm_seeds}",
         }
 

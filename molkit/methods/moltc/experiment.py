@@ -21,6 +21,7 @@ regression readout; the test labels are sealed (`molkit.data.seal`) and read onc
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -402,10 +403,11 @@ class LMSection(Results):
 
 
 def _lm_section(settings: Settings, stage: LMStage, dataset: str, names: Sequence[str],
-                seeds: Sequence[int], max_epochs: float, labels: dict[str, str],
+                seeds: Callable[[str], Sequence[int]], max_epochs: float, labels: dict[str, str],
                 baselines: Callable[[LMSet], tuple[dict, dict]], swap: Sequence[str] = ()
                 ) -> LMSection:  # fmt: skip
-    """Fine-tune each variant of ``names`` with each training seed on ``dataset``'s `LMSet`
+    """Fine-tune each variant of ``names`` with each of its training seeds (``seeds(name)``) on
+    ``dataset``'s `LMSet`
     (validated; at most ``max_epochs``), predict every test set (the variants in ``swap`` also
     swapped), then score everything once (`_score`). ``baselines(lm_set)`` gives the trivial and
     context baselines' test predictions."""
@@ -421,7 +423,7 @@ def _lm_section(settings: Settings, stage: LMStage, dataset: str, names: Sequenc
                 seed=seed, max_epochs=max_epochs, swap=list(lm_set.tests) if name in swap else (),
                 swap_pairs=settings.swap_pairs,
             )
-            for seed in seeds
+            for seed in seeds(name)
         ]  # fmt: skip
     _training_rows(res, lm_set)
     _score(res, lm_set, settings.seed)
@@ -543,7 +545,8 @@ def ddi_lm(settings: Settings, stage: LMStage) -> LMSection:
 
     labels = {LM_BOTH_UNSEEN: "both drugs unseen", LM_ONE_UNSEEN: "one drug unseen"}
     return _lm_section(settings, stage, DDI, settings.ddi_variants,
-                       settings.training_seeds["ddi"], settings.ddi_max_epochs, labels,
+                       functools.partial(settings.seeds_of, "ddi"), settings.ddi_max_epochs,
+                       labels,
                        baselines, swap=("MolTC",) if settings.ddi_swap else ())  # fmt: skip
 
 
@@ -560,14 +563,16 @@ def _regression_baselines(settings: Settings):
 
 
 def freesolv_lm(settings: Settings, stage: LMStage) -> LMSection:
-    """§8: ``lm_variants`` fine-tuned on FreeSolv's LM training part, ``lm_seeds`` training seeds
-    each (at most ``freesolv_max_epochs``), scored on its test part (unseen solutes). Trivial
+    """§8: ``lm_variants`` fine-tuned on FreeSolv's LM training part, MolTC with ``lm_seeds``
+    training seeds and the other arms with ``control_lm_seeds`` (at most ``freesolv_max_epochs``),
+    scored on its test part (unseen solutes). Trivial
     baseline: the mean of the LM's training targets; gradient boosting on the same pairs beside it.
     Water is always the solvent, so no swap test here (see §9)."""
     lm_set = stage.sets[FREESOLV]
     labels = {k: k.replace(" (LM test pairs)", " split") for k in lm_set.tests}
     return _lm_section(settings, stage, FREESOLV, settings.lm_variants,
-                       settings.training_seeds["freesolv"], settings.freesolv_max_epochs, labels,
+                       functools.partial(settings.seeds_of, "freesolv"),
+                       settings.freesolv_max_epochs, labels,
                        _regression_baselines(settings))  # fmt: skip
 
 
@@ -580,7 +585,8 @@ def role_lm(settings: Settings, stage: LMStage) -> LMSection:
     lm_set = stage.sets[settings.role_set]
     labels = {k: k.replace(" (LM test pairs)", " split").replace("_", " ") for k in lm_set.tests}
     names = settings.role_variants
-    return _lm_section(settings, stage, settings.role_set, names, settings.training_seeds["role"],
+    return _lm_section(settings, stage, settings.role_set, names,
+                       functools.partial(settings.seeds_of, "role"),
                        settings.role_max_epochs, labels, _regression_baselines(settings),
                        swap=names)  # fmt: skip
 

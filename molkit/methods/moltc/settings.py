@@ -69,8 +69,9 @@ class Settings(BaseSettings):
     part (``lm_valid_pairs`` of the split's valid part): it is scored ``lm_evals_per_epoch`` times
     an epoch and before the first step, the best state is kept, and ``lm_patience`` evaluations
     without a better validation loss stop it; ``*_max_epochs`` are maxima. ``lm_seeds`` training
-    seeds for each FreeSolv arm (MolTC, SMILES only: the headline gate and graph tokens vs SMILES
-    only), ``ddi_lm_seeds`` on DDI, ``role_lm_seeds`` on the role set. ``ddi_variants`` run on
+    seeds for MolTC on FreeSolv (the headline gate), ``control_lm_seeds`` for FreeSolv's other
+    arms (SMILES only: graph tokens vs SMILES only rests on both counts), ``ddi_lm_seeds`` on
+    DDI, ``role_lm_seeds`` on the role set. ``ddi_variants`` run on
     DDI, ``lm_variants`` on FreeSolv, ``role_variants`` on ``role_set`` (a set whose second
     molecule varies) split by ``role_split``; ``lm_pretrain_pairs`` = 0 leaves MolTC's pair
     pre-training out (``default``); ``lm_train_pairs`` caps each task's LM training pairs
@@ -125,12 +126,13 @@ class Settings(BaseSettings):
     lm_valid_pairs: int | None = 64  # per task, from the split's valid part; None: all of it
     lm_test_pairs: int | None = 200  # per test set; None: the whole test part
     freesolv_lm_test: float = 0.33  # FreeSolv's LM split: test share (642 pairs -> 212)
-    lm_seeds: int = 3  # training seeds of each FreeSolv arm
+    lm_seeds: int = 3  # training seeds of MolTC on FreeSolv
+    control_lm_seeds: int | None = 2  # of FreeSolv's other arms (SMILES only); None: lm_seeds
     ddi_lm_seeds: int = 1
     role_lm_seeds: int = 1
     ddi_max_epochs: float = 1.0
-    freesolv_max_epochs: float = 3.0
-    role_max_epochs: float = 1.5
+    freesolv_max_epochs: float = 2.5
+    role_max_epochs: float = 1.0
     lm_evals_per_epoch: int = 2  # validation-loss evaluations per epoch (and one before step 1)
     lm_patience: int = 2  # evaluations without a better validation loss before a run stops
     smiles_chars: int | None = None  # None: whole SMILES in every prompt
@@ -216,6 +218,11 @@ class Settings(BaseSettings):
                      "lm_patience"):  # fmt: skip
             if getattr(self, name) < 1:
                 out.append(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.control_lm_seeds is not None and not 1 <= self.control_lm_seeds <= self.lm_seeds:
+            out.append(
+                f"control_lm_seeds must lie in [1, lm_seeds = {self.lm_seeds}] (None: lm_seeds), "
+                f"not {self.control_lm_seeds}"
+            )
         for name in ("ddi_max_epochs", "freesolv_max_epochs", "role_max_epochs"):
             if not getattr(self, name) > 0:
                 out.append(f"{name} must be positive, not {getattr(self, name)}")
@@ -236,3 +243,11 @@ class Settings(BaseSettings):
         FreeSolv, ``ddi_lm_seeds`` for DDI, ``role_lm_seeds`` for the role set)."""
         counts = {"ddi": self.ddi_lm_seeds, "freesolv": self.lm_seeds, "role": self.role_lm_seeds}
         return {k: tuple(self.seed + i for i in range(n)) for k, n in counts.items()}
+
+    def seeds_of(self, section: str, variant: str) -> tuple[int, ...]:
+        """The training seeds of ``variant`` in ``section`` (`training_seeds`): on FreeSolv, arms
+        other than MolTC train the first ``control_lm_seeds`` of MolTC's seeds."""
+        seeds = self.training_seeds[section]
+        if section == "freesolv" and variant != "MolTC" and self.control_lm_seeds is not None:
+            return seeds[: self.control_lm_seeds]
+        return seeds
