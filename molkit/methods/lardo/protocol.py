@@ -283,11 +283,21 @@ def train_unit(
     return out
 
 
-def _unit_in_worker(threads: int, args: tuple) -> UnitOutcome:
-    """`train_unit` in a worker process, on the parent's number of torch threads."""
+def _unit_in_worker(threads: int, filters: list, args: tuple) -> UnitOutcome:
+    """`train_unit` in a worker process, on the parent's number of torch threads and warning
+    filters, RDKit's log off as `molkit.setup` leaves it: a worker's stderr reaches the notebook
+    (the kernel forwards its children's output), so it keeps the parent's quiet."""
+    import warnings
+
     import torch
+    from rdkit import RDLogger
+
+    from molkit._progress import quiet_library_logs
 
     torch.set_num_threads(threads)
+    warnings.filters[:] = filters
+    RDLogger.DisableLog("rdApp.*")
+    quiet_library_logs()
     return train_unit(*args)
 
 
@@ -300,12 +310,14 @@ def train_units(jobs: Sequence[tuple], workers: int = 1) -> list[UnitOutcome]:
     workers = min(int(workers), len(jobs))
     if workers <= 1:
         return [train_unit(*job) for job in jobs]
+    import warnings
+
     import torch
     from joblib import Parallel, delayed
 
-    threads = torch.get_num_threads()
+    threads, filters = torch.get_num_threads(), list(warnings.filters)
     run = Parallel(n_jobs=workers, backend="loky")
-    return list(run(delayed(_unit_in_worker)(threads, job) for job in jobs))
+    return list(run(delayed(_unit_in_worker)(threads, filters, job) for job in jobs))
 
 
 # ------------------------------------------------------------------------ retrieval probe
