@@ -127,11 +127,11 @@ class Settings(BaseSettings):
     lm_test_pairs: int | None = 200  # per test set; None: the whole test part
     freesolv_lm_test: float = 0.33  # FreeSolv's LM split: test share (642 pairs -> 212)
     lm_seeds: int = 3  # training seeds of MolTC on FreeSolv
-    control_lm_seeds: int | None = 2  # of FreeSolv's other arms (SMILES only); None: lm_seeds
+    control_lm_seeds: int | None = None  # fewer seeds for FreeSolv's other arms; None: lm_seeds
     ddi_lm_seeds: int = 1
     role_lm_seeds: int = 1
     ddi_max_epochs: float = 1.0
-    freesolv_max_epochs: float = 2.5
+    freesolv_max_epochs: float = 2.0
     role_max_epochs: float = 1.0
     lm_evals_per_epoch: int = 2  # validation-loss evaluations per epoch (and one before step 1)
     lm_patience: int = 2  # evaluations without a better validation loss before a run stops
