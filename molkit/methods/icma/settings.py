@@ -8,8 +8,7 @@ earlier ~270-290 tokens/s were measured with r 8 adapters on q and v only. Gener
 shape (prompts of ~522 tokens, batch 16, bf16 weight copies) ~574 prompt tokens/s of prefill and
 ~127 new tokens/s of decoding, batch 16 faster than 32 and 64 at this prompt length. The
 protocol's minimums (192 training prompts x 3 seeds x 2 directions, 100 test molecules per
-direction) make:
-ICMA 192 x 1 epoch x 3 x 2 x ~580 tokens = 668k tokens (~57 min at 195 tokens/s) and its
+direction) make: ICMA 192 x 1 epoch x 3 x 2 x ~580 tokens = 668k tokens (~57 min at 195 tokens/s) and its
 validation (24 prompts, 4 evaluations a run: ~3 min); direct 192 x 1 x 1 seed x 2 x ~235 = 90k
 tokens (~8 min); generation of 100 test prompts per set, at most 128 new tokens: 6 ICMA and 2
 untuned sets (up to ~3.4 min each: ~90 s prefill and the decoding), 2 direct sets (~1.5 min), 4
