@@ -27,8 +27,9 @@ from pathlib import Path
 def notebook_shapes(quick: bool = False) -> list[dict]:
     """The LM workloads of the notebooks, with token lengths measured on the data they read:
     ICMA's few-shot prompts (two retrieved ChEBI-20 examples and the query, the caption as the
-    answer; LoRA training and generation), MolTC's pair prompts (two DDI SMILES, 8 graph tokens
-    each, a one-sentence answer; LoRA training, and full fine-tuning for comparison), MoleX's
+    answer; LoRA training with ICMA's adapters, r 32 on every linear layer, and generation),
+    MolTC's pair prompts (two DDI SMILES, 8 graph tokens each, a one-sentence answer; LoRA
+    training with MolTC's r 8 on q and v, and full fine-tuning for comparison), MoleX's
     label-word scoring (a chat-template question about one molecule, two one-token answers) and
     LarDo's chat generation (about 200 prompt tokens, 64 new tokens)."""
     import numpy as np
@@ -67,10 +68,12 @@ def notebook_shapes(quick: bool = False) -> list[dict]:
         )
     return [
         {"name": "icma_lora_train", "notebook": "02_icma", "kind": "train", "mode": "lora",
+         "lora": {"r": 32, "alpha": 64, "target_modules": "all-linear"},
          "prompts": icma, "answer": 64, "batches": (1, 2)},
         {"name": "icma_generate", "notebook": "02_icma", "kind": "generate", "prompts": icma[:32],
          "new": 8 if small else 32, "batches": (8,) if small else (8, 16)},
         {"name": "moltc_lora_train", "notebook": "04_moltc", "kind": "train", "mode": "lora",
+         "lora": {"r": 8, "alpha": 32, "target_modules": ["q_proj", "v_proj"]},
          "prompts": moltc, "answer": 12, "batches": (4,) if small else (4, 8)},
         {"name": "moltc_full_train", "notebook": "04_moltc", "kind": "train", "mode": "full",
          "prompts": moltc, "answer": 12, "batches": (4,) if small else (8,)},
@@ -91,8 +94,8 @@ def _lm_shape(model, tokenizer, shape: dict, batch: int, precision: str, limit: 
 
     if shape["kind"] == "train":
         trained = copy.deepcopy(model)
-        if shape["mode"] == "lora":
-            trained = apply_lora(trained, r=8, alpha=32, target_modules=["q_proj", "v_proj"])
+        if shape["mode"] == "lora":  # the notebook's own adapters (ICMA: r 32, every linear)
+            trained = apply_lora(trained, **shape["lora"])
         return tp.training_throughput(trained, tokenizer, shape["prompts"], shape["answer"],
                                       batch, shape["mode"], precision, limit,
                                       steps=1 if len(shape["prompts"]) <= 8 else 3)  # fmt: skip
