@@ -1,23 +1,23 @@
 """ICMA's settings: one typed `Settings` with a value set per profile, validated in `problems`.
 
-Sizing of the ``default`` profile, from throughputs measured on 2 quiet cores of an AVX512-BF16
-EPYC (SmolLM2-135M, bf16): LoRA training with ICMA's adapters (r 32 on every linear layer) on
-ICMA's prompts (~573 tokens with the answer, batch 1) 184-205 tokens/s under bf16 autocast on
-float32 weights, and 191 on bf16 weights (no faster, so the weights stay float32); `make bench`'s
-earlier ~270-290 tokens/s were measured with r 8 adapters on q and v only. Generation at ICMA's
-shape (prompts of ~522 tokens, batch 16, bf16 weight copies) ~574 prompt tokens/s of prefill and
-~127 new tokens/s of decoding, batch 16 faster than 32 and 64 at this prompt length. The
-protocol's minimums (192 training prompts x 3 seeds x 2 directions, 100 test molecules per
-direction) make: ICMA 192 x 1 epoch x 3 x 2 x ~580 tokens = 668k tokens (~57 min at 195 tokens/s) and its
-validation (24 prompts, 4 evaluations a run: ~3 min); direct 192 x 1 x 1 seed x 2 x ~235 = 90k
-tokens (~8 min); generation of 100 test prompts per set, at most 128 new tokens: 6 ICMA and 2
-untuned sets (up to ~3.4 min each: ~90 s prefill and the decoding), 2 direct sets (~1.5 min), 4
-probe sets of 50: up to ~35 min; retrieval, the GIN (at most 20 epochs) and scoring ~5 min: up to
-~1 h 50 min in all (less where answers end early, or where training stops early on validation),
-far over the 45-minute target: on this CPU the target and the minimums cannot both hold. LoRA on
-fp32 weights at batch 1 x 8 accumulated keeps the peak under 4 GB at that cut-off (estimated
-~2.4 GB for training, ~3 GB while generating at batch 16). The retrained ablations (each another
-ICMA-sized training per direction and seed) are in ``full`` only.
+Sizing of the ``default`` profile, from throughputs measured on 2 quiet cores of an AVX512-BF16 EPYC
+(SmolLM2-135M, bf16): LoRA training with ICMA's adapters (r 32 on every linear layer) on ICMA's
+prompts (~573 tokens with the answer, batch 1) 184-205 tokens/s under bf16 autocast on float32
+weights, and 191 on bf16 weights (no faster, so the weights stay float32); `make bench`'s earlier
+~270-290 tokens/s were measured with r 8 adapters on q and v only. Generation at ICMA's shape
+(prompts of ~522 tokens, batch 16, bf16 weight copies) ~574 prompt tokens/s of prefill and ~127 new
+tokens/s of decoding, batch 16 faster than 32 and 64 at this prompt length. The protocol's minimums
+(192 training prompts x 3 seeds x 2 directions, 100 test molecules per direction) make: ICMA 192 x 1
+epoch x 3 x 2 x ~580 tokens = 668k tokens (~57 min at 195 tokens/s) and its validation (24 prompts,
+4 evaluations a run: ~3 min); direct 192 x 1 x 1 seed x 2 x ~235 = 90k tokens (~8 min); generation
+of 100 test prompts per set, at most 128 new tokens: 6 ICMA and 2 untuned sets (up to ~3.4 min each:
+~90 s prefill and the decoding), 2 direct sets (~1.5 min), 4 probe sets of 50: up to ~35 min;
+retrieval, the GIN (at most 20 epochs) and scoring ~5 min: up to ~1 h 50 min in all (less where
+answers end early, or where training stops early on validation), far over the 45-minute target: on
+this CPU the target and the minimums cannot both hold. LoRA on fp32 weights at batch 1 x 8
+accumulated keeps the peak under 4 GB at that cut-off (estimated ~2.4 GB for training, ~3 GB while
+generating at batch 16). The retrained ablations (each another ICMA-sized training per direction and
+seed) are in ``full`` only.
 """
 
 from __future__ import annotations
