@@ -288,18 +288,22 @@ class Claim:
         return f"{self.seeds} / {self.seeds_baseline}"
 
     @property
-    def sentence(self) -> str:
-        """The claim as one sentence of a Discussion: its verdict with the difference, interval,
-        test items and seeds; a withheld comparison names the gates that failed instead of
-        printing the NaNs that stand for its withheld difference."""
+    def verdict_text(self) -> str:
+        """The verdict with the difference, interval, test items and seeds; a withheld comparison
+        names the gates that failed instead of printing the NaNs that stand for its difference."""
         if self.verdict == NOT_JUDGED:
             reasons = self.detail.removeprefix("not judged: ") or "an arm failed its gate"
-            return f"{self.claim}: {NOT_JUDGED} ({reasons})"
+            return f"{NOT_JUDGED} ({reasons})"
         interval = f"[{self.low:+.3f}, {self.high:+.3f}]"
         return (
-            f"{self.claim}: {self.verdict} ({self.metric} {self.ours:+.3f}, 95 % {interval}, "
-            f"n = {self.n}, training seeds {self.seeds_text})"
+            f"{self.verdict} ({self.metric} {self.ours:+.3f}, 95 % {interval}, n = {self.n}, "
+            f"training seeds {self.seeds_text})"
         )
+
+    @property
+    def sentence(self) -> str:
+        """The claim as one sentence of a Discussion: the claim, then `verdict_text`."""
+        return f"{self.claim}: {self.verdict_text}"
 
     def as_row(self) -> dict[str, Any]:
         row = {c: getattr(self, c) for c in CLAIM_COLUMNS if c not in ("seeds", "gates")}

@@ -168,7 +168,7 @@ def findings(
                 f"the paired difference {calibration.ours:+.3f} [{calibration.low:+.3f}, "
                 f"{calibration.high:+.3f}] ({calibration.verdict}); "
                 if judged
-                else f"the claim is {calibration.sentence.split(': ', 1)[1]}; "
+                else f"the claim is {calibration.verdict_text}; "
             )
             + (
                 f"the paper's +0.070 lies {calibration.paper_position} our interval"
