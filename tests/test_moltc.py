@@ -684,9 +684,11 @@ def test_pair_lm_session_runs_seeded_variants_validated_with_their_readout(tmp_p
     assert set(run.valid_scores) == {moltc.GREEDY, moltc.EXPECTED_VALUE}
     chosen = min(run.valid_scores, key=run.valid_scores.get)
     assert run.readout == chosen and np.array_equal(run.valid.y_pred, run.valid.readouts[chosen])
+    assert len(run.valid.texts) == 2  # the greedy answers, counted, then filled, on validation
+    assert run.valid.n_unparsed == moltc.parse_values(run.valid.texts)[1]
     pred = run.tests["t"]
-    assert pred.y_pred.shape == (2,) and len(pred.texts) == 2
-    assert pred.n_unparsed == moltc.parse_values(pred.texts)[1]  # counted, then filled
+    assert pred.y_pred.shape == (2,) and set(pred.readouts) == {run.readout}  # one readout on test
+    assert len(pred.texts) == (2 if run.readout == moltc.GREEDY else 0)
     assert np.array_equal(pred.y_pred, pred.readouts[run.readout]) and pred.swapped.shape == (2,)
     # a training seed draws its own adapters: A differs, B starts at zero
     unpretrained = moltc.lm_variants(False)["MolTC"]
@@ -750,7 +752,12 @@ class _FakeSession:
                 pred.swap_rows = subsample(len(test), swap_pairs, 0)
                 pred.swapped = predictions(test, pred.swap_rows, swapped=True)
             out[set_name] = pred
-        valid_pred = LMPredictions(np.zeros(len(valid)), {readout: np.zeros(len(valid))})
+        v = np.zeros(len(valid))
+        valid_readouts = {readout: v, **({moltc.GREEDY: v + np.arange(len(v)) % 3} if regression
+                                          else {})}  # fmt: skip
+        valid_texts = ([f"The accurate value is {x:.2f}." for x in valid_readouts[moltc.GREEDY]]
+                       if regression else [])  # fmt: skip
+        valid_pred = LMPredictions(v, valid_readouts, valid_texts, 1 if regression else 0)
         scores = {readout: 0.5, **({moltc.GREEDY: 0.7} if regression else {})}
         return LMRun(name, variant, seed, _report(), readout, scores, valid_pred, out)
 
@@ -803,7 +810,7 @@ def test_freesolv_gates_and_compares_over_training_seeds():
     table = res.tables[set_name]
     assert list(table.index) == ["training mean", "Morgan + gradient boosting", "MolTC",
                                  moltc.SMILES_ONLY]  # fmt: skip
-    assert table.loc["MolTC", "seeds"] == 2 and table.loc["MolTC", "distinct answers"] == 120
+    assert table.loc["MolTC", "seeds"] == 2 and "distinct answers" not in table.columns
     expected = np.mean([np.sqrt(np.mean((p - res.y_test[set_name]) ** 2))
                         for p in res.predictions(set_name, "MolTC")])  # fmt: skip
     assert table.loc["MolTC", "rmse"] == pytest.approx(expected)
@@ -814,10 +821,14 @@ def test_freesolv_gates_and_compares_over_training_seeds():
     assert valid_rows.value["MolTC", 1, "kept step"] == 2
     assert valid_rows.value["MolTC", 0, "readout: expected value"] == 1.0
     assert valid_rows.value["MolTC", 0, "valid rmse (greedy)"] == 0.7
+    # the greedy answer's diagnostics are read on validation; the test pairs only by the readout
+    assert valid_rows.value["MolTC", 0, "valid distinct answers (greedy)"] == 3
+    assert valid_rows.value["MolTC", 0, "valid unparsed answers (greedy)"] == 1
     assert list(res.training.variant) == ["MolTC", "MolTC", moltc.SMILES_ONLY, moltc.SMILES_ONLY]
     assert res.training.training.iloc[0].startswith("4 of 8 optimiser steps, kept step 2")
     assert len(res.curves) == 12 and set(res.curves.seed) == {0, 1}
-    assert len(res.cot_examples) == 6
+    assert len(res.cot_examples) == 6  # MolTC's greedy answers on validation pairs, labelled
+    assert res.cot_examples["generated (MolTC)"].iloc[1] == "The accurate value is 1.00."
     # fewer seeds for the control arm: the comparison's interval says so
     fewer = moltc.freesolv_lm(settings.with_overrides(control_lm_seeds=1),
                               _stage(session, freesolv_pairs=lm_set))  # fmt: skip

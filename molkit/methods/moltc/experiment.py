@@ -377,9 +377,10 @@ class LMSection(Results):
     baseline), ``context`` (test set -> {name: predictions} of the other baselines on the same
     pairs), ``tables`` (test set -> method x metric; an LM variant's row is its mean over seeds),
     ``training`` (variant x seed: the kept step, the readout chosen on validation and the
-    validation figures), ``curves`` (every validation evaluation), ``cot_examples`` (generated
-    answers beside the measured values, regression), ``labels`` (the sealed test labels) and
-    ``y_test`` (the same labels, filled by the final scoring for the claims and figures)."""
+    validation figures), ``curves`` (every validation evaluation), ``cot_examples`` (MolTC's
+    greedy answers on validation pairs beside the measured values, regression), ``labels`` (the
+    sealed test labels) and ``y_test`` (the same labels, filled by the final scoring for the
+    claims and figures)."""
 
     dataset: str = ""
     task: PairTask | None = None
@@ -451,6 +452,10 @@ def _training_rows(res: LMSection, lm_set: LMSet) -> None:
             }  # fmt: skip
             if regression:
                 figures["readout: expected value"] = float(run.readout == EXPECTED_VALUE)
+                greedy = run.valid.readouts.get(GREEDY)
+                if greedy is not None:
+                    figures["valid distinct answers (greedy)"] = float(len(np.unique(greedy)))
+                    figures["valid unparsed answers (greedy)"] = float(run.valid.n_unparsed)
             for metric, value in figures.items():
                 res.add_row(res.dataset, name, metric, value, run.seed, LM_VALIDATION, note)
             table.append({"variant": name, "seed": run.seed, "readout": run.readout,
@@ -458,12 +463,20 @@ def _training_rows(res: LMSection, lm_set: LMSet) -> None:
             curves.append(rep.curve_frame().assign(variant=name, seed=run.seed))
     res.training = pd.DataFrame(table)
     res.curves = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
+    if regression and "MolTC" in res.runs and res.runs["MolTC"][0].valid.texts:
+        run, frame = res.runs["MolTC"][0], lm_set.valid
+        y = frame[lm_set.task.target].to_numpy(dtype=float)
+        shown = zip(frame.smiles_1, frame.smiles_2, y, run.valid.texts, strict=False)
+        rows = [(a[:28], b[:16], f"{v:.2f}", _printable(t[:90])) for a, b, v, t in shown]
+        res.cot_examples = pd.DataFrame(
+            rows[:6], columns=[*lm_set.task.names, "measured", "generated (MolTC)"]
+        )
 
 
 def _score(res: LMSection, lm_set: LMSet, seed: int) -> None:
     """The final scoring: every test set's labels are read here, once, to score the trivial and
-    context baselines and each run's chosen readout (and its greedy answer, its swap test); rows,
-    ``tables`` (variant rows: mean over seeds) and the regression ``cot_examples``."""
+    context baselines and each run's chosen readout (and its swap test); rows and ``tables``
+    (variant rows: mean over seeds)."""
     kind = lm_set.task.kind
     with final_scoring():
         for set_name, sealed in lm_set.labels.items():
@@ -482,15 +495,6 @@ def _score(res: LMSection, lm_set: LMSet, seed: int) -> None:
                         res.add_row(res.dataset, name, metric, value, run.seed, set_name, note)
                 table[name] = {**pd.DataFrame(per_seed).mean().to_dict(), "seeds": len(runs)}
             res.tables[set_name] = pd.DataFrame(table).T
-        if kind == "regression" and "MolTC" in res.runs:
-            first = next(iter(lm_set.tests))
-            frame, run = lm_set.tests[first], res.runs["MolTC"][0]
-            shown = zip(frame.smiles_1, frame.smiles_2, res.y_test[first], run.tests[first].texts,
-                        strict=False)  # fmt: skip
-            rows = [(a[:28], b[:16], f"{v:.2f}", _printable(t[:90])) for a, b, v, t in shown]
-            res.cot_examples = pd.DataFrame(
-                rows[:6], columns=[*lm_set.task.names, "measured", "generated (MolTC)"]
-            )
 
 
 def _printable(text: str) -> str:
@@ -499,14 +503,10 @@ def _printable(text: str) -> str:
 
 
 def _run_metrics(kind: str, y: np.ndarray, pred) -> dict[str, float]:
-    """One run's test figures on one set: the chosen readout's metrics, then the greedy answer's
-    RMSE, the distinct and unparsed answers (regression), the swap test, the speed."""
+    """One run's test figures on one set: the chosen readout's metrics (the test pairs are read
+    with that readout only; the greedy answer's RMSE, distinct and unparsed answers are validation
+    figures, `_training_rows`), the swap test, the speed."""
     out = task_metrics(kind, y, pred.y_pred)
-    if kind == "regression":
-        greedy = pred.readouts[GREEDY]
-        out["rmse (greedy)"] = float(np.sqrt(np.mean((greedy - y) ** 2)))
-        out["distinct answers"] = float(len(np.unique(greedy)))
-        out["unparsed answers"] = float(pred.n_unparsed)
     if pred.swap_rows is not None:  # the molecules trade places (and roles) in the prompt
         rows = pred.swap_rows
         out.update(swap_consistency(kind, pred.y_pred[rows], pred.swapped))

@@ -458,8 +458,7 @@ class PairLMSession:
         valid_pred.y_pred = valid_pred.readouts[readout]
         out = {}
         for set_name, frame in tests.items():
-            wanted = tuple(dict.fromkeys(r for r in readouts if r in (readout, GREEDY)))
-            pred = reader.predict(frame, wanted)
+            pred = reader.predict(frame, (readout,))  # the other readouts: validation only
             pred.y_pred = pred.readouts[readout]
             if set_name in swap:
                 rows = subsample(len(frame), swap_pairs, self.seed)  # one sample for every seed

@@ -174,6 +174,7 @@ def score_candidates(
                 logp_head = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
                 scores = logp_head[:, first].double()
                 cache = getattr(out, cache_name)
+                croppable = callable(getattr(cache, "crop", None))
                 last = (
                     kwargs["position_ids"][:, -1:]
                     if takes_positions
@@ -187,13 +188,16 @@ def score_candidates(
                         "input_ids": follow,
                         "attention_mask": torch.cat([mask, torch.ones_like(follow)], dim=1),
                         "use_cache": True,
-                        cache_name: copy.deepcopy(cache),
+                        # the prompt's cache, shared: cut back to the prompt after this candidate
+                        cache_name: cache if croppable else copy.deepcopy(cache),
                     }
                     if takes_positions:
                         more_kwargs["position_ids"] = last + torch.arange(
                             1, len(answer), device=device
                         )
                     more = model(**more_kwargs)
+                    if croppable:  # drop this candidate's keys and values (a slice, no copy)
+                        cache.crop(-follow.shape[1])
                     token_logp = torch.log_softmax(more.logits.float(), dim=-1)
                     target = torch.tensor(answer[1:], device=device).expand(len(rows), -1)
                     picked = token_logp.gather(-1, target[..., None])[..., 0].double().sum(1)
