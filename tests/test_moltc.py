@@ -943,7 +943,7 @@ def test_findings_results_table_and_figures():
     lines = moltc.findings(everything, settings, regression, stage, [res])
     text = "\n".join(lines)
     assert "seed 0: 1.200, seed 1: 0.900 (a spread of 0.300)" in text and "0.850 ± 0.015" in text
-    assert "at most 0: water's constant block never enters a tree" in text
+    assert "predictions identical: water's constant block never enters a tree" in text
     assert "combisolu: 10 rows hold 8 distinct measurements" in text
     assert "+20% against the earlier cut (50 tokens; 25% of these SMILES" in text
     assert (
