@@ -83,6 +83,33 @@ def test_training_queries_never_retrieve_themselves(retrievers, name):
         assert retriever.search(queries[:1], k=1).indices[0, 0] in (0, 2)
 
 
+@pytest.mark.parametrize("name", ["bm25", "morgan", "rdkit", "gin", "random"])
+def test_search_in_chunks_of_queries_equals_one_block(retrievers, name, monkeypatch):
+    """Each retriever scores its queries `CHUNK` at a time (a bounded block of scores, whatever
+    the number of queries); chunks of 2 give the neighbours of one block."""
+    from molkit.methods.icma import RandomRetriever
+    from molkit.methods.icma import retrieval as icma_retrieval
+
+    if name == "random":  # a fresh seeded retriever per search: the same draws
+        queries = POOL["smiles"].tolist()
+
+        def make():
+            return RandomRetriever(len(POOL), seed=3)
+    else:
+        retriever, queries = retrievers[name]
+
+        def make():
+            return retriever
+
+    exclude = same_molecule_exclusions(POOL["key"].tolist())
+    assert icma_retrieval.CHUNK >= len(queries)
+    whole = make().search(queries, k=3, exclude=exclude)
+    monkeypatch.setattr(icma_retrieval, "CHUNK", 2)
+    parts = make().search(queries, k=3, exclude=exclude)
+    assert (parts.indices == whole.indices).all()
+    assert np.allclose(parts.scores, whole.scores, atol=1e-6)
+
+
 def test_fingerprint_and_bm25_neighbours_are_sensible(retrievers):
     retriever, _ = retrievers["morgan"]
     assert POOL["smiles"][retriever.search(["CCCCO"], k=1).indices[0, 0]] in ("CCCO", "CCO")
