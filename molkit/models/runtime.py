@@ -190,3 +190,31 @@ def set_threads(n: int | None = None) -> int:
     n = max(1, int(n or 1))
     torch.set_num_threads(n)
     return n
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's ``malloc_trim`` (None elsewhere: macOS, musl)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_freed_memory() -> bool:
+    """Hand the C heap's freed pages back to the operating system (glibc's ``malloc_trim(0)``);
+    False where there is no such call. The LM trainer calls it after each optimiser step on a
+    CPU: its activations change shape with every batch's length, and the heap otherwise keeps
+    every freed block (measured on ICMA's prompts of 364-1,064 tokens, batch 1 x 8: 4.1 GB
+    resident after 24 examples and growing, 7.6 GB over 192 in a notebook; trimmed after each
+    optimiser step, 1.3 GB between steps, at about the same speed). Frees nothing in use: no
+    number changes."""
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True

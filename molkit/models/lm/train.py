@@ -31,7 +31,7 @@ from molkit.models.lm.examples import (
     splice_embeddings,
 )
 from molkit.models.lm.parallel import data_parallel, is_main, shard
-from molkit.models.runtime import autocast
+from molkit.models.runtime import autocast, release_freed_memory
 
 #: The figure a training run with a validation part monitors by default: the mean answer-token
 #: cross-entropy on it.
@@ -229,6 +229,8 @@ def train_causal_lm(
     counted = {"tokens": 0}
     start = time.perf_counter()
 
+    trim_heap = device.type == "cpu"
+
     def step(micro_batches: list[np.ndarray]) -> float:
         model.train()
         accumulated = []
@@ -253,6 +255,8 @@ def train_causal_lm(
         optimiser.step()
         scheduler.step()
         optimiser.zero_grad(set_to_none=True)
+        if trim_heap:  # the step's activations are freed: hand their pages back
+            release_freed_memory()
         losses.append(float(np.mean(accumulated)))
         return losses[-1]
 
