@@ -74,17 +74,12 @@ def _chunked_top_k(
     n: int,
     k: int,
     exclude: Sequence[np.ndarray] | None,
-    chunk: int | None = None,
 ) -> Neighbours:
-    """`_top_k` over ``n`` queries, ``chunk`` (default `CHUNK`) at a time: ``scores(start,
-    stop)`` gives the (stop - start, pool) block of those queries. The same neighbours as one
-    block."""
-    chunk = CHUNK if chunk is None else chunk
-    if chunk < 1:
-        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    """`_top_k` over ``n`` queries, `CHUNK` at a time: ``scores(start, stop)`` gives the
+    (stop - start, pool) block of those queries. The same neighbours as one block."""
     parts = [
-        _top_k(scores(i, min(i + chunk, n)), k, None if exclude is None else exclude[i : i + chunk])
-        for i in range(0, n, chunk)
+        _top_k(scores(i, min(i + CHUNK, n)), k, None if exclude is None else exclude[i : i + CHUNK])
+        for i in range(0, n, CHUNK)
     ]
     if not parts:
         return Neighbours(np.zeros((0, k), dtype=np.int64), np.zeros((0, k)))

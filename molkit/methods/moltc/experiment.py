@@ -452,10 +452,9 @@ def _training_rows(res: LMSection, lm_set: LMSet) -> None:
             }  # fmt: skip
             if regression:
                 figures["readout: expected value"] = float(run.readout == EXPECTED_VALUE)
-                greedy = run.valid.readouts.get(GREEDY)
-                if greedy is not None:
-                    figures["valid distinct answers (greedy)"] = float(len(np.unique(greedy)))
-                    figures["valid unparsed answers (greedy)"] = float(run.valid.n_unparsed)
+                greedy = run.valid.readouts[GREEDY]  # validation reads both readouts
+                figures["valid distinct answers (greedy)"] = float(len(np.unique(greedy)))
+                figures["valid unparsed answers (greedy)"] = float(run.valid.n_unparsed)
             for metric, value in figures.items():
                 res.add_row(res.dataset, name, metric, value, run.seed, LM_VALIDATION, note)
             table.append({"variant": name, "seed": run.seed, "readout": run.readout,
