@@ -14,10 +14,13 @@ of 100 test prompts per set, at most 128 new tokens: 6 ICMA and 2 untuned sets (
 ~90 s prefill and the decoding), 2 direct sets (~1.5 min), 4 probe sets of 50: up to ~35 min;
 retrieval, the GIN (at most 20 epochs) and scoring ~5 min: up to ~1 h 50 min in all (less where
 answers end early, or where training stops early on validation), far over the 45-minute target: on
-this CPU the target and the minimums cannot both hold. LoRA on fp32 weights at batch 1 x 8
-accumulated keeps the peak under 4 GB at that cut-off (estimated ~2.4 GB for training, ~3 GB while
-generating at batch 16). The retrained ablations (each another ICMA-sized training per direction and
-seed) are in ``full`` only.
+this CPU the target and the minimums cannot both hold. Measured since (2026-12-07): a ``default``
+run spent 14.7 min on its first LoRA training (24 optimiser steps, 112 tokens/s with its validation)
+and reached 7.6 GB, the heap keeping the freed activations of every prompt length; one step at the
+cut-off takes 3.1 GB in a process of its own, and the trainer now trims the heap after each step
+(`molkit.models.runtime.release_freed_memory`: 4.1-4.4 GB peak over 24-48 varied prompts). LoRA
+dropout 0.1 costs ~23 % at this shape, gradient checkpointing ~37 % (and peaks at 1.4 GB). The
+retrained ablations (each another ICMA-sized training per direction and seed) are in ``full`` only.
 """
 
 from __future__ import annotations
