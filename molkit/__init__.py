@@ -17,6 +17,7 @@ from molkit.notebook import (
     savefig,
     seed_everything,
     setup,
+    show_table,
 )
 
 __version__ = "0.1.0"
@@ -34,4 +35,5 @@ __all__ = [
     "savefig",
     "seed_everything",
     "setup",
+    "show_table",
 ]

@@ -299,6 +299,17 @@ def record_results(res) -> Any:
     return frame
 
 
+def show_table(frame, rows: int | None = None) -> None:
+    """Display ``frame`` with the whole text of every cell and its first ``rows`` rows (None: all).
+    pandas otherwise cuts each cell at 50 characters, in the HTML that Jupyter and the record's
+    website render as well, which leaves a claim or a caption unreadable."""
+    import pandas as pd
+    from IPython.display import display
+
+    with pd.option_context("display.max_colwidth", None, "display.max_rows", rows):
+        display(frame)
+
+
 def results() -> Any:
     """This notebook's recorded rows so far, as a DataFrame."""
     import pandas as pd

@@ -61,3 +61,21 @@ def test_import_molkit_is_light():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_show_table_keeps_every_claim_whole(monkeypatch):
+    """A claim longer than pandas' 50-character cell limit is shown whole, in the HTML that
+    Jupyter and the record's website render, with the Results columns only."""
+    import IPython.display
+
+    from molkit.methods.experiment import SHOWN_CLAIM_COLUMNS, UNDECIDED, Claim, Results
+
+    text = "mol2cap: ICMA beats direct fine-tuning of the same LM on the same training pairs"
+    res = Results(claims=[Claim("P", text, "+0.1", "rougeL", 0.12345, -0.2, 0.4, UNDECIDED, 100)])
+    table = res.claims_table()
+    assert tuple(table.columns) == SHOWN_CLAIM_COLUMNS and table.loc[0, "ours"] == 0.123
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda f: shown.append(f._repr_html_()))
+    molkit.show_table(table)
+    assert text in shown[0]
+    assert text not in table._repr_html_()  # what a bare display cuts

@@ -49,6 +49,11 @@ CLAIM_COLUMNS = (
     "gates",
     "detail",
 )
+#: The columns of `Results.claims_table`, what a notebook shows of each claim row.
+SHOWN_CLAIM_COLUMNS = (
+    "claim", "paper_figure", "ours", "low", "high", "verdict", "n", "seeds", "paper_vs_ours",
+    "kind",
+)  # fmt: skip
 #: What a claim row compares: a learned arm against its trivial baseline (``gate``), a learned arm
 #: against another model (``comparison``: judged only through `gated`), or a fact that involves
 #: no learned arm's quality (``reference``: a data property, two fixed baselines).
@@ -445,6 +450,16 @@ class Results:
         import pandas as pd
 
         return pd.DataFrame([c.as_row() for c in self.claims], columns=list(CLAIM_COLUMNS))
+
+    def claims_table(self):
+        """The claims as a notebook's Results section shows them (`SHOWN_CLAIM_COLUMNS`, numbers to
+        3 decimals): the claim, the paper's figure, our difference and its interval, the verdict,
+        the test items and training seeds, where the paper's size lies and the row's kind. The
+        gates and details stay in the claims CSV and CLAIMS.md. Show it with `molkit.show_table`,
+        which keeps each claim whole."""
+        return self.claims_frame()[list(SHOWN_CLAIM_COLUMNS)].round(
+            {"ours": 3, "low": 3, "high": 3}
+        )
 
     def __add__(self, other: Results) -> Results:
         return Results(

@@ -8,7 +8,7 @@ caption or a molecule drawn at random from the retrieval pool), then the compari
 `molkit.methods.experiment.gated` (not judged when an arm failed its gate): ICMA against copying
 the best-retrieved output, the untuned LM, direct fine-tuning, MolT5-base, the retrained
 ablations; then the test-time probes, which cite no table because no paper ran them. The text
-printed around the results (`findings`, `discussion`, `closing_note`) is made from these rows.
+printed around the results (`discussion`, `closing_note`) is made from these rows.
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ __all__ = [
     "retrieval_claims",
     "lm_claims",
     "all_claims",
-    "findings",
     "discussion",
     "closing_note",
 ]
@@ -268,23 +267,6 @@ def all_claims(
 
 _WORDS = {"holds": "HOLDS", "contradicted": "is CONTRADICTED", "undecided": "is UNDECIDED",
           NOT_JUDGED: "is NOT JUDGED"}  # fmt: skip
-
-
-def findings(claims: list[Claim]) -> str:
-    """One line per claim: the verdict in words, the difference and its interval (or why it was
-    not judged), the items and training seeds, the paper's size against our interval."""
-    lines = []
-    for c in claims:
-        if c.verdict == NOT_JUDGED:
-            why = c.detail.removeprefix("not judged: ")
-            lines.append(f"- {c.claim}: {_WORDS[c.verdict]} ({why})")
-            continue
-        paper = f"; the paper's {c.paper_vs_ours} our interval" if c.paper_vs_ours else ""
-        lines.append(
-            f"- {c.claim}: {_WORDS.get(c.verdict, c.verdict)} ({c.ours:+.3f} "
-            f"[{c.low:+.3f}, {c.high:+.3f}], n = {c.n}, seeds {c.seeds_text}{paper})"
-        )
-    return "\n".join(lines)
 
 
 def _find(claims: list[Claim], text: str) -> Claim | None:

@@ -119,7 +119,8 @@ def _draw_molecule(ax, smiles: str, size: int = 300) -> bool:
     with BlockLogs():
         mol = Chem.MolFromSmiles(str(smiles)) if str(smiles).strip() else None
     if mol is None:
-        shown = "".join(ch for ch in str(smiles)[:40] if ch.isascii() and ch.isprintable())
+        shown = "".join(ch for ch in str(smiles)[:60] if ch.isascii() and ch.isprintable())
+        shown = "\n".join(textwrap.wrap(shown, 20, break_on_hyphens=False)[:3])  # inside its panel
         ax.text(
             0.5,
             0.5,
@@ -253,54 +254,66 @@ def _method_colour(name: str) -> str:
     return OTHER_COLOUR
 
 
+#: The metric each direction's claims judge (`molkit.methods.icma.scoring.PER_ITEM_METRIC`),
+#: as the summary table names it, and its axis label.
+CLAIM_METRIC = {
+    "mol2cap": ("rougeL", "ROUGE-L F1 (mean per caption)"),
+    "cap2mol": ("morgan_fts_all", "Morgan Tanimoto (mean per molecule, invalid = 0)"),
+}
+
+
 def metrics_vs_baselines(
     tables: Mapping[str, pd.DataFrame],
     n_test: int,
     published: Mapping[str, pd.DataFrame] | None = None,
+    seeds: Mapping[str, int] | None = None,
 ):
-    """BLEU-2 (mol2cap) and Morgan FTS (cap2mol; ``morgan_fts_all`` where the table has it, an
-    invalid SMILES scoring 0, else ``morgan_fts``) of every method of this run: the main ICMA row
-    dark red, its ablations and probes (names starting with "ICMA") light red, and, where the
+    """The metric each direction's claims judge (`CLAIM_METRIC`: ROUGE-L for mol2cap, Morgan
+    Tanimoto with an invalid molecule as 0 for cap2mol) of every method of this run on the same
+    ``n_test`` test molecules, each bar labelled with its value (so that an arm at 0 is seen): the
+    main ICMA row dark red, its ablations and probes (names starting with "ICMA") light red; an arm
+    with several training ``seeds`` (method -> count) is the mean over them and says so. Where the
     ``published`` table of the direction (`molkit.methods.icma.claims.paper_table`) has the same
-    metric, its rows (except MolT5-base) as dashed lines."""
+    metric, its rows (except MolT5-base) are grey lines named in a legend ("paper: ...")."""
     import matplotlib.pyplot as plt
 
-    wanted = {"mol2cap": ("bleu2",), "cap2mol": ("morgan_fts_all", "morgan_fts")}
+    seeds = seeds or {}
     panels = []
-    for direction, candidates in wanted.items():
+    for direction, (metric, label) in CLAIM_METRIC.items():
         if direction not in tables:
             continue
         frame = tables[direction]
-        metric = next((m for m in candidates if m in frame.columns), None)
-        if metric is None:
-            raise KeyError(f"the {direction} table has none of the columns {candidates}")
-        panels.append((direction, metric, frame[metric].dropna().astype(float).sort_values()))
+        if metric not in frame.columns:
+            raise KeyError(f"the {direction} table has no column {metric!r} (its claims' metric)")
+        panels.append(
+            (direction, metric, label, frame[metric].dropna().astype(float).sort_values())
+        )
     if not panels:
-        raise ValueError(f"tables holds none of the directions {tuple(wanted)}")
+        raise ValueError(f"tables holds none of the directions {tuple(CLAIM_METRIC)}")
     n_rows = max(len(v) for *_, v in panels)
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(6 * len(panels), max(4, 0.35 * n_rows + 1.5)), squeeze=False
+        1, len(panels), figsize=(6.5 * len(panels), max(4, 0.4 * n_rows + 1.5)), squeeze=False
     )
-    for ax, (direction, metric, values) in zip(axes[0], panels, strict=True):
+    for ax, (direction, metric, label, values) in zip(axes[0], panels, strict=True):
         names = [str(m) for m in values.index]
-        ax.barh(names, values.values, color=[_method_colour(m) for m in names])
+        shown = [f"{m} (mean of {seeds[m]} seeds)" if seeds.get(m, 1) > 1 else m for m in names]
+        bars = ax.barh(shown, values.values, color=[_method_colour(m) for m in names])
+        ax.bar_label(bars, fmt="%.3f", padding=2, fontsize=7)
+        top = max(float(values.max()), 0.05)
         paper = (published or {}).get(direction)
         if paper is not None and metric in paper.columns:
-            for name, value in paper[metric].dropna().items():
-                if "MolT5-base" in name:
-                    continue
-                ax.axvline(value, ls="--", lw=1, color="grey")
-                ax.text(
-                    value,
-                    len(values) - 0.5,
-                    name.split(" (")[0],
-                    rotation=90,
-                    fontsize=7,
-                    va="top",
-                    ha="right",
-                )
-        ax.set_xlabel(f"{metric} ({n_test} test molecules)")
-        ax.set_title(direction)
+            rows = [(n, v) for n, v in paper[metric].dropna().items() if "MolT5-base" not in n]
+            for (name, value), style in zip(
+                rows, ("--", ":", "-.", (0, (5, 1, 1, 1))), strict=False
+            ):
+                top = max(top, float(value))
+                ax.axvline(value, ls=style, lw=1.2, color="dimgrey",
+                           label=f"paper: {name} {value:.3f}")  # fmt: skip
+            if rows:
+                ax.legend(fontsize=7, loc="lower right", framealpha=0.9)
+        ax.set_xlim(0, top * 1.15)
+        ax.set_xlabel(label)
+        ax.set_title(f"{direction}: the same {n_test} test molecules")
     fig.tight_layout()
     return fig
 

@@ -419,19 +419,22 @@ def lm_memory_line(
     ``local_files_only``: never ask the hub) or its architecture has no parameter formula, the
     line says the estimate is unavailable and why, and nothing is refused."""
     import dataclasses
+    from pathlib import Path
 
     from molkit.models.registry import ModelNotInstalledError
 
+    # a local folder by its own name: a run's (temporary) folders stay out of the record
+    label = Path(name).name if Path(str(name)).is_dir() else str(name)
     try:
         config = lm_config(name, local_files_only=local_files_only)
     except (ConfigUnavailableError, ModelNotInstalledError) as exc:
-        return f"memory: no estimate for {name} (the run is not checked): {exc}"
+        return f"memory: no estimate for {label} (the run is not checked): {exc}"
     if getattr(config, "model_type", None) not in SUPPORTED_MODEL_TYPES:
         return (
-            f"memory: no estimate for {name} (the run is not checked): no parameter formula for "
+            f"memory: no estimate for {label} (the run is not checked): no parameter formula for "
             f"model_type {config.model_type!r} (supported: {', '.join(SUPPORTED_MODEL_TYPES)})"
         )
     est = dataclasses.replace(
-        estimate_lm_memory(config, dtype, quantization, **estimate), name=str(name)
+        estimate_lm_memory(config, dtype, quantization, **estimate), name=label
     )
     return check_fits(est, device, settings_hint, free_bytes=free_bytes)
