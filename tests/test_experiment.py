@@ -177,3 +177,26 @@ def test_a_list_parameter_given_as_text_on_the_command_line():
     assert settings.with_overrides(lm_model="[not a list").lm_model == "[not a list"
     with pytest.raises(ValueError, match="as a list"):
         settings.with_overrides(datasets="[my.csv")
+
+
+def test_verdict_summary_counts_the_verdicts_per_kind():
+    from molkit.methods.experiment import (
+        CONTRADICTED,
+        HOLDS,
+        NOT_JUDGED,
+        UNDECIDED,
+        Claim,
+        verdict_summary,
+    )
+
+    def claim(verdict, kind):
+        return Claim("p", "c", "f", "auc", 0.1, 0.0, 0.2, verdict, 10, kind=kind)
+
+    claims = [claim(HOLDS, "gate"), claim(HOLDS, "gate"), claim(UNDECIDED, "gate"),
+              claim(HOLDS, "comparison"), claim(NOT_JUDGED, "comparison"),
+              claim(CONTRADICTED, "reference")]  # fmt: skip
+    assert verdict_summary(claims) == (
+        "6 claim rows: 3 gates (2 hold, 1 undecided); 2 comparisons (1 holds, 1 not judged); "
+        "1 reference (1 contradicted)"
+    )
+    assert verdict_summary([]) == "no claim rows"

@@ -374,6 +374,30 @@ def paired_claim(
     )
 
 
+def verdict_summary(claims: Sequence[Claim]) -> str:
+    """One sentence counting the verdicts of a notebook's claim rows per kind, for a Discussion
+    that reads the claims table instead of repeating it: "6 claim rows: 3 gates (2 hold, 1
+    undecided); 2 comparisons (1 holds, 1 not judged); 1 reference (1 contradicted)"."""
+    parts = []
+    for kind in CLAIM_KINDS:
+        verdicts = [c.verdict for c in claims if c.kind == kind]
+        if not verdicts:
+            continue
+        counts = {v: verdicts.count(v) for v in dict.fromkeys(
+            [HOLDS, CONTRADICTED, UNDECIDED, NOT_JUDGED, *verdicts])}  # fmt: skip
+        said = ", ".join(
+            f"{n} {'hold' if v == HOLDS and n > 1 else v}" for v, n in counts.items() if n
+        )
+        parts.append(f"{_count(len(verdicts), kind)} ({said})")
+    if not parts:
+        return "no claim rows"
+    return f"{_count(len(claims), 'claim row')}: " + "; ".join(parts)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def gated(comparison: Claim, gates: Sequence[Claim]) -> Claim:
     """A comparison between two models, reported only when each passed its gate.
 
@@ -460,6 +484,10 @@ class Results:
         return self.claims_frame()[list(SHOWN_CLAIM_COLUMNS)].round(
             {"ours": 3, "low": 3, "high": 3}
         )
+
+    def verdict_summary(self) -> str:
+        """`verdict_summary` of the claims: their verdicts counted per kind, in one sentence."""
+        return verdict_summary(self.claims)
 
     def __add__(self, other: Results) -> Results:
         return Results(
