@@ -2,6 +2,8 @@
 through (`molkit.models.lm.pipeline`), on tiny random LMs; ICMA's memory line and the `full`
 profile's Galactica loading."""
 
+import os
+
 import pandas as pd
 import pytest
 import torch
@@ -153,7 +155,7 @@ def test_full_profile_loads_galactica_in_bf16_with_lora_and_checks_memory(tmp_pa
         )  # fmt: skip
     lora = smoke.with_overrides(lm_dtype="bf16")
     line = lm_memory(lora, path, 64, "cpu", free_bytes=10**12)
-    assert line.startswith(f"memory: {path} needs about")
+    assert line.startswith(f"memory: {os.path.basename(path)} needs about")
     assert "bf16, LoRA r 32, batch 4 x 64 tokens" in line
     assert "full fine-tuning" in lm_memory(
         smoke.with_overrides(lora=False), path, 64, "cpu", free_bytes=10**12

@@ -10,6 +10,7 @@ import functools
 import gzip
 import json
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -1235,7 +1236,10 @@ def test_full_profile_generates_with_mistral_in_4bit_and_checks_memory(tmp_path,
                                            "from the cache; throughput_prompts = 0)")  # fmt: skip
     settings = smoke.with_overrides(lm_model=path, lm_dtype="bf16", offline=False)
     line = lardo.lm_memory(settings, "cpu", free_bytes=10**12)
-    assert line.startswith(f"memory: {path} needs about") and "bf16, inference, batch 8 x" in line
+    assert (
+        line.startswith(f"memory: {os.path.basename(path)} needs about")
+        and "bf16, inference, batch 8 x" in line
+    )
     speed = settings.with_overrides(offline=True, throughput_prompts=3)  # only the benchmark loads
     assert "inference, batch 3 x 544 tokens" in lardo.lm_memory(speed, "cpu", free_bytes=10**12)
     with pytest.raises(InsufficientMemoryError, match="lm_quantization='4bit' or throughput_"):

@@ -5,6 +5,7 @@
 import ast
 import dataclasses
 import math
+import os
 from dataclasses import FrozenInstanceError
 from pathlib import Path
 
@@ -1030,7 +1031,10 @@ def test_full_profile_loads_galactica_in_bf16_and_checks_memory_first(tmp_path, 
         moltc.PairLMSession(path, GIN(num_layers=1, hidden=8), settings.with_overrides(
             lm_quantization="4bit"))  # fmt: skip
     line = moltc.lm_memory(settings, path, "cpu", free_bytes=10**12)
-    assert line.startswith(f"memory: {path} needs about") and "bf16, LoRA r 8" in line
+    assert (
+        line.startswith(f"memory: {os.path.basename(path)} needs about")
+        and "bf16, LoRA r 8" in line
+    )
     assert "1000.0 GB free on cpu" in line and "\n" not in line
     with pytest.raises(InsufficientMemoryError, match="lm_quantization='4bit', lm_batch_size"):
         moltc.lm_memory(settings, path, "cpu", free_bytes=1000)
